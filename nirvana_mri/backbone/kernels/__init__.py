@@ -1,0 +1,73 @@
+"""Memory kernels of the Nirvana backbone, with automatic dispatch.
+
+``gated_delta_rule`` and ``trigger_step`` run the Triton kernels on CUDA tensors and the PyTorch
+reference elsewhere. Force one with ``backend="torch" | "triton"`` or the environment variable
+``NIRVANA_KERNELS`` (which wins over ``"auto"`` only). Each Triton kernel file is self-contained (its
+autograd Function included) and tested against the reference in this folder.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .attention import causal_attention
+from .gated_delta_rule_reference import chunk_gated_delta_rule_reference, naive_recurrent_gated_delta_rule
+from .trigger_reference import TriggerState, TriggerWeights, initial_state, trigger_step_reference
+
+__all__ = [
+    "TriggerState",
+    "TriggerWeights",
+    "causal_attention",
+    "chunk_gated_delta_rule_reference",
+    "gated_delta_rule",
+    "initial_state",
+    "naive_recurrent_gated_delta_rule",
+    "resolve_backend",
+    "trigger_step",
+    "triton_available",
+]
+
+
+def triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """``"torch"`` or ``"triton"`` for a requested backend (``auto``/``torch``/``triton``) and device."""
+    if backend == "auto":
+        backend = os.environ.get("NIRVANA_KERNELS", "auto")
+    if backend == "auto":
+        return "triton" if device.type == "cuda" and triton_available() else "torch"
+    if backend not in ("torch", "triton"):
+        raise ValueError(f"unknown kernel backend {backend!r} (expected auto, torch or triton)")
+    if backend == "triton" and not triton_available():
+        raise RuntimeError("kernel backend 'triton' requested but triton is not installed")
+    return backend
+
+
+def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
+                     use_qk_l2norm=True, backend: str = "auto"):
+    """Chunked gated delta rule (see ``gated_delta_rule_reference`` for the semantics)."""
+    if resolve_backend(backend, q.device) == "triton":
+        from .gated_delta_rule_triton import chunk_gated_delta_rule_triton
+
+        return chunk_gated_delta_rule_triton(q, k, v, g, beta, scale, initial_state, output_final_state,
+                                             use_qk_l2norm)
+    return chunk_gated_delta_rule_reference(q, k, v, g, beta, scale, initial_state, output_final_state,
+                                            use_qk_l2norm)
+
+
+def trigger_step(q, k, v, weights: TriggerWeights, state: TriggerState, lr_linear: float = 1e-2,
+                 lr_ln: float = 1e-2, learn: bool = True, backend: str = "auto"):
+    """One layer of the Trigger: learn(k, v) then predict(q); returns ``(h, new_state)``."""
+    if resolve_backend(backend, q.device) == "triton":
+        from .trigger_triton import trigger_step_triton
+
+        return trigger_step_triton(q, k, v, weights, state, lr_linear, lr_ln, learn)
+    return trigger_step_reference(q, k, v, weights, state, lr_linear, lr_ln, learn)

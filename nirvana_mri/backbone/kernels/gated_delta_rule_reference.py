@@ -1,0 +1,120 @@
+"""Gated delta rule in plain PyTorch: a naive per-token recurrence (the test oracle) and a chunked
+form (WY / UT transform) that runs on any device and backpropagates through autograd.
+
+Layout follows flash-linear-attention: ``q, k`` ``[B, T, H, K]``, ``v`` ``[B, T, H, V]``, ``g`` (log
+decay, <= 0) and ``beta`` (write strength in [0, 1]) ``[B, T, H]``; the state is ``[B, H, K, V]``.
+
+Per head and token:  S <- S * exp(g_t);  u = beta_t (v_t - S^T k_t);  S <- S + k_t u^T;
+o_t = S^T (scale * q_t).  With ``use_qk_l2norm`` q and k are L2-normalised first (eps 1e-6).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+CHUNK_SIZE = 64
+
+
+def l2_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """``x / sqrt(sum(x^2) + eps)`` over the last dimension, computed in float32 or better."""
+    work = x if x.dtype == torch.float64 else x.float()
+    return (work * torch.rsqrt(work.pow(2).sum(-1, keepdim=True) + eps)).to(x.dtype)
+
+
+def naive_recurrent_gated_delta_rule(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    scale: float | None = None,
+    initial_state: torch.Tensor | None = None,
+    output_final_state: bool = False,
+    use_qk_l2norm: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One token at a time, in the inputs' dtype (pass float64 for an exact oracle)."""
+    if use_qk_l2norm:
+        q, k = l2_normalize(q), l2_normalize(k)
+    batch, length, heads, key_dim = k.shape
+    scale = key_dim**-0.5 if scale is None else scale
+    state = q.new_zeros(batch, heads, key_dim, v.shape[-1])
+    if initial_state is not None:
+        state = state + initial_state.to(state.dtype)
+    outputs = []
+    for t in range(length):
+        state = state * g[:, t].exp()[..., None, None]
+        k_t, v_t = k[:, t], v[:, t]
+        residual = v_t - torch.einsum("bhk,bhkv->bhv", k_t, state)
+        update = beta[:, t, :, None] * residual
+        state = state + k_t[..., :, None] * update[..., None, :]
+        outputs.append(torch.einsum("bhk,bhkv->bhv", q[:, t] * scale, state))
+    out = torch.stack(outputs, dim=1)
+    return out, (state if output_final_state else None)
+
+
+def chunk_gated_delta_rule_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    scale: float | None = None,
+    initial_state: torch.Tensor | None = None,
+    output_final_state: bool = False,
+    use_qk_l2norm: bool = False,
+    chunk_size: int = CHUNK_SIZE,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Chunked gated delta rule; any ``T`` (the tail is zero-padded, which leaves the state as is).
+
+    Within a chunk of C tokens with cumulative log-decay ``G`` (gamma = exp(G)) and incoming state
+    S0, the writes ``u`` solve a unit lower-triangular system
+        (I + diag(beta) L) u = diag(beta) (V - diag(gamma) K S0),  L_ts = (gamma_t/gamma_s) k_t.k_s, s<t,
+    then  O = scale (diag(gamma) Q S0 + (Q K^T * Gamma) u)  and
+    S_C = gamma_C S0 + (K * gamma_C/gamma)^T u.   Arithmetic runs in float32 (or float64).
+    """
+    out_dtype = v.dtype
+    work = torch.float64 if q.dtype == torch.float64 else torch.float32
+    if use_qk_l2norm:
+        q, k = l2_normalize(q), l2_normalize(k)
+    batch, length, heads, key_dim = k.shape
+    value_dim = v.shape[-1]
+    scale = key_dim**-0.5 if scale is None else scale
+
+    pad = (-length) % chunk_size
+    # [B, T, H, D] -> [B, H, N, C, D]; g and beta -> [B, H, N, C]
+    def to_chunks(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(work).transpose(1, 2)
+        if pad:
+            x = F.pad(x, (0, 0, 0, pad) if x.dim() == 4 else (0, pad))
+        return x.reshape(batch, heads, -1, chunk_size, *x.shape[3:])
+
+    q, k, v, g, beta = (to_chunks(x) for x in (q, k, v, g, beta))
+    num_chunks = q.shape[2]
+
+    log_decay = g.cumsum(-1)  # G_t within each chunk
+    gamma = log_decay.exp()
+    strictly_upper = torch.ones(chunk_size, chunk_size, dtype=torch.bool, device=q.device).triu(1)
+    pair_decay = (log_decay[..., :, None] - log_decay[..., None, :]).masked_fill(strictly_upper, float("-inf")).exp()
+
+    eye = torch.eye(chunk_size, dtype=work, device=q.device)
+    lower = (k @ k.transpose(-1, -2)) * pair_decay * beta[..., :, None]
+    system = eye + lower.tril(-1)
+    rhs = torch.cat([beta[..., None] * v, (beta * gamma)[..., None] * k], dim=-1)
+    solved = torch.linalg.solve_triangular(system, rhs, upper=False, unitriangular=True)
+    w_v, w_k = solved.split([value_dim, key_dim], dim=-1)  # u = w_v - w_k @ S0
+    scores = (q @ k.transpose(-1, -2)) * pair_decay  # causal (diagonal included)
+    state_decay = (log_decay[..., -1:] - log_decay).exp()  # gamma_C / gamma_t
+
+    state = q.new_zeros(batch, heads, key_dim, value_dim)
+    if initial_state is not None:
+        state = state + initial_state.to(work)
+    outputs = []
+    for n in range(num_chunks):
+        u = w_v[:, :, n] - w_k[:, :, n] @ state
+        q_n = q[:, :, n] * scale
+        outputs.append((gamma[:, :, n, :, None] * q_n) @ state + (scores[:, :, n] * scale) @ u)
+        state = gamma[:, :, n, -1, None, None] * state + (k[:, :, n] * state_decay[:, :, n, :, None]).transpose(-1, -2) @ u
+    out = torch.stack(outputs, dim=2).reshape(batch, heads, -1, value_dim)[:, :, :length]
+    out = out.transpose(1, 2).to(out_dtype)
+    return out, (state if output_final_state else None)

@@ -1,0 +1,72 @@
+"""Small building blocks of the backbone: norms, the short causal convolution, MLP, low-rank maps."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class RMSNorm(nn.Module):
+    """``x / rms(x) * weight``, statistics in float32."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        work = x.float()
+        normed = work * torch.rsqrt(work.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (normed * self.weight.float()).to(x.dtype)
+
+
+class GatedRMSNorm(RMSNorm):
+    """RMSNorm of the memory output times a swish gate: ``rmsnorm(x) * gate * sigmoid(gate)``."""
+
+    def forward(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        gate = gate.float()
+        return (super().forward(x).float() * gate * torch.sigmoid(gate)).to(x.dtype)
+
+
+class ShortConvolution(nn.Module):
+    """Depthwise causal 1-D convolution over time followed by SiLU; ``[B, T, D] -> [B, T, D]``."""
+
+    def __init__(self, dim: int, kernel_size: int = 4) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.weight = nn.Parameter(torch.empty(dim, 1, kernel_size))
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded = F.pad(x.transpose(1, 2), (self.kernel_size - 1, 0))
+        return F.silu(F.conv1d(padded, self.weight.to(x.dtype), groups=x.shape[-1])).transpose(1, 2)
+
+
+class SwiGLU(nn.Module):
+    """Gated MLP: ``down(silu(gate) * up)`` with gate and up from one fused projection."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int) -> None:
+        super().__init__()
+        self.gate_up_proj = nn.Linear(hidden_size, 2 * intermediate_size, bias=False)
+        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+
+class LowRank(nn.Module):
+    """``up(act(down(x)))``: a rank-``rank`` linear map (LoRA-style), optionally with SiLU between."""
+
+    def __init__(self, in_features: int, rank: int, out_features: int, activation: bool = False) -> None:
+        super().__init__()
+        self.down = nn.Linear(in_features, rank, bias=False)
+        self.up = nn.Linear(rank, out_features, bias=False)
+        self.activation = activation
+        nn.init.xavier_uniform_(self.down.weight)
+        nn.init.zeros_(self.up.weight)  # starts as the zero map, like the published LoRA init
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.down(x)
+        return self.up(F.silu(hidden) if self.activation else hidden)

@@ -1,0 +1,92 @@
+"""The MRI forward model: the ground floor that data simulation, codecs and baselines share.
+
+Conventions (those of fastMRI, so that its models and transforms plug in unchanged):
+- torch k-space and images are real tensors with a trailing dimension of 2 (real, imaginary):
+  multi-coil k-space ``[B, coils, H, W, 2]``, a coil-combined image ``[B, 1, H, W, 2]``;
+- a sampling mask broadcasts against k-space: ``[B, 1, 1, W, 1]`` for 1-D (column) masks,
+  ``[B, 1, H, W, 1]`` for 2-D patterns; non-zero means "measured";
+- FFTs are centred and orthonormal (``fastmri.fft2c`` / ``ifft2c``).
+numpy helpers work on complex arrays with the same centring and norm.
+"""
+
+from __future__ import annotations
+
+import fastmri
+import numpy as np
+import torch
+
+fft2c = fastmri.fft2c
+ifft2c = fastmri.ifft2c
+complex_mul = fastmri.complex_mul
+complex_conj = fastmri.complex_conj
+complex_abs = fastmri.complex_abs
+
+
+def fft2c_np(image: np.ndarray) -> np.ndarray:
+    """Centred orthonormal 2-D FFT over the last two axes of a complex array."""
+    shifted = np.fft.ifftshift(image, axes=(-2, -1))
+    return np.fft.fftshift(np.fft.fft2(shifted, norm="ortho"), axes=(-2, -1))
+
+
+def ifft2c_np(kspace: np.ndarray) -> np.ndarray:
+    """Centred orthonormal inverse 2-D FFT over the last two axes of a complex array."""
+    shifted = np.fft.ifftshift(kspace, axes=(-2, -1))
+    return np.fft.fftshift(np.fft.ifft2(shifted, norm="ortho"), axes=(-2, -1))
+
+
+def rss_np(coil_images: np.ndarray, axis: int = -3) -> np.ndarray:
+    """Root-sum-of-squares coil combination of complex coil images."""
+    return np.sqrt(np.sum(np.abs(coil_images) ** 2, axis=axis))
+
+
+def sens_expand(image: torch.Tensor, sens_maps: torch.Tensor) -> torch.Tensor:
+    """Coil-combined image ``[B,1,H,W,2]`` -> multi-coil k-space ``[B,C,H,W,2]``."""
+    return fft2c(complex_mul(image, sens_maps))
+
+
+def sens_reduce(kspace: torch.Tensor, sens_maps: torch.Tensor) -> torch.Tensor:
+    """Multi-coil k-space ``[B,C,H,W,2]`` -> coil-combined image ``[B,1,H,W,2]`` (adjoint of expand)."""
+    return complex_mul(ifft2c(kspace), complex_conj(sens_maps)).sum(dim=1, keepdim=True)
+
+
+def apply_mask(kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Zero the k-space samples that the mask marks as not measured."""
+    return kspace * mask.to(kspace.dtype)
+
+
+def data_consistency(predicted: torch.Tensor, measured: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Hard data consistency: keep measured samples exactly, take the prediction elsewhere."""
+    return torch.where(mask.bool(), measured, predicted)
+
+
+def rss(kspace_or_images: torch.Tensor, is_kspace: bool = True) -> torch.Tensor:
+    """RSS magnitude ``[B,H,W]`` of multi-coil data ``[B,C,H,W,2]`` (k-space by default)."""
+    images = ifft2c(kspace_or_images) if is_kspace else kspace_or_images
+    return fastmri.rss(complex_abs(images), dim=1)
+
+
+def zero_filled(masked_kspace: torch.Tensor) -> torch.Tensor:
+    """The zero-filled RSS reconstruction ``[B,H,W]`` of masked multi-coil k-space."""
+    return rss(masked_kspace, is_kspace=True)
+
+
+def center_crop(image: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Crop the last two dimensions to ``shape`` around the centre (fastMRI's convention).
+
+    When ``shape`` is larger than the image along a dimension, that dimension is kept whole
+    (fastMRI's own crop refuses; reconstructions smaller than the target are rare but legal).
+    """
+    h, w = image.shape[-2:]
+    th, tw = min(shape[0], h), min(shape[1], w)
+    top, left = (h - th) // 2, (w - tw) // 2
+    return image[..., top : top + th, left : left + tw]
+
+
+def mask_from_kspace_np(kspace: np.ndarray) -> np.ndarray:
+    """Sampling pattern ``[H, W]`` (bool) of undersampled complex k-space ``[..., H, W]``.
+
+    A location counts as measured when any coil / slice has a non-zero sample there: measured
+    k-space is never exactly zero, skipped locations are stored as exact zeros.
+    """
+    flat = np.abs(kspace).reshape(-1, *kspace.shape[-2:])
+    return np.any(flat > 0, axis=0)
