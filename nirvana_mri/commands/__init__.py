@@ -1,0 +1,1 @@
+"""One module per ``nirvana-mri`` subcommand (argument parsing and user-facing output only)."""
