@@ -1,0 +1,92 @@
+"""Learned reconstruction models share one interface and one checkpoint format.
+
+Interface (that of fastMRI's VarNet, so its models plug in unchanged)::
+
+    model(masked_kspace [B, C, H, W, 2], mask [B, 1, 1|H, W, 1], num_low_frequencies: int | None)
+        -> magnitude image [B, H, W] (full size; cropping to the target happens outside)
+
+Checkpoint folder (Hugging Face style)::
+
+    config.json        {"method": <registered name>, "model_args": {...}, ...extra metadata}
+    model.safetensors  the state dict (never pickled)
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from nirvana_mri.io_utils import atomic_path, atomic_write_text
+
+# method name -> "module:Class"; classes take ``**model_args`` and may define ``from_checkpoint_folder``
+REGISTRY: dict[str, str] = {
+    "nirvana_mri": "nirvana_mri.codecs.model:NirvanaMRI",
+    "unet": "nirvana_mri.baselines.learned:UNetRecon",
+    "e2e_varnet": "nirvana_mri.baselines.learned:VarNetRecon",
+}
+
+
+def model_class(method: str) -> type[torch.nn.Module]:
+    if method not in REGISTRY:
+        raise ValueError(f"unknown reconstruction method {method!r}; known: {', '.join(REGISTRY)}")
+    module_name, class_name = REGISTRY[method].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def save_recon_model(model: torch.nn.Module, folder: str | Path, method: str, model_args: dict[str, Any],
+                     trainable_only: bool = False, **metadata: Any) -> None:
+    """Write ``config.json`` + ``model.safetensors`` atomically. ``trainable_only`` stores only
+    parameters that require grad (a frozen backbone is then referenced by ``model_args``)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    state = {
+        name: tensor.detach().contiguous().clone().cpu()
+        for name, tensor in model.state_dict().items()
+        if not trainable_only or name in trainable or not _is_parameter(model, name)
+    }
+    with atomic_path(folder / "model.safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt", "method": method})
+    config = {"method": method, "model_args": model_args, "trainable_only": trainable_only, **metadata}
+    atomic_write_text(folder / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def _is_parameter(model: torch.nn.Module, name: str) -> bool:
+    return name in dict(model.named_parameters())
+
+
+def read_recon_config(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{folder}: no config.json (not a reconstruction model folder)")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: invalid JSON ({err})") from None
+    if "method" not in config:
+        raise ValueError(f"{path}: no 'method' entry")
+    return config
+
+
+def load_recon_model(folder: str | Path, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild a model from its folder; strict about missing or unexpected tensors."""
+    folder = Path(folder)
+    config = read_recon_config(folder)
+    cls = model_class(config["method"])
+    model = cls(**config.get("model_args", {}))
+    weights = folder / "model.safetensors"
+    if not weights.exists():
+        raise FileNotFoundError(f"{folder}: no model.safetensors")
+    state = load_file(str(weights), device=str(map_location))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if config.get("trainable_only"):
+        frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+        missing = [name for name in missing if name not in frozen]
+    if missing or unexpected:
+        raise ValueError(f"{weights}: missing tensors {sorted(missing)}; unexpected tensors {sorted(unexpected)}")
+    return model.to(map_location), config
