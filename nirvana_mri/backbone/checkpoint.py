@@ -162,7 +162,8 @@ def load_pretrained(cls, path: str | Path, dtype: torch.dtype | None = None, **o
         head = tensors.pop("lm_head.weight", None)
         embed = tensors.get("model.embeddings.weight")
         if head is not None and embed is not None and not torch.equal(head, embed):
-            raise CheckpointError(f"{folder}: tie_word_embeddings is true but lm_head.weight differs from the embeddings")
+            raise CheckpointError(
+                f"{folder}: tie_word_embeddings is true but lm_head.weight differs from the embeddings")
         if embed is not None:
             tensors["lm_head.weight"] = embed
 
@@ -213,7 +214,8 @@ def save_pretrained(model: torch.nn.Module, path: str | Path, dtype: torch.dtype
             save_file(shard, str(tmp), metadata={"format": "pt"})
         weight_map.update({key: name for key in shard})
     total = sum(t.numel() * t.element_size() for t in tensors.values())
-    atomic_write_text(folder / INDEX_FILE, json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    atomic_write_text(folder / INDEX_FILE, json.dumps(index, indent=2))
 
 
 def _split_into_shards(tensors: dict[str, torch.Tensor], max_bytes: int | None) -> list[dict[str, torch.Tensor]]:

@@ -124,9 +124,9 @@ class NirvanaConfig:
 
     def num_parameters(self) -> int:
         """Parameter count of a model built from this config (tied head counted once)."""
-        from nirvana_mri.backbone.model import NirvanaForCausalLM
-
         import torch
+
+        from nirvana_mri.backbone.model import NirvanaForCausalLM
 
         with torch.device("meta"):
             model = NirvanaForCausalLM(self)
@@ -140,8 +140,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(vocab_size=512, hidden_size=128, num_heads=2, num_hidden_layers=4, concept_dim=32, logit_dim=16),
     "small": dict(vocab_size=512, hidden_size=256, num_heads=4, num_hidden_layers=8, concept_dim=32, logit_dim=16),
     "base": dict(vocab_size=512, hidden_size=384, num_heads=6, num_hidden_layers=8, concept_dim=64, logit_dim=32),
-    "1024x12": dict(vocab_size=32000, hidden_size=1024, num_heads=16, num_hidden_layers=12, concept_dim=64, logit_dim=32),
-    "nirvana-1.3b": dict(vocab_size=32000, hidden_size=2048, num_heads=16, num_hidden_layers=24, concept_dim=64, logit_dim=32),
+    "1024x12": dict(
+        vocab_size=32000, hidden_size=1024, num_heads=16, num_hidden_layers=12, concept_dim=64, logit_dim=32
+    ),
+    "nirvana-1.3b": dict(
+        vocab_size=32000, hidden_size=2048, num_heads=16, num_hidden_layers=24, concept_dim=64, logit_dim=32
+    ),
 }
 
 

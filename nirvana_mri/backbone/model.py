@@ -91,7 +91,9 @@ class NirvanaModel(nn.Module):
 
         return load_pretrained(cls, path, dtype=dtype, **overrides)
 
-    def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None, max_shard_bytes: int | None = None) -> None:
+    def save_pretrained(
+        self, path: str | Path, dtype: torch.dtype | None = None, max_shard_bytes: int | None = None
+    ) -> None:
         from .checkpoint import save_pretrained
 
         save_pretrained(self, path, dtype=dtype, max_shard_bytes=max_shard_bytes)
@@ -118,7 +120,8 @@ class NirvanaForCausalLM(nn.Module):
         out = self.model(input_ids=input_ids, inputs_embeds=inputs_embeds, output_hidden_states=output_hidden_states)
         out.logits = self.lm_head(out.last_hidden_state)
         if labels is not None:  # next-token prediction; label -100 is ignored
-            out.loss = F.cross_entropy(out.logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
+            predictions = out.logits[:, :-1].flatten(0, 1).float()
+            out.loss = F.cross_entropy(predictions, labels[:, 1:].flatten(), ignore_index=-100)
         return out
 
     @property
@@ -135,7 +138,9 @@ class NirvanaForCausalLM(nn.Module):
 
         return load_pretrained(cls, path, dtype=dtype, **overrides)
 
-    def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None, max_shard_bytes: int | None = None) -> None:
+    def save_pretrained(
+        self, path: str | Path, dtype: torch.dtype | None = None, max_shard_bytes: int | None = None
+    ) -> None:
         from .checkpoint import save_pretrained
 
         save_pretrained(self, path, dtype=dtype, max_shard_bytes=max_shard_bytes)

@@ -114,7 +114,8 @@ def chunk_gated_delta_rule_reference(
         u = w_v[:, :, n] - w_k[:, :, n] @ state
         q_n = q[:, :, n] * scale
         outputs.append((gamma[:, :, n, :, None] * q_n) @ state + (scores[:, :, n] * scale) @ u)
-        state = gamma[:, :, n, -1, None, None] * state + (k[:, :, n] * state_decay[:, :, n, :, None]).transpose(-1, -2) @ u
+        decayed_keys = k[:, :, n] * state_decay[:, :, n, :, None]
+        state = gamma[:, :, n, -1, None, None] * state + decayed_keys.transpose(-1, -2) @ u
     out = torch.stack(outputs, dim=2).reshape(batch, heads, -1, value_dim)[:, :, :length]
     out = out.transpose(1, 2).to(out_dtype)
     return out, (state if output_final_state else None)
