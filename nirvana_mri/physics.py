@@ -90,3 +90,28 @@ def mask_from_kspace_np(kspace: np.ndarray) -> np.ndarray:
     """
     flat = np.abs(kspace).reshape(-1, *kspace.shape[-2:])
     return np.any(flat > 0, axis=0)
+
+
+def _central_run(sampled: torch.Tensor) -> int:
+    """Width of the symmetric run of sampled entries around the centre of a 1-D bool vector."""
+    centre = sampled.shape[0] // 2
+    left = int(torch.cumprod(sampled[:centre].flip(0).int(), 0).sum())
+    right = int(torch.cumprod(sampled[centre:].int(), 0).sum())
+    return max(2 * min(left, right), 1)
+
+
+def low_frequency_mask(mask: torch.Tensor) -> torch.Tensor:
+    """The fully sampled centre (auto-calibration region) of each sample's mask, same shape as ``mask``.
+
+    1-D masks ``[B,1,1,W,1]`` give a band of central columns (all rows); 2-D patterns ``[B,1,H,W,1]``
+    a central box whose sides are the sampled runs through the centre row and centre column.
+    """
+    sampled = mask[:, 0, :, :, 0].bool()  # [B, H or 1, W]
+    box = torch.zeros_like(sampled)
+    for b in range(sampled.shape[0]):
+        rows, cols = sampled.shape[1], sampled.shape[2]
+        width = _central_run(sampled[b, rows // 2])
+        height = rows if rows == 1 else _central_run(sampled[b, :, cols // 2])
+        top, left = (rows - height + 1) // 2, (cols - width + 1) // 2
+        box[b, top : top + height, left : left + width] = True
+    return (box & sampled)[:, None, :, :, None].to(mask.dtype)

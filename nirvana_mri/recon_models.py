@@ -40,24 +40,22 @@ def model_class(method: str) -> type[torch.nn.Module]:
 
 def save_recon_model(model: torch.nn.Module, folder: str | Path, method: str, model_args: dict[str, Any],
                      trainable_only: bool = False, **metadata: Any) -> None:
-    """Write ``config.json`` + ``model.safetensors`` atomically. ``trainable_only`` stores only
-    parameters that require grad (a frozen backbone is then referenced by ``model_args``)."""
+    """Write ``config.json`` + ``model.safetensors`` atomically. ``trainable_only`` leaves out the
+    frozen tensors of the model's pretrained parts (``model.pretrained_prefixes``), which ``model_args``
+    reference (e.g. the bundled backbone) instead of copying them."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    prefixes = getattr(model, "pretrained_prefixes", ())
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     state = {
         name: tensor.detach().contiguous().clone().cpu()
         for name, tensor in model.state_dict().items()
-        if not trainable_only or name in trainable or not _is_parameter(model, name)
+        if not trainable_only or name in trainable or not name.startswith(prefixes)
     }
     with atomic_path(folder / "model.safetensors") as tmp:
         save_file(state, str(tmp), metadata={"format": "pt", "method": method})
     config = {"method": method, "model_args": model_args, "trainable_only": trainable_only, **metadata}
     atomic_write_text(folder / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
-
-
-def _is_parameter(model: torch.nn.Module, name: str) -> bool:
-    return name in dict(model.named_parameters())
 
 
 def read_recon_config(folder: str | Path) -> dict[str, Any]:
@@ -73,20 +71,23 @@ def read_recon_config(folder: str | Path) -> dict[str, Any]:
     return config
 
 
-def load_recon_model(folder: str | Path, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
-    """Rebuild a model from its folder; strict about missing or unexpected tensors."""
+def load_recon_model(folder: str | Path, map_location: str | torch.device = "cpu",
+                     overrides: dict[str, Any] | None = None) -> tuple[torch.nn.Module, dict]:
+    """Rebuild a model from its folder; strict about missing or unexpected tensors. ``overrides``
+    replace model arguments that do not change the stored tensors (e.g. which parts are trainable)."""
     folder = Path(folder)
     config = read_recon_config(folder)
+    config["model_args"] = {**config.get("model_args", {}), **(overrides or {})}
     cls = model_class(config["method"])
-    model = cls(**config.get("model_args", {}))
+    model = cls(**config["model_args"])
     weights = folder / "model.safetensors"
     if not weights.exists():
         raise FileNotFoundError(f"{folder}: no model.safetensors")
     state = load_file(str(weights), device=str(map_location))
     missing, unexpected = model.load_state_dict(state, strict=False)
-    if config.get("trainable_only"):
-        frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
-        missing = [name for name in missing if name not in frozen]
+    if config.get("trainable_only"):  # tensors of a pretrained part come from that part's own checkpoint
+        prefixes = getattr(model, "pretrained_prefixes", ())
+        missing = [name for name in missing if not name.startswith(prefixes)]
     if missing or unexpected:
         raise ValueError(f"{weights}: missing tensors {sorted(missing)}; unexpected tensors {sorted(unexpected)}")
     return model.to(map_location), config

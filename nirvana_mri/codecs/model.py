@@ -1,0 +1,158 @@
+"""Nirvana-MRI: physics, lightweight codecs and a frozen Nirvana backbone, read top to bottom.
+
+    masked k-space --(learned coil sensitivities from the calibration lines)--> coil-combined image x
+    for each cascade (codecs per cascade, one shared frozen backbone):
+        x --normalise--> k-space encoder codec --> tokens (one per p x p patch, raster order)
+          --> backbone over the raster order and over the reversed order (a causal model: this way
+              every patch sees the whole slice) --> image decoder codec --> x + update
+        --> coil k-space --(data consistency: measured samples kept exactly)--> next x
+    output: RSS magnitude of the final coil k-space  [B, H, W]
+
+Interface of every learned model here (``nirvana_mri.recon_models``):
+``forward(masked_kspace [B,C,H,W,2], mask [B,1,1|H,W,1], num_low_frequencies=None) -> [B,H,W]``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nirvana_mri.backbone import NirvanaConfig, NirvanaModel, default_backbone_path
+from nirvana_mri.physics import data_consistency, rss, sens_expand, sens_reduce
+
+from .decoder import ImageDecoder
+from .encoder import KSpaceEncoder
+from .sensitivity import SensitivityEstimator
+
+# which backbone parameters ``tune`` unfreezes (the rest of the backbone stays frozen)
+TUNE_PATTERNS: dict[str, tuple[str, ...]] = {
+    "codecs": (),
+    "lora": ("q_lora", "k_lora", "v_lora", "attn_out"),
+    "attention": ("q_lora", "k_lora", "v_lora", "attn_out", "concept_proj", "attn_gate", "delta_gate", "mix_interp"),
+    "all": ("",),
+}
+
+
+def load_backbone(backbone: str | None, overrides: dict[str, Any] | None = None,
+                  config: dict[str, Any] | None = None, seed: int = 0) -> NirvanaModel | None:
+    """``"bundled"`` (the package's pretrained Nirvana), a checkpoint folder, ``"random"`` (an
+    untrained Nirvana built from ``config``, seeded) or None (no backbone: the codecs-only ablation)."""
+    overrides = overrides or {}
+    if backbone is None:
+        return None
+    if backbone == "random":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return NirvanaModel(NirvanaConfig.from_dict({**(config or {}), **overrides}))
+    path = default_backbone_path() if backbone == "bundled" else Path(backbone)
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"no Nirvana backbone at {path} (expected config.json + model.safetensors)")
+    return NirvanaModel.from_pretrained(path, dtype=torch.float32, **overrides)
+
+
+class BidirectionalBackbone(nn.Module):
+    """Run a causal backbone over the token sequence forwards and backwards (one batched call) and
+    concatenate the two views per token; without a backbone the tokens pass through twice."""
+
+    def __init__(self, backbone: NirvanaModel | None) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.backbone is None:
+            return torch.cat([tokens, tokens], dim=-1)
+        both = torch.cat([tokens, tokens.flip(1)], dim=0)
+        hidden = self.backbone(inputs_embeds=both).last_hidden_state
+        forward_view, backward_view = hidden.chunk(2, dim=0)
+        return torch.cat([forward_view, backward_view.flip(1)], dim=-1)
+
+
+class Cascade(nn.Module):
+    """One refinement step: codecs around the shared backbone, a residual image update."""
+
+    def __init__(self, hidden_size: int, patch_size: int, channels: int) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.encoder = KSpaceEncoder(hidden_size, patch_size, channels)
+        self.decoder = ImageDecoder(2 * hidden_size, patch_size, channels)
+
+    def forward(self, image: torch.Tensor, backbone: BidirectionalBackbone) -> torch.Tensor:
+        """``image`` ``[B, 2, H, W]`` -> updated image, same shape."""
+        mean = image.mean(dim=(-2, -1), keepdim=True)
+        scale = image.flatten(1).std(dim=1).clamp_min(1e-12)[:, None, None, None]
+        normed = (image - mean) / scale
+        height, width = image.shape[-2:]
+        p = self.patch_size
+        normed = F.pad(normed, (0, (-width) % p, 0, (-height) % p))
+        tokens, features = self.encoder(normed)
+        update = self.decoder(backbone(tokens), features)[..., :height, :width]
+        return image + update * scale
+
+
+def _to_channels(image: torch.Tensor) -> torch.Tensor:
+    return image[:, 0].permute(0, 3, 1, 2)  # [B,1,H,W,2] -> [B,2,H,W]
+
+
+def _from_channels(image: torch.Tensor) -> torch.Tensor:
+    return image.permute(0, 2, 3, 1)[:, None].contiguous()  # [B,2,H,W] -> [B,1,H,W,2]
+
+
+class NirvanaMRI(nn.Module):
+    # a checkpoint saved with trainable_only=True may omit these: they come from the backbone's own folder
+    pretrained_prefixes = ("backbone.",)
+
+    def __init__(
+        self,
+        backbone: str | None = "bundled",
+        backbone_overrides: dict[str, Any] | None = None,
+        backbone_config: dict[str, Any] | None = None,
+        backbone_seed: int = 0,
+        num_cascades: int = 2,
+        patch_size: int = 8,
+        codec_channels: int = 32,
+        sens_chans: int = 8,
+        sens_pools: int = 4,
+        tune: str = "codecs",
+        gradient_checkpointing: bool = False,
+    ) -> None:
+        super().__init__()
+        if tune not in TUNE_PATTERNS:
+            raise ValueError(f"tune must be one of {', '.join(TUNE_PATTERNS)}, got {tune!r}")
+        model = load_backbone(backbone, backbone_overrides, backbone_config, backbone_seed)
+        hidden_size = model.config.hidden_size if model is not None else (backbone_config or {}).get("hidden_size", 256)
+        if model is not None:
+            model.gradient_checkpointing = gradient_checkpointing
+            self._freeze(model, TUNE_PATTERNS[tune])
+        self.backbone = BidirectionalBackbone(model)
+        self.sensitivity = SensitivityEstimator(sens_chans, sens_pools)
+        self.cascades = nn.ModuleList(Cascade(hidden_size, patch_size, codec_channels) for _ in range(num_cascades))
+
+    @staticmethod
+    def _freeze(model: NirvanaModel, trainable_patterns: tuple[str, ...]) -> None:
+        for name, param in model.named_parameters():
+            param.requires_grad_(any(pattern in name for pattern in trainable_patterns))
+
+    def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor, num_low_frequencies: int | None = None,
+                return_kspace: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        del num_low_frequencies  # the calibration region is read off the mask itself (1-D and 2-D)
+        sens_maps = self.sensitivity(masked_kspace, mask)
+        kspace = masked_kspace
+        for cascade in self.cascades:
+            image = _to_channels(sens_reduce(kspace, sens_maps))
+            image = _from_channels(cascade(image, self.backbone))
+            kspace = data_consistency(sens_expand(image, sens_maps), masked_kspace, mask)
+        magnitude = rss(kspace)
+        return (magnitude, kspace) if return_kspace else magnitude
+
+    def parameter_counts(self) -> dict[str, int]:
+        params = list(self.parameters())
+        backbone = list(self.backbone.parameters())
+        return {
+            "total": sum(p.numel() for p in params),
+            "trainable": sum(p.numel() for p in params if p.requires_grad),
+            "backbone": sum(p.numel() for p in backbone),
+        }
