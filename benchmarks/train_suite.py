@@ -1,0 +1,109 @@
+"""Train every learned method of the quality benchmark at the same budget (steps x batch), several
+at once across the visible GPUs, each as its own ``nirvana-mri finetune`` process.
+
+    python benchmarks/train_suite.py --train D/train --val D/val --out runs/ --steps 1500 --batch-size 4 \
+        --backbone PATH [--transformer-backbone PATH] [--methods a,b,...] [--max-minutes 8]
+
+Writes ``OUT/<method>/{best,last,summary.json,train_log.jsonl,stdout.log}`` and ``OUT/suite.json``
+(per method: steps reached, wall time, slices/s, best validation SSIM, GPU it ran on, command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def method_specs(backbone: str, transformer_backbone: str | None, codec: dict) -> dict[str, tuple[str, dict]]:
+    """method name -> (registered model class, model_args)."""
+    from nirvana_mri.backbone import NirvanaConfig
+
+    config = NirvanaConfig.from_pretrained(backbone).to_dict()
+    attention_only = dict(config, layer_mix="attention_only")
+    transformer = ({"backbone": transformer_backbone} if transformer_backbone
+                   else {"backbone": "random", "backbone_config": attention_only})
+    return {
+        "nirvana_mri": ("nirvana_mri", {"backbone": backbone, **codec}),
+        "nirvana_mri_no_trigger": ("nirvana_mri", {"backbone": backbone, "backbone_overrides": {"use_trigger": False},
+                                                   **codec}),
+        "nirvana_mri_random_backbone": ("nirvana_mri", {"backbone": "random", "backbone_config": config, **codec}),
+        "transformer_backbone": ("nirvana_mri", {**transformer, **codec}),
+        "codecs_only": ("nirvana_mri", {"backbone": None, "backbone_config": {"hidden_size": config["hidden_size"]},
+                                        **codec}),
+        "unet": ("unet", {}),
+        "e2e_varnet": ("e2e_varnet", {}),
+    }
+
+
+def launch(name: str, method: str, model_args: dict, args: argparse.Namespace, gpu: int | None) -> subprocess.Popen:
+    out = Path(args.out) / name
+    out.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "nirvana_mri.cli", "finetune", "--method", method,
+               "--model-args", json.dumps(model_args), "--train", *args.train, "--val", *args.val,
+               "--out", str(out), "--steps", str(args.steps), "--batch-size", str(args.batch_size),
+               "--lr", str(args.lr), "--val-every", str(args.val_every), "--val-volumes", str(args.val_volumes),
+               "--workers", str(args.workers), "--seed", str(args.seed)]
+    if args.max_minutes:
+        command += ["--max-minutes", str(args.max_minutes)]
+    env = dict(os.environ)
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    (out / "command.json").write_text(json.dumps({"command": command, "gpu": gpu}, indent=2))
+    log = open(out / "stdout.log", "w")  # noqa: SIM115 - kept open for the child's lifetime
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", nargs="+", required=True)
+    parser.add_argument("--val", nargs="+", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--backbone", required=True, help="pretrained Nirvana folder")
+    parser.add_argument("--transformer-backbone", help="pretrained attention-only folder (else an untrained one)")
+    parser.add_argument("--methods", help="comma-separated subset (default: all)")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--val-every", type=int, default=500)
+    parser.add_argument("--val-volumes", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-minutes", type=float, help="hard stop per method (reported when it binds)")
+    parser.add_argument("--codec", default='{"num_cascades": 2, "patch_size": 8, "codec_channels": 32}',
+                        help="JSON codec arguments shared by every nirvana_mri variant")
+    args = parser.parse_args()
+
+    specs = method_specs(args.backbone, args.transformer_backbone, json.loads(args.codec))
+    names = args.methods.split(",") if args.methods else list(specs)
+    unknown = [n for n in names if n not in specs]
+    if unknown:
+        parser.error(f"unknown methods: {', '.join(unknown)}")
+    gpus = list(range(torch.cuda.device_count())) or [None]
+    started = time.time()
+    running = {name: (launch(name, *specs[name], args, gpus[i % len(gpus)]), gpus[i % len(gpus)])
+               for i, name in enumerate(names)}
+    results = {}
+    for name, (process, gpu) in running.items():
+        code = process.wait()
+        summary_path = Path(args.out) / name / "summary.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+        results[name] = {"exit_code": code, "gpu": gpu, "method": specs[name][0], "model_args": specs[name][1],
+                         **summary}
+        print(f"{name}: exit {code}, steps {summary.get('steps')}, best val SSIM {summary.get('best_val_ssim')}, "
+              f"{summary.get('train_slices_per_second', 0):.1f} slices/s", flush=True)
+    suite = {"budget": {"steps": args.steps, "batch_size": args.batch_size, "max_minutes": args.max_minutes},
+             "concurrent_processes": len(names), "gpus": [torch.cuda.get_device_name(g) for g in gpus if g is not None],
+             "wall_seconds": time.time() - started, "command": " ".join(sys.argv), "methods": results}
+    (Path(args.out) / "suite.json").write_text(json.dumps(suite, indent=2) + "\n")
+    return 0 if all(r["exit_code"] == 0 for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
