@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
             mask = "fully sampled"
         else:
             kind = "2-D" if scan.slice_mask(0).shape[0] > 1 else "1-D"
-            mask = f"undersampled {scan.acceleration:.2f}x ({kind} mask, {scan.num_low_frequencies} centre columns)"
+            centre = scan.num_low_frequencies
+            mask = f"undersampled {scan.acceleration:.2f}x ({kind} mask, {centre} centre columns)"
         shape = "x".join(str(v) for v in scan.kspace.shape)
         tqdm.write(
             f"{source} -> {target}: k-space {shape} (slices x coils x H x W), {mask}, "

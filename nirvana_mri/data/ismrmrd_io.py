@@ -165,13 +165,14 @@ def _read_open(
                 f"acquisition {number}: encoding step {step1} lands outside the "
                 f"{enc_y} encoded columns (offset {column_offset})",
             )
-        if reverse:
+        count_samples = data.shape[1]
+        if reverse:  # acquired backwards: flip to k-space order; center_sample refers to that order
             data = data[:, ::-1]
-            centre = data.shape[1] - 1 - centre
-        valid = slice(pre, data.shape[1] - post)
-        first_row = enc_x // 2 - centre + pre
-        samples = data[:, valid]
-        rows = np.arange(first_row, first_row + samples.shape[1])
+            first, last = post, count_samples - pre  # the discarded ends swap sides
+        else:
+            first, last = pre, count_samples - post
+        samples = data[:, first:last]
+        rows = enc_x // 2 - centre + np.arange(first, last)
         inside = (rows >= 0) & (rows < enc_x)
         if not inside.any():
             raise ScanError(path, f"acquisition {number}: readout does not overlap the encoded matrix")
