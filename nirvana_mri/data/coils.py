@@ -72,12 +72,17 @@ def _loop_field(points: np.ndarray, centre: np.ndarray, normal: np.ndarray, radi
     u = np.cross(normal, helper)
     u /= np.linalg.norm(u)
     v = np.cross(normal, u)
-    theta = np.linspace(0, 2 * np.pi, SEGMENTS, endpoint=False)
-    wire = centre + radius * (np.cos(theta)[:, None] * u + np.sin(theta)[:, None] * v)  # [K, 3]
-    dl = (2 * np.pi * radius / SEGMENTS) * (-np.sin(theta)[:, None] * u + np.cos(theta)[:, None] * v)
-    r = points[:, None, :] - wire[None, :, :]  # [P, K, 3]
-    dist3 = (np.sum(r * r, axis=-1) + CORE_MM**2) ** 1.5
-    return np.sum(np.cross(dl[None], r) / dist3[..., None], axis=1)
+    field = np.zeros_like(points)
+    step = 2 * np.pi * radius / SEGMENTS
+    for theta in np.linspace(0, 2 * np.pi, SEGMENTS, endpoint=False):
+        wire = centre + radius * (np.cos(theta) * u + np.sin(theta) * v)
+        dl = step * (-np.sin(theta) * u + np.cos(theta) * v)
+        r = points - wire
+        inv = (np.einsum("pi,pi->p", r, r) + CORE_MM**2) ** -1.5
+        field[:, 0] += (dl[1] * r[:, 2] - dl[2] * r[:, 1]) * inv
+        field[:, 1] += (dl[2] * r[:, 0] - dl[0] * r[:, 2]) * inv
+        field[:, 2] += (dl[0] * r[:, 1] - dl[1] * r[:, 0]) * inv
+    return field
 
 
 def coarse_maps(
@@ -90,14 +95,14 @@ def coarse_maps(
     gh, gw = grid
     ys = np.linspace(fov_mm[0] / 2, -fov_mm[0] / 2, gh)
     xs = np.linspace(-fov_mm[1] / 2, fov_mm[1] / 2, gw)
-    yy, xx = np.meshgrid(ys, xs, indexing="ij")
-    maps = np.empty((len(z_mm), array.num_coils, gh, gw), dtype=np.complex128)
-    for s, z in enumerate(np.asarray(z_mm, dtype=float)):
-        points = np.stack([xx.ravel(), yy.ravel(), np.full(xx.size, z)], axis=1)
-        for c in range(array.num_coils):
-            field = _loop_field(points, array.centres[c], array.normals[c], float(array.radii[c]))
-            maps[s, c] = ((field[:, 0] - 1j * field[:, 1]) * np.exp(1j * array.phases[c])).reshape(gh, gw)
-    return maps
+    z_mm = np.asarray(z_mm, dtype=float)
+    zz, yy, xx = np.meshgrid(z_mm, ys, xs, indexing="ij")
+    points = np.stack([xx.ravel(), yy.ravel(), zz.ravel()], axis=1)
+    maps = np.empty((array.num_coils, z_mm.size * gh * gw), dtype=np.complex128)
+    for c in range(array.num_coils):
+        field = _loop_field(points, array.centres[c], array.normals[c], float(array.radii[c]))
+        maps[c] = (field[:, 0] - 1j * field[:, 1]) * np.exp(1j * array.phases[c])
+    return maps.reshape(array.num_coils, z_mm.size, gh, gw).transpose(1, 0, 2, 3)
 
 
 def coarse_grid(shape: tuple[int, int]) -> tuple[int, int]:
@@ -141,15 +146,15 @@ def upsample_maps(maps: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """
     lead, (gh, gw) = maps.shape[:-2], maps.shape[-2:]
     height, width = int(shape[0]), int(shape[1])
-    rows = _cubic_matrix(gh, height).astype(np.float32)
-    cols = _cubic_matrix(gw, width).astype(np.float32)
-    # real matrices act on real and imaginary parts alike: two plain float32 GEMMs on interleaved data
-    stack = np.ascontiguousarray(maps.astype(np.complex64).reshape(-1, gh, gw))
-    pairs = stack.view(np.float32).reshape(-1, gh, gw, 2)  # [N, gh, gw, 2]
-    along_rows = rows @ np.moveaxis(pairs, 1, 0).reshape(gh, -1)  # [H, N*gw*2]
-    along_rows = along_rows.reshape(height, -1, gw, 2).transpose(1, 0, 3, 2).reshape(-1, gw)  # [N*H*2, gw]
-    full = (along_rows @ cols.T).reshape(-1, height, 2, width).transpose(0, 1, 3, 2)  # [N, H, W, 2]
-    out = np.ascontiguousarray(full).view(np.complex64)[..., 0]
+    rows = _cubic_matrix(gh, height).astype(np.float32)  # [H, gh]
+    cols = _cubic_matrix(gw, width).astype(np.complex64)  # [W, gw]
+    stack = maps.astype(np.complex64).reshape(-1, gh, gw)
+    count = stack.shape[0]
+    wide = (stack.reshape(count * gh, gw) @ cols.T).reshape(count, gh, width)  # columns: one GEMM
+    out = np.empty((count, height, width), dtype=np.complex64)
+    floats = out.view(np.float32)  # [count, H, 2W]: the real row matrix acts on re / im alike
+    for index in range(count):
+        np.matmul(rows, wide[index].view(np.float32), out=floats[index])
     return out.reshape(*lead, height, width)
 
 

@@ -91,7 +91,9 @@ class ReconSliceDataset(Dataset):
             self.samples.extend((len(self.volumes) - 1, s) for s in range(volume.info.num_slices))
 
     def _index(self, path: Path, check_values: bool) -> _Volume | None:
-        info = inspect_scan(path)
+        info = inspect_scan(path, read_target=False)  # targets are checked per item; attrs give max
+        if info.target_key is not None and info.target_max is None:
+            info = inspect_scan(path, read_target=True)  # no 'max' attribute: read it from the target
         if self.require_target and info.target_key is None:
             self.skipped.append((path, "no target (reconstruction_rss / reconstruction_esc)"))
             warnings.warn(f"skipping {path}: no target and require_target=True", stacklevel=3)
@@ -192,6 +194,8 @@ class ReconSliceDataset(Dataset):
         masked = to_tensor(kspace) * mask_t + 0.0
 
         if target is not None:
+            if not np.isfinite(target).all():
+                raise ScanError(info.path, f"target of slice {slice_index} contains NaN/Inf values")
             target_t = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32))
             max_value = float(info.target_max) if info.target_max is not None else float(target.max())
         else:

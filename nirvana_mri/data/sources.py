@@ -94,11 +94,10 @@ def to_square_grid(
         target = (min(matrix, max(1, round(extent_h / pixel))), min(matrix, max(1, round(extent_w / pixel))))
         out_shape = (matrix, matrix)
     if target != (h, w):
-        factors = (1.0, target[0] / h, target[1] / w)
         if np.iscomplexobj(images):
-            images = _zoom(images.real, factors, target) + 1j * _zoom(images.imag, factors, target)
+            images = _resize(images.real, target) + 1j * _resize(images.imag, target)
         else:
-            images = np.clip(_zoom(images, factors, target), 0, None)
+            images = np.clip(_resize(images, target), 0, None)
     if tuple(images.shape[1:]) != out_shape:
         padded = np.zeros((images.shape[0], *out_shape), dtype=images.dtype)
         top, left = (out_shape[0] - images.shape[1]) // 2, (out_shape[1] - images.shape[2]) // 2
@@ -108,9 +107,12 @@ def to_square_grid(
     return images.astype(dtype), pixel
 
 
-def _zoom(array: np.ndarray, factors: tuple[float, float, float], target: tuple[int, int]) -> np.ndarray:
-    out = ndimage.zoom(array.astype(np.float32), factors, order=3, mode="grid-constant", grid_mode=True)
-    return out[:, : target[0], : target[1]]
+def _resize(array: np.ndarray, target: tuple[int, int]) -> np.ndarray:
+    """Bicubic resize of ``[S, H, W]`` (antialiased when shrinking), all slices in one torch call."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[:, None]
+    shrink = target[0] < array.shape[1] or target[1] < array.shape[2]
+    out = F.interpolate(tensor, size=target, mode="bicubic", align_corners=False, antialias=shrink)
+    return out[:, 0].numpy()
 
 
 def normalise_intensity(images: np.ndarray) -> np.ndarray:

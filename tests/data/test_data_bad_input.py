@@ -147,11 +147,24 @@ def test_dataset_skips_bad_files_naming_them(tmp_path):
     for case in ("not HDF5", "no kspace", "real-valued", "mask wrong shape"):
         make, _ = CASES[case]
         make(tmp_path / f"bad_{case.replace(' ', '_')}.h5")
-    with pytest.warns(UserWarning, match="bad_not_HDF5.h5"):
+    with pytest.warns(UserWarning) as record:
         dataset = ReconSliceDataset(tmp_path)
+    warned = " ".join(str(w.message) for w in record)
+    for name in ("bad_not_HDF5.h5", "bad_no_kspace.h5", "bad_real-valued.h5", "bad_mask_wrong_shape.h5"):
+        assert name in warned
     assert len(dataset) == 2 and dataset.files == [good]
     assert len(dataset.skipped) == 4
     assert all(path.name.startswith("bad_") for path, _ in dataset.skipped)
+
+
+def test_dataset_item_with_nan_target_raises(tmp_path):
+    kspace = random_kspace(1, 2, 8, 8)
+    write_fastmri(
+        tmp_path / "t.h5", kspace, target=np.full((1, 8, 8), np.nan, np.float32), attrs={"max": 1.0}
+    )
+    dataset = ReconSliceDataset(tmp_path)  # 'max' in attrs: the target is only read per item
+    with pytest.raises(ScanError, match="target"):
+        dataset[0]
 
 
 def test_dataset_item_with_nan_slice_raises(tmp_path):
