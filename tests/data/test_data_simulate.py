@@ -313,3 +313,24 @@ def test_simulate_command_bad_arguments(tmp_path, capsys, args, problem):
     err = capsys.readouterr().err
     assert code == 1 and problem in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_default_simulate_command_is_fast_and_fastmri_reads_it(tmp_path, capsys):
+    """Issue 3's bar: `nirvana-mri simulate --out DIR --seed 0` in under a minute, readable by fastMRI."""
+    import time
+
+    out = tmp_path / "default"
+    started = time.perf_counter()
+    assert main(["simulate", "--out", str(out), "--seed", "0", "--quiet"]) == 0
+    elapsed = time.perf_counter() - started
+    assert elapsed < 60, f"default simulate took {elapsed:.1f} s"
+    total = 0
+    for split in ("train", "val", "test"):
+        dataset = SliceDataset(out / split, challenge="multicoil", transform=VarNetDataTransform())
+        assert len(dataset) > 0
+        total += len(dataset)
+        kspace, mask, target, attrs, fname, _ = SliceDataset(out / split, challenge="multicoil")[0]
+        assert kspace.shape == (16, 256, 256) and target.shape == (256, 256) and mask is None
+    assert total == 48
+    assert "simulated 6 volumes (48 slices, 16 coils)" in capsys.readouterr().out
