@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 from fastmri.data.transforms import to_tensor
@@ -27,7 +26,7 @@ from torch.utils.data import Dataset
 
 from .errors import ScanError
 from .masks import MASK_TYPES, acceleration_of, center_width, make_mask, mask_seed, mask_to_torch
-from .scan import ScanInfo, _read, collapse_mask, infer_mask, inspect_scan, open_h5
+from .scan import ScanInfo, collapse_mask, infer_mask, inspect_scan, open_h5, read_dataset
 
 
 @dataclass
@@ -104,11 +103,11 @@ class ReconSliceDataset(Dataset):
             with open_h5(path) as handle:
                 dataset = handle["kspace"]
                 if check_values:
-                    kspace = _read(path, dataset)
+                    kspace = read_dataset(path, dataset)
                     if not np.isfinite(kspace).all():
                         raise ScanError(path, "k-space contains NaN/Inf values")
                 else:
-                    kspace = _read(path, dataset, info.num_slices // 2)[None]
+                    kspace = read_dataset(path, dataset, info.num_slices // 2)[None]
             kspace = kspace if kspace.ndim == 4 else kspace[:, None]
             inferred = infer_mask(kspace, info.header)
             zero_mask = inferred is not None
@@ -151,11 +150,12 @@ class ReconSliceDataset(Dataset):
         volume = self.volumes[volume_index]
         info = volume.info
         with open_h5(info.path) as handle:
-            kspace = _read(info.path, handle["kspace"], slice_index)
+            kspace = read_dataset(info.path, handle["kspace"], slice_index)
             target = None
             if info.target_key is not None:
                 stored_target = handle[info.target_key]
-                target = _read(info.path, stored_target, slice_index if stored_target.ndim == 3 else ())
+                selection = slice_index if stored_target.ndim == 3 else ()
+                target = read_dataset(info.path, stored_target, selection)
         kspace = np.asarray(kspace, dtype=np.complex64)
         kspace = kspace[None] if kspace.ndim == 2 else kspace  # single-coil -> one coil
         if not np.isfinite(kspace).all():
@@ -330,9 +330,3 @@ def volume_slices(dataset: ReconSliceDataset) -> dict[Path, list[int]]:
     for index, (volume_index, _) in enumerate(dataset.samples):
         by_volume[dataset.volumes[volume_index].info.path].append(index)
     return dict(by_volume)
-
-
-def read_slice_count(path: Path) -> int:
-    """Number of slices of a fastMRI file (without loading it)."""
-    with h5py.File(path, "r") as handle:
-        return int(handle["kspace"].shape[0])

@@ -158,7 +158,8 @@ def is_ismrmrd(handle: h5py.File) -> str | None:
     return None
 
 
-def _read(path: Path, dataset: h5py.Dataset, selection: Any = ()) -> np.ndarray:
+def read_dataset(path: Path, dataset: h5py.Dataset, selection: Any = ()) -> np.ndarray:
+    """Read (part of) an HDF5 dataset; a read failure (truncated, corrupt) becomes a ScanError."""
     try:
         return np.asarray(dataset[selection])
     except (OSError, KeyError, RuntimeError, TypeError) as err:
@@ -320,7 +321,7 @@ def _target(
 def _header(path: Path, handle: h5py.File) -> ScanHeader | None:
     if "ismrmrd_header" not in handle:
         return None
-    raw = _read(path, handle["ismrmrd_header"])
+    raw = read_dataset(path, handle["ismrmrd_header"])
     if raw.ndim > 0:
         raw = raw.ravel()[0] if raw.size else b""
     raw = raw.item() if isinstance(raw, np.ndarray) else raw
@@ -341,14 +342,14 @@ def _inspect_open(
     header = _header(path, handle)
     mask = None
     if "mask" in handle:
-        mask = normalise_mask(_read(path, handle["mask"]), slices, height, width, path)
+        mask = normalise_mask(read_dataset(path, handle["mask"]), slices, height, width, path)
     key, dataset = _target(path, handle, slices, single)
     target = None
     target_shape = target_max = None
     if dataset is not None:
         target_shape = tuple(int(v) for v in dataset.shape[-2:])
         if read_target:
-            target = _read(path, dataset).astype(np.float32).reshape(slices, *target_shape)
+            target = read_dataset(path, dataset).astype(np.float32).reshape(slices, *target_shape)
             bad = int((~np.isfinite(target)).sum())
             if bad:
                 raise ScanError(path, f"target '{key}' contains {bad} NaN/Inf values")
@@ -391,7 +392,7 @@ def read_scan(path: str | Path, slices: int | slice | None = None) -> Scan:
         if not raw_ismrmrd:
             info, single, target = _inspect_open(path, handle, read_target=True)
             selection = _slice_selection(path, slices, info.num_slices)
-            kspace = _read(path, handle["kspace"], selection)
+            kspace = read_dataset(path, handle["kspace"], selection)
     if raw_ismrmrd:
         from .ismrmrd_io import read_ismrmrd
 
