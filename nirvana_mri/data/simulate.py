@@ -269,13 +269,23 @@ def split_counts(count: int, fractions: Sequence[float]) -> tuple[int, int, int]
 
 
 def assign_splits(subject_keys: Sequence[str], fractions: Sequence[float], seed: int) -> dict[str, str]:
-    """Subject key -> split, by a seeded permutation of the sorted unique keys (never by slice)."""
-    keys = sorted(set(subject_keys))
-    order = np.random.default_rng([seed, 11]).permutation(len(keys))
-    n_train, n_val, _ = split_counts(len(keys), fractions)
+    """Subject key -> split, never by slice: a seeded permutation of each source's subjects.
+
+    Keys are ``"<namespace>:<id>"``; subjects are split per namespace (stratified by source), so every
+    source with enough subjects appears in every split, and keys shared by several files (the same
+    person in T1 and FLAIR) get one split.
+    """
+    groups: dict[str, list[str]] = {}
+    for key in sorted(set(subject_keys)):
+        groups.setdefault(key.rsplit(":", 1)[0], []).append(key)
     result = {}
-    for rank, index in enumerate(order):
-        result[keys[index]] = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
+    for namespace, keys in groups.items():
+        order = np.random.default_rng([seed, 11, zlib.crc32(namespace.encode("utf-8"))]).permutation(
+            len(keys)
+        )
+        n_train, n_val, _ = split_counts(len(keys), fractions)
+        for rank, index in enumerate(order):
+            result[keys[index]] = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
     return result
 
 
@@ -348,7 +358,7 @@ def simulate_dataset(
     ``source``: ``"mni152"`` (default; pseudo-subjects of nilearn's template, ``max_subjects`` of them,
     default 6), an HDF5 file with ``images`` [N, H, W] and ``subject`` [N] (e.g. the shared anatomy
     files), a NIfTI volume, a PNG file or a directory of PNGs, or a list of these. Each subject becomes
-    one volume file; splits are drawn by subject (``splits`` = train/val/test fractions).
+    one volume file; splits are drawn by subject, per source (``splits`` = train/val/test fractions).
     ``matrix`` resamples every image onto a common square grid (aspect ratio kept, zero-padded; ``None``
     keeps native grids). ``slices_per_volume`` picks that many evenly spaced slices through each
     subject (default: 8 for mni152 slabs, all slices with signal for files). ``max_subjects`` caps the
@@ -497,7 +507,7 @@ def _manifest(
         "sources": [info.__dict__ for info in infos],
         "derived_from_one_brain": one_brain,
         "notes": [info.note for info in infos if info.note],
-        "split_by": "subject (never by slice)",
+        "split_by": "subject, stratified by source (never by slice)",
         "subjects": {split: sorted(k for k, v in assignment.items() if v == split) for split in SPLITS},
         "splits": files,
         "counts": {

@@ -108,6 +108,11 @@ def test_split_counts_and_assignment():
     keys = [f"src:{i}" for i in range(20)] * 3  # every subject has several slices / volumes
     assignment = assign_splits(keys, (0.7, 0.15, 0.15), seed=0)
     assert len(assignment) == 20 and assignment == assign_splits(list(reversed(keys)), (0.7, 0.15, 0.15), 0)
+    assert sorted(assignment.values()).count("val") == 3  # split_counts(20) = (14, 3, 3)
+    # stratified by source: two sources of 6 subjects each both reach every split
+    mixed = assign_splits([f"a:{i}" for i in range(6)] + [f"b:{i}" for i in range(6)], (0.7, 0.15, 0.15), 0)
+    for source in "ab":
+        assert {v for k, v in mixed.items() if k.startswith(source)} == {"train", "val", "test"}
 
 
 def test_small_dataset_reads_with_fastmri(small_dataset):
