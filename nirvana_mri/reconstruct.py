@@ -48,7 +48,7 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
 @dataclass
 class PreparedScan:
     masked_kspace: torch.Tensor  # [S, C, H, W, 2]
-    mask: torch.Tensor  # [1, 1, 1|H, W, 1]
+    mask: torch.Tensor  # [1 or S, 1, 1|H, W, 1] (one mask for the volume, or one per slice)
     num_low_frequencies: int | None
     retrospective: bool  # True: we undersampled a fully sampled scan
     acceleration: float  # measured fraction^-1
@@ -60,18 +60,22 @@ def prepare_scan(scan, acceleration: int, mask_type: str, seed: int, name: str) 
     from nirvana_mri.data import make_mask
 
     kspace = torch.view_as_real(torch.from_numpy(np.ascontiguousarray(scan.kspace)))
-    height, width = kspace.shape[-3:-1]
     if scan.mask is None:
-        mask_np, num_low = make_mask((height, width), acceleration, mask_type, seed=seed, fname=name)
+        mask_np, num_low = make_mask(scan.shape, acceleration, mask_type, seed=seed, fname=name)
         retrospective = True
-    else:
-        mask_np, num_low, retrospective = np.asarray(scan.mask), None, False
-    mask_np = np.broadcast_to(mask_np, (mask_np.shape[0] if mask_np.ndim == 2 else 1, width)) if mask_np.ndim < 2 \
-        else mask_np
-    mask = torch.from_numpy(np.ascontiguousarray(mask_np, dtype=np.float32))[None, None, :, :, None]
-    masked = kspace * mask
-    sampled = float(np.broadcast_to(mask_np, (height, width)).mean())
-    return PreparedScan(masked, mask, num_low, retrospective, 1.0 / max(sampled, 1e-9))
+    else:  # [1, W], [H, W], [S, 1, W] or [S, H, W] (the data layer's normal forms)
+        mask_np, num_low, retrospective = scan.mask, None, False
+    mask_np = np.asarray(mask_np, dtype=np.float32)
+    mask = torch.from_numpy(np.ascontiguousarray(mask_np.reshape(-1, *mask_np.shape[-2:])))[:, None, :, :, None]
+    sampled = float(np.broadcast_to(mask_np, (*mask_np.shape[:-2], *scan.shape)).mean())
+    return PreparedScan(kspace * mask, mask, num_low, retrospective, 1.0 / max(sampled, 1e-9))
+
+
+def slice_masks(prepared: PreparedScan, start: int, count: int) -> torch.Tensor:
+    """Masks ``[count, 1, 1|H, W, 1]`` of slices ``start .. start + count``."""
+    if prepared.mask.shape[0] == 1:
+        return prepared.mask.expand(count, -1, -1, -1, -1)
+    return prepared.mask[start : start + count]
 
 
 @torch.no_grad()
@@ -79,11 +83,10 @@ def run_model(model: torch.nn.Module, prepared: PreparedScan, device: torch.devi
               bf16: bool = False) -> np.ndarray:
     """Magnitude reconstruction ``[S, H, W]`` of every slice, in batches."""
     outputs = []
-    mask = prepared.mask.to(device)
     for start in range(0, prepared.masked_kspace.shape[0], batch_size):
         chunk = prepared.masked_kspace[start : start + batch_size].to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = model(chunk, mask.expand(chunk.shape[0], -1, -1, -1, -1), prepared.num_low_frequencies)
+            out = model(chunk, slice_masks(prepared, start, chunk.shape[0]).to(device), prepared.num_low_frequencies)
         outputs.append(out.float().cpu())
     return torch.cat(outputs).numpy()
 
@@ -98,13 +101,13 @@ def adapt_to_scan(model: torch.nn.Module, prepared: PreparedScan, device: torch.
     if steps <= 0 or not params:
         return adapted.eval()
     generator = torch.Generator().manual_seed(seed)
-    full_mask = prepared.mask.to(device)
-    calibration = low_frequency_mask(full_mask).bool()
     optimizer = torch.optim.Adam(params, lr=lr)
     slices = prepared.masked_kspace.shape[0]
     for _ in range(steps):
         index = int(torch.randint(slices, (1,), generator=generator))
         measured = prepared.masked_kspace[index : index + 1].to(device)
+        full_mask = slice_masks(prepared, index, 1).to(device)
+        calibration = low_frequency_mask(full_mask).bool()
         hide = (torch.rand(full_mask.shape, generator=generator).to(device) < holdout) & full_mask.bool() & ~calibration
         keep = full_mask.bool() & ~hide
         _, kspace = adapted(measured * keep, keep.float(), None, return_kspace=True)
@@ -116,14 +119,11 @@ def adapt_to_scan(model: torch.nn.Module, prepared: PreparedScan, device: torch.
     return adapted.eval()
 
 
-def output_shape(scan, image_shape: tuple[int, int]) -> tuple[int, int]:
-    """The target's grid when there is one, else the header's reconstruction size, else the image."""
+def output_shape(scan) -> tuple[int, int]:
+    """The target's grid when there is one, else the header's reconstruction size, else k-space's."""
     if scan.target is not None:
         return tuple(scan.target.shape[-2:])
-    recon = (scan.header or {}).get("recon_size")
-    if recon:
-        return (int(recon[0]), int(recon[1]))
-    return image_shape
+    return scan.recon_size
 
 
 def score(target: np.ndarray, recon: np.ndarray, zero_filled_recon: np.ndarray) -> dict[str, Any]:
@@ -154,7 +154,7 @@ def reconstruct_file(path: Path, model: torch.nn.Module, options: ReconstructOpt
     if options.adapt_steps > 0:
         model = adapt_to_scan(model, prepared, device, options.adapt_steps, seed=options.seed)
     recon = run_model(model, prepared, device, options.batch_size, bf16=device.type == "cuda")
-    shape = output_shape(scan, tuple(recon.shape[-2:]))
+    shape = output_shape(scan)
     recon = center_crop(torch.from_numpy(recon), shape).numpy().astype(np.float32)
     out_file = options.out / path.name
     write_reconstruction(out_file, recon, inputs=[path])

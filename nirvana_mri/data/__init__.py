@@ -27,7 +27,7 @@ from .scan import (
     read_scan,
     write_scan,
 )
-from .simulate import simulate_dataset, simulate_slice, simulate_volume
+from .simulate import simulate_dataset, simulate_demo_scan, simulate_slice, simulate_volume
 from .writers import voxel_size_from_header, write_nifti, write_png, write_reconstruction
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "read_scan",
     "same_shape_batches",
     "simulate_dataset",
+    "simulate_demo_scan",
     "simulate_slice",
     "simulate_volume",
     "volume_slices",

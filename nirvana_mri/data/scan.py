@@ -21,7 +21,6 @@ import numpy as np
 
 from ..io_utils import atomic_path, refuse_overwriting_input
 from ..physics import ifft2c_np, rss_np
-from ._fs import make_readable
 from .errors import ScanError
 from .header import ScanHeader, make_header, parse_header
 from .masks import acceleration_of, center_width
@@ -525,5 +524,4 @@ def write_scan(path: str | Path, scan: Scan, inputs: Sequence[str | Path] = ()) 
                 out.create_dataset("noise_covariance", data=np.asarray(scan.noise_covariance, np.complex64))
             for key, value in attrs.items():
                 out.attrs[key] = value
-        make_readable(tmp)
     return path

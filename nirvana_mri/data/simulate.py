@@ -32,7 +32,6 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..io_utils import atomic_path, atomic_write_text
-from ._fs import make_readable
 from .coils import coarse_grid, coarse_maps, head_array, noise_covariance, normalise_maps, upsample_maps
 from .header import make_header
 from .scan import center_crop_np, stable_id
@@ -330,7 +329,6 @@ def write_simulated(
             out.attrs["oversampled"] = bool(oversample)
             for key, value in extra_attrs.items():
                 out.attrs[key] = value
-        make_readable(tmp)
 
 
 def _volume_rng(seed: int, name: str) -> np.random.Generator:
@@ -463,7 +461,6 @@ def simulate_dataset(
         },
     )
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2))
-    make_readable(manifest_path)
     return {
         "out_dir": str(out),
         "manifest": str(manifest_path),
@@ -515,3 +512,17 @@ def _manifest(
             for split in SPLITS
         },
     }
+
+
+def simulate_demo_scan(path: str | Path, seed: int = 0, slices: int = 3, coils: int = 16,
+                       matrix: int = 256) -> Path:
+    """One small fully sampled fastMRI file from an MNI152 pseudo-subject (the README's demo scan)."""
+    from .sources import mni_pseudo_subject
+
+    path = Path(path)
+    volume = mni_pseudo_subject(0, seed, matrix, slices)
+    sim = simulate_volume(volume.images, coils=coils, rng=_volume_rng(seed, volume.name),
+                          pixel_mm=volume.pixel_mm, slice_mm=volume.slice_mm)
+    write_simulated(path, volume, sim, f"{volume.orientation}{volume.contrast}", oversample=False,
+                    extra_attrs={"source": "mni152", "demo": True})
+    return path

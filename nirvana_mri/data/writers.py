@@ -19,7 +19,6 @@ import numpy as np
 from PIL import Image
 
 from ..io_utils import atomic_path, atomic_write_bytes, refuse_overwriting_input
-from ._fs import make_readable
 
 
 def _guard(path: Path, inputs: Sequence[str | Path]) -> None:
@@ -71,7 +70,6 @@ def write_reconstruction(
             for key, value in (attrs or {}).items():
                 if value is not None:
                     out.attrs[key] = value
-        make_readable(tmp)
     return path
 
 
@@ -122,7 +120,6 @@ def write_png(
     buffer = io.BytesIO()
     Image.fromarray(_to_uint8(shown, percentile, vmax), mode="L").save(buffer, format="PNG")
     atomic_write_bytes(path, buffer.getvalue())
-    make_readable(path)
     return path
 
 
@@ -154,7 +151,6 @@ def write_nifti(
     if path.name.endswith(".gz"):
         payload = gzip.compress(payload, compresslevel=6, mtime=0)
     atomic_write_bytes(path, payload)
-    make_readable(path)
     return path
 
 

@@ -1,0 +1,123 @@
+"""End to end on the CPU: reconstruct simulated and real files, a broken file in the batch, the demo,
+test-time adaptation; fine-tuning runs, stops and resumes."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from nirvana_mri.backbone import preset
+from nirvana_mri.cli import main
+from nirvana_mri.codecs import NirvanaMRI
+from nirvana_mri.data import read_scan, simulate_dataset
+from nirvana_mri.recon_models import save_recon_model
+
+TINY_ARGS = dict(backbone="random", backbone_config=preset("tiny", num_hidden_layers=3).to_dict(), num_cascades=1,
+                 patch_size=8, codec_channels=8, sens_chans=4, sens_pools=2)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    save_recon_model(NirvanaMRI(**TINY_ARGS), folder, "nirvana_mri", TINY_ARGS)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sim")
+    simulate_dataset(root, coils=4, matrix=64, slices_per_volume=2, max_subjects=3, seed=0,
+                     splits=(0.34, 0.33, 0.33))
+    return root
+
+
+def test_reconstruct_batch_with_a_broken_file(tiny_model, dataset, tmp_path, capsys):
+    files = sorted((dataset / "test").glob("*.h5")) + sorted((dataset / "val").glob("*.h5"))
+    broken = tmp_path / "broken.h5"
+    broken.write_bytes(b"not an hdf5 file")
+    before = {f: f.read_bytes() for f in files}
+    code = main(["reconstruct", *map(str, files), str(broken), "--out", str(tmp_path / "out"),
+                 "--model", str(tiny_model), "--png"])
+    assert code == 1  # one file failed
+    results = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert set(results["failed"]) == {"broken.h5"} and "broken.h5" in results["failed"]["broken.h5"]
+    for f in files:
+        assert before[f] == f.read_bytes()  # inputs untouched
+        with h5py.File(tmp_path / "out" / f.name) as out:
+            recon = out["reconstruction"][()]
+        target = read_scan(f).target
+        assert recon.shape == target.shape and recon.dtype == np.float32
+        scores = results["files"][f.name]
+        assert set(scores) >= {"ssim", "psnr", "nmse", "zero_filled"} and 0 < scores["ssim"] <= 1
+        assert (tmp_path / "out" / f.name).with_suffix(".png").exists()
+    assert "1 failed" in capsys.readouterr().out
+
+
+def test_refuses_to_write_over_its_input(tiny_model, dataset, tmp_path):
+    source = sorted((dataset / "test").glob("*.h5"))[0]
+    copy = tmp_path / source.name
+    shutil.copy(source, copy)
+    code = main(["reconstruct", str(copy), "--out", str(tmp_path), "--model", str(tiny_model)])
+    assert code == 1
+    assert copy.read_bytes() == source.read_bytes()
+
+
+def test_missing_input_and_no_input_are_one_line_errors(tiny_model, tmp_path, capsys):
+    assert main(["reconstruct", str(tmp_path / "nope.h5"), "--out", str(tmp_path / "o")]) == 1
+    assert main(["reconstruct", "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "input not found" in err and "no input files" in err and "Traceback" not in err
+
+
+def test_demo_writes_a_figure(tiny_model, tmp_path):
+    assert main(["reconstruct", "--demo", "--out", str(tmp_path), "--model", str(tiny_model)]) == 0
+    assert (tmp_path / "demo.png").stat().st_size > 10_000
+    assert json.loads((tmp_path / "metrics.json").read_text())["files"]
+
+
+def test_test_time_adaptation_runs_and_changes_the_result(tiny_model, dataset, tmp_path):
+    source = str(sorted((dataset / "test").glob("*.h5"))[0])
+    main(["reconstruct", source, "--out", str(tmp_path / "a"), "--model", str(tiny_model)])
+    main(["reconstruct", source, "--out", str(tmp_path / "b"), "--model", str(tiny_model), "--adapt-steps", "3"])
+    name = source.rsplit("/", 1)[1]
+    with h5py.File(tmp_path / "a" / name) as a, h5py.File(tmp_path / "b" / name) as b:
+        assert not np.array_equal(a["reconstruction"][()], b["reconstruction"][()])
+
+
+@pytest.mark.parametrize("name,accel", [("ugmpi_phantom_4ch_256.h5", 4), ("brain_8ch_poisson_r8_undersampled.h5", 4)])
+def test_real_kspace(real_kspace_dir, tiny_model, tmp_path, name, accel):
+    source = real_kspace_dir / name
+    code = main(["reconstruct", str(source), "--out", str(tmp_path), "--model", str(tiny_model),
+                 "--accel", str(accel)])
+    assert code == 0
+    scan = read_scan(source)
+    with h5py.File(tmp_path / name) as out:
+        recon = out["reconstruction"][()]
+    assert recon.shape == (scan.num_slices, *scan.recon_size) and np.isfinite(recon).all()
+
+
+def test_finetune_two_steps_then_resume(dataset, tmp_path):
+    out = tmp_path / "run"
+    args = ["finetune", "--train", str(dataset / "train"), "--val", str(dataset / "val"), "--out", str(out),
+            "--method", "nirvana_mri", "--model-args", json.dumps(TINY_ARGS), "--batch-size", "2",
+            "--val-every", "2", "--workers", "0", "--warmup", "1"]
+    assert main(args + ["--steps", "2"]) == 0
+    first = json.loads((out / "summary.json").read_text())
+    assert first["steps"] == 2 and 0 < first["best_val_ssim"] <= 1
+    assert (out / "best" / "model.safetensors").exists() and (out / "last" / "trainer_state.pt").exists()
+    assert main(args + ["--steps", "3"]) == 0  # resumes at step 2, trains one more
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert json.loads((out / "summary.json").read_text())["steps"] == 3
+    assert [r["step"] for r in log if "val" in r] == [2, 3]
+
+
+def test_cli_help_lists_every_command():
+    text = subprocess.run([sys.executable, "-m", "nirvana_mri.cli", "--help"], capture_output=True, text=True).stdout
+    for command in ("reconstruct", "finetune", "simulate", "convert"):
+        assert command in text
