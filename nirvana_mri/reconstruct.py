@@ -196,7 +196,7 @@ def run_demo(options: ReconstructOptions) -> tuple[Path, dict[str, Any]]:
     from nirvana_mri.figures import comparison_figure
 
     options.out.mkdir(parents=True, exist_ok=True)
-    sample = simulate_demo_scan(options.out / "sample_scan.h5", seed=options.seed)
+    sample = simulate_demo_scan(options.out / "input" / "sample_scan.h5", seed=options.seed)
     results = reconstruct_files([sample], options)
     if results["failed"]:
         raise RuntimeError(f"demo reconstruction failed: {results['failed']}")
