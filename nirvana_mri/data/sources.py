@@ -333,12 +333,18 @@ def load_mni152_t1() -> np.ndarray:
 
     Read straight from nilearn's package data with nibabel (what ``load_mni152_template(resolution=1)``
     returns, to float precision) because importing ``nilearn.datasets`` alone costs seconds; falls
-    back to the public loader if the file moves in a future nilearn.
+    back to the public loader if the file moves in a future nilearn. ``NIRVANA_MNI152_T1`` may name
+    that file directly (machines without nilearn).
     """
     import importlib.util
+    import os
 
     import nibabel as nib
 
+    override = os.environ.get("NIRVANA_MNI152_T1")
+    if override:
+        data = np.asarray(nib.load(override).dataobj, dtype=np.float32)
+        return data / data.max()
     spec = importlib.util.find_spec("nilearn")
     if spec is not None and spec.origin:
         path = Path(spec.origin).parent / "datasets" / "data" / MNI_FILE
