@@ -210,17 +210,22 @@ class _HTMLText(html.parser.HTMLParser):
 
     def handle_data(self, data):
         if not self.skip_depth:
-            self.parts.append(data if self.pre else re.sub(r"\s+", " ", data))
+            if self.pre:  # keep preformatted text as is; mark its lines so that stripping spares them
+                self.parts.append("\n".join(PRE_MARK + line for line in data.split("\n")))
+            else:
+                self.parts.append(re.sub(r"\s+", " ", data))
+
+
+PRE_MARK = "\x01"
 
 
 def html_to_text(markup: str) -> str:
     parser = _HTMLText()
     parser.feed(markup)
     parser.close()
-    lines = (
-        line.strip() if not line.startswith("    ") else line.rstrip()
-        for line in "".join(parser.parts).split("\n")
-    )
+    lines = []
+    for line in "".join(parser.parts).split("\n"):
+        lines.append(line.replace(PRE_MARK, "").rstrip() if PRE_MARK in line else line.strip())
     return "\n".join(lines)
 
 
