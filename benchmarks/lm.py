@@ -270,8 +270,7 @@ def main() -> int:
         command = [
             sys.executable,
             "-m",
-            "nirvana_mri.cli",
-            "pretrain",
+            "nirvana_mri.commands.pretrain",
             "--corpus",
             str(args.corpus),
             "--config",

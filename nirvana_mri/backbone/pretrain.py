@@ -476,51 +476,52 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
     last_eval: dict[str, float] = {}
     stop_reason = "max_steps"
     loss_value = float("nan")
+    window_loss = torch.zeros((), device=device)  # summed on the device: no host sync per step
+    window_steps = 0
     while step < cfg.max_steps:
         if cfg.stop_at_step is not None and step >= cfg.stop_at_step:
             stop_reason = "stop_at_step"
             break
-        if budget is not None:
+        if budget is not None and (world == 1 or step % 10 == 0):
             elapsed = time.time() - start_time
             mean_step = (sum(step_times[-20:]) / len(step_times[-20:])) if step_times else 0.0
-            stop = torch.tensor(float(elapsed + mean_step + reserve > budget), device=device)
-            if world > 1:
-                torch.distributed.all_reduce(stop, op=torch.distributed.ReduceOp.MAX)
-            if stop.item():
+            stop = float(elapsed + mean_step * (1 if world == 1 else 10) + reserve > budget)
+            if world > 1:  # every rank stops at the same step
+                flag = torch.tensor(stop, device=device)
+                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                stop = flag.item()
+            if stop:
                 stop_reason = "time_budget"
                 break
         t0 = time.time()
         lr = learning_rate(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss_sum = 0.0
         for micro in range(cfg.grad_accum):
             ids = sample_windows(train_data, cfg.batch_size, cfg.context + 1, cfg.seed, rank, step, micro)
             ids = ids.to(device, non_blocking=True)
-            sync = (
-                contextlib.nullcontext()
-                if (world == 1 or micro == cfg.grad_accum - 1)
-                else train_model.no_sync()
-            )
-            with sync:
+            last = world == 1 or micro == cfg.grad_accum - 1
+            with contextlib.nullcontext() if last else train_model.no_sync():
                 with autocast:
                     loss = train_model(input_ids=ids, labels=ids).loss
                 (loss / cfg.grad_accum).backward()
-            loss_sum += float(loss.detach())
+            window_loss += loss.detach().float() / cfg.grad_accum
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
+        window_steps += 1
         step_tokens = cfg.tokens_per_step(world)
         tokens_seen += step_tokens
         window_tokens += step_tokens
-        loss_value = loss_sum / cfg.grad_accum
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"loss is {loss_value} at step {step}")
+        fitting = cfg.fit_steps_to_budget and not max_steps_fitted and budget is not None
+        log_now = step % cfg.log_every == 0 or step == 1
+        if (fitting or log_now) and device.type == "cuda":
+            torch.cuda.synchronize(device)  # true step times while fitting; honest rates in the log
         dt = time.time() - t0
         trained_seconds += dt
         step_times.append(dt)
-        if cfg.fit_steps_to_budget and not max_steps_fitted and budget is not None and len(step_times) == 40:
+        if fitting and len(step_times) == 40:
             per_step = float(np.median(step_times[10:]))
             n_evals_left = 1 + (cfg.max_steps - step) // max(cfg.eval_every, 1)
             remaining = budget - (time.time() - start_time) - reserve - 5.0 * min(n_evals_left, 4)
@@ -531,8 +532,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
             log.say(f"fit to budget: {per_step * 1e3:.0f} ms/step -> max_steps {cfg.max_steps}", main)
         if progress is not None:
             progress.update(1)
-            progress.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}")
-        if step % cfg.log_every == 0 or step == 1:
+        if log_now:
+            loss_value = float(window_loss) / window_steps
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"loss is {loss_value} at step {step}")
+            window_loss.zero_()
+            window_steps = 0
             rate = window_tokens / max(time.time() - window_start, 1e-9)
             record = {
                 "step": step,
@@ -544,7 +549,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                 "elapsed_s": time.time() - start_time,
             }
             log.write(record)
-            if progress is None:
+            if progress is not None:
+                progress.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}")
+            else:
                 log.say(
                     f"step {step}/{cfg.max_steps} loss {loss_value:.4f} lr {lr:.2e} "
                     f"{rate / 1e3:.1f}k tok/s {tokens_seen / 1e6:.1f}M tokens "
@@ -561,6 +568,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict:
                 torch.distributed.barrier()
     if progress is not None:
         progress.close()
+    if window_steps:
+        loss_value = float(window_loss) / window_steps
     if main:
         save_checkpoint(out, model, optimizer, state_dict_for_save())
     last_eval = run_eval()

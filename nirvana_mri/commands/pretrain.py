@@ -92,6 +92,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--summary-json", type=Path, default=None, help="also write the run summary here")
 
 
+def _command_line() -> str:
+    argv = sys.argv[1:]
+    if argv and argv[0] == "pretrain":
+        return "nirvana-mri " + " ".join(shlex.quote(a) for a in argv)
+    return ""
+
+
 def run(args: argparse.Namespace) -> int:
     from nirvana_mri.backbone import pretrain
 
@@ -156,9 +163,7 @@ def run(args: argparse.Namespace) -> int:
         gradient_checkpointing=args.gradient_checkpointing,
         compile=args.compile,
         device=args.device,
-        command="nirvana-mri pretrain " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-        if len(sys.argv) > 2 and sys.argv[1] == "pretrain"
-        else "",
+        command=getattr(args, "command_line", None) or _command_line(),
     )
     summary = pretrain.train(cfg, resume=args.resume)
     if rank0:
@@ -172,3 +177,23 @@ def run(args: argparse.Namespace) -> int:
 
             atomic_write_text(args.summary_json, json.dumps(summary, indent=2) + "\n")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m nirvana_mri.commands.pretrain ...``: the same command without the CLI dispatcher
+    (which imports every subcommand and so every dependency; handy on a bare GPU machine)."""
+    parser = argparse.ArgumentParser(prog="python -m nirvana_mri.commands.pretrain", description=HELP,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    configure(parser)
+    args = parser.parse_args(argv)
+    args.command_line = "python -m nirvana_mri.commands.pretrain " + " ".join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    try:
+        return run(args)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        print(f"pretrain: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
