@@ -28,6 +28,7 @@ import math
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -204,6 +205,12 @@ def main() -> int:
         default=5.0,
         help="training time each model may take (runs go concurrently); caps 'auto' steps",
     )
+    parser.add_argument(
+        "--deadline-minutes",
+        type=float,
+        default=None,
+        help="wall-clock limit of this whole script: training is shortened to end in time",
+    )
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
@@ -250,14 +257,27 @@ def main() -> int:
     # 2. equal budget: steps x batch x context, the same for all
     per_device = math.ceil(len(configs) / len(devices))
     tokens_per_step = args.batch_size * args.context
+    train_minutes = args.minutes_per_model
+    if args.deadline_minutes:  # leave ~1.5 minutes for process start-up, evaluation and the report
+        left = args.deadline_minutes - (time.time() - start) / 60 - 1.5
+        if left < train_minutes:
+            print(f"deadline: training shortened to {left:.2f} minutes per model", flush=True)
+            train_minutes = max(left, 0.5)
     if args.steps == "auto":
         slowest = min(alone.values())
         # concurrent processes share a device: assume each gets 1/k of its alone throughput, keep 15% slack
-        steps = int(args.minutes_per_model * 60 * slowest / per_device / tokens_per_step * 0.85)
+        steps = int(train_minutes * 60 * slowest / per_device / tokens_per_step * 0.85)
         steps = max(steps, args.warmup + 10)
     else:
         steps = int(args.steps)
-    print(f"budget: {steps} steps x {tokens_per_step} tokens per model, {per_device} per device", flush=True)
+    cap_minutes = train_minutes * 1.15 + 0.5
+    if args.deadline_minutes:
+        cap_minutes = min(cap_minutes, args.deadline_minutes - (time.time() - start) / 60 - 0.5)
+    print(
+        f"budget: {steps} steps x {tokens_per_step} tokens per model, {per_device} per device, "
+        f"cap {cap_minutes:.2f} min per run",
+        flush=True,
+    )
 
     # 3. train all variants concurrently (separate processes)
     processes = {}
@@ -303,13 +323,11 @@ def main() -> int:
             device,
             "--no-export",
             "--max-minutes",
-            str(args.minutes_per_model * 1.15 + 0.5),
-            "--resume",
+            f"{cap_minutes:.3f}",
             "--summary-json",
             str(out / "summary.json"),
         ]
-        if (out / "summary.json").exists():
-            (out / "summary.json").unlink()
+        shutil.rmtree(out, ignore_errors=True)  # a fresh run: equal budgets, nothing resumed
         log = (args.runs_dir / f"{name}.log").open("w")
         processes[name] = (
             subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT),

@@ -10,8 +10,8 @@ set -u
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 WHAT=${1:-both}
 OUT=${OUT:-runs/out}
-BB_MINUTES=${BB_MINUTES:-8.6}   # wall-clock budget of the bundled run (ends with checkpoint, eval, export)
-LM_MINUTES=${LM_MINUTES:-5}     # training minutes per ablation model (all four run at once)
+CALL_SECONDS=${CALL_SECONDS:-570}  # everything below ends within this many seconds of the script's start
+LM_MINUTES=${LM_MINUTES:-5}        # training minutes per ablation model (all four run at once)
 mkdir -p "$OUT" runs
 T0=$(date +%s)
 NGPU=$(python3 -c 'import torch; print(torch.cuda.device_count())')
@@ -25,7 +25,7 @@ LM_GPU=0; [ "$WHAT" = both ] && LM_GPU=1
 
 # Preflight (~30 s): do the Triton kernels train? Otherwise fall back to the PyTorch reference kernels.
 KERNELS=auto
-if ! timeout 150 python3 -m nirvana_mri.commands.pretrain --corpus .carry/corpus --config bundled \
+if ! timeout 120 python3 -m nirvana_mri.commands.pretrain --corpus .carry/corpus --config bundled \
     --out runs/preflight --steps 2 --warmup 1 --batch-size 2 --context 1024 --eval-every 0 --eval-bytes 2048 \
     --checkpoint-every 0 --no-export --device cuda:0 --kernels auto > runs/preflight.log 2>&1; then
   echo "preflight with --kernels auto FAILED; using --kernels torch"; tail -n 15 runs/preflight.log; KERNELS=torch
@@ -34,6 +34,9 @@ else
 fi
 rm -rf runs/preflight
 echo "preflight done at $(( $(date +%s) - T0 ))s; kernels=$KERNELS"
+LEFT_MIN=$(python3 -c "print(round(($CALL_SECONDS - $(( $(date +%s) - T0 )) - 15) / 60, 2))")
+BB_MINUTES=${BB_MINUTES:-$LEFT_MIN}   # the bundled run's wall-clock budget (ends with checkpoint, eval, export)
+echo "budgets: bundled $BB_MINUTES min, ablation deadline $LEFT_MIN min"
 
 PIDS=""
 if [ "$WHAT" = both ] || [ "$WHAT" = bundled ]; then
@@ -46,7 +49,7 @@ if [ "$WHAT" = both ] || [ "$WHAT" = bundled ]; then
 fi
 if [ "$WHAT" = both ] || [ "$WHAT" = lm ]; then
   python3 benchmarks/lm.py --corpus .carry/corpus --devices "$LM_GPU" --minutes-per-model "$LM_MINUTES" \
-    --kernels "$KERNELS" --runs-dir runs/lm --results-dir "$OUT/lm" > runs/lm.console.log 2>&1 &
+    --deadline-minutes "$LEFT_MIN" --kernels "$KERNELS" --runs-dir runs/lm --results-dir "$OUT/lm" > runs/lm.console.log 2>&1 &
   PIDS="$PIDS $!"
 fi
 for pid in $PIDS; do wait "$pid"; echo "process $pid exited with $? at $(( $(date +%s) - T0 ))s"; done
