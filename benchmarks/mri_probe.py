@@ -92,7 +92,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", required=True, help="Nirvana folder (weights do not matter for timing)")
     parser.add_argument("--methods", help="comma-separated subset")
-    parser.add_argument("--codec", default='{"num_cascades": 2, "patch_size": 16, "codec_channels": 16}')
+    parser.add_argument("--codec", default='{"num_cascades": 2, "patch_size": 8, "codec_channels": 16}')
     parser.add_argument("--coils", type=int, default=16)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=4)

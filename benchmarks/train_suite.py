@@ -76,7 +76,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-minutes", type=float, help="hard stop per method (reported when it binds)")
-    parser.add_argument("--codec", default='{"num_cascades": 2, "patch_size": 16, "codec_channels": 16}',
+    parser.add_argument("--codec", default='{"num_cascades": 2, "patch_size": 8, "codec_channels": 16}',
                         help="JSON codec arguments shared by every nirvana_mri variant")
     args = parser.parse_args()
 

@@ -112,7 +112,7 @@ class NirvanaMRI(nn.Module):
         backbone_config: dict[str, Any] | None = None,
         backbone_seed: int = 0,
         num_cascades: int = 2,
-        patch_size: int = 16,
+        patch_size: int = 8,
         codec_channels: int = 16,
         sens_chans: int = 8,
         sens_pools: int = 4,
