@@ -317,7 +317,7 @@ def _fwd_output(q, k, G, rk, h, vn, rq_out, o, scale, T, NT,
     ok = tl.arange(0, BK)
     ov = tl.arange(0, BV)
     S = tl.load(h + (i_bh * NT + i_t) * K * V + ok[:, None] * V + ov[None, :],
-                mask=(ok[:, None] < K) & (ov[None, :] < V), other=0.0)
+                mask=(ok[:, None] < K) & (ov[None, :] < V), other=0.0).to(tl.float32)
     vnt = _load_tile(vn + (i_b * T * H + i_h) * V, t0, T, sv, V, BT, BV)
     out = _dot(qs * tl.exp(Gt)[:, None], S, PREC, DT) + _dot(P, vnt, PREC, DT)
     _store_tile(o + (i_b * T * H + i_h) * V, out, t0, T, sv, V, BT, BV)
@@ -545,8 +545,13 @@ def _pow2(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
 
+def _interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
 def _dot_cfg(dtype: torch.dtype):
-    if dtype in (torch.float16, torch.bfloat16):
+    # the Triton interpreter (3.8) multiplies 16-bit dot operands wrongly: use float32 there
+    if dtype in (torch.float16, torch.bfloat16) and not _interpreted():
         return "tf32", (tl.bfloat16 if dtype == torch.bfloat16 else tl.float16)
     return "ieee", tl.float32
 
