@@ -73,6 +73,15 @@ def _load_vec(base, row0, T, stride, R: tl.constexpr):
 
 
 @triton.jit
+def _load_G(base, row0, T, stride, R: tl.constexpr):
+    """Chunk-local cumsum of g; rows past T repeat the last valid value (so no exp() overflows there)."""
+    rows = row0 + tl.arange(0, R)
+    last = tl.minimum(row0 + R, T) - 1
+    g_last = tl.load(base + last * stride).to(tl.float32)
+    return tl.where(rows < T, tl.load(base + rows * stride, mask=rows < T, other=0.0).to(tl.float32), g_last)
+
+
+@triton.jit
 def _store_tile(base, val, row0, T, stride, D, R: tl.constexpr, BD: tl.constexpr):
     rows = row0 + tl.arange(0, R)
     cols = tl.arange(0, BD)
@@ -117,8 +126,24 @@ def _offdiag(kn_i, kn_jT, b_i, G_i, G_j, PREC: tl.constexpr):
 
 
 @triton.jit
-def _sub_block(k_base, kt_base, v_base, g_base, b_base, t0, T, sk, sv, sg, K: tl.constexpr,
-               V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BC: tl.constexpr, USE_L2: tl.constexpr):
+def _sub_block(
+    k_base,
+    kt_base,
+    v_base,
+    g_base,
+    b_base,
+    t0,
+    T,
+    sk,
+    sv,
+    sg,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    BC: tl.constexpr,
+    USE_L2: tl.constexpr,
+):
     k = _load_tile(k_base, t0, T, sk, K, BC, BK)
     kT = _load_tile_t(kt_base, t0, T, sk, K, BC, BK)
     if USE_L2:
@@ -140,9 +165,27 @@ def _sub_block(k_base, kt_base, v_base, g_base, b_base, t0, T, sk, sv, sg, K: tl
 # forward kernels
 # ----------------------------------------------------------------------------------------------
 @triton.jit
-def _fwd_prep(k, v, g, beta, rk_out, G_out, w_out, u_out, m_out, T,
-              H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-              BT: tl.constexpr, BC: tl.constexpr, USE_L2: tl.constexpr, PREC: tl.constexpr):
+def _fwd_prep(
+    k,
+    v,
+    g,
+    beta,
+    rk_out,
+    G_out,
+    w_out,
+    u_out,
+    m_out,
+    T,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    BT: tl.constexpr,
+    BC: tl.constexpr,
+    USE_L2: tl.constexpr,
+    PREC: tl.constexpr,
+):
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     t0 = i_t * BT
@@ -152,14 +195,18 @@ def _fwd_prep(k, v, g, beta, rk_out, G_out, w_out, u_out, m_out, T,
     g_base = g + i_b * T * H + i_h
     b_base = beta + i_b * T * H + i_h
 
-    kn0, knT0, v0, G0, s0, b0, rk0 = _sub_block(k_base, k_base, v_base, g_base, b_base, t0, T, sk, sv, sg,
-                                                K, V, BK, BV, BC, USE_L2)
-    kn1, knT1, v1, G1, s1, b1, rk1 = _sub_block(k_base, k_base, v_base, g_base, b_base, t0 + BC, T, sk, sv,
-                                                sg, K, V, BK, BV, BC, USE_L2)
-    kn2, knT2, v2, G2, s2, b2, rk2 = _sub_block(k_base, k_base, v_base, g_base, b_base, t0 + 2 * BC, T, sk,
-                                                sv, sg, K, V, BK, BV, BC, USE_L2)
-    kn3, knT3, v3, G3, s3, b3, rk3 = _sub_block(k_base, k_base, v_base, g_base, b_base, t0 + 3 * BC, T, sk,
-                                                sv, sg, K, V, BK, BV, BC, USE_L2)
+    kn0, knT0, v0, G0, s0, b0, rk0 = _sub_block(
+        k_base, k_base, v_base, g_base, b_base, t0, T, sk, sv, sg, K, V, BK, BV, BC, USE_L2
+    )
+    kn1, knT1, v1, G1, s1, b1, rk1 = _sub_block(
+        k_base, k_base, v_base, g_base, b_base, t0 + BC, T, sk, sv, sg, K, V, BK, BV, BC, USE_L2
+    )
+    kn2, knT2, v2, G2, s2, b2, rk2 = _sub_block(
+        k_base, k_base, v_base, g_base, b_base, t0 + 2 * BC, T, sk, sv, sg, K, V, BK, BV, BC, USE_L2
+    )
+    kn3, knT3, v3, G3, s3, b3, rk3 = _sub_block(
+        k_base, k_base, v_base, g_base, b_base, t0 + 3 * BC, T, sk, sv, sg, K, V, BK, BV, BC, USE_L2
+    )
     G1 = G1 + s0
     G2 = G2 + s0 + s1
     G3 = G3 + s0 + s1 + s2
@@ -178,13 +225,24 @@ def _fwd_prep(k, v, g, beta, rk_out, G_out, w_out, u_out, m_out, T,
     # block merge: M_ij = -X_i sum_{j <= m < i} A_im M_mj
     M10 = -tl.dot(X1, tl.dot(A10, X0, input_precision=PREC), input_precision=PREC)
     M21 = -tl.dot(X2, tl.dot(A21, X1, input_precision=PREC), input_precision=PREC)
-    M20 = -tl.dot(X2, tl.dot(A20, X0, input_precision=PREC) + tl.dot(A21, M10, input_precision=PREC),
-                  input_precision=PREC)
+    M20 = -tl.dot(
+        X2,
+        tl.dot(A20, X0, input_precision=PREC) + tl.dot(A21, M10, input_precision=PREC),
+        input_precision=PREC,
+    )
     M32 = -tl.dot(X3, tl.dot(A32, X2, input_precision=PREC), input_precision=PREC)
-    M31 = -tl.dot(X3, tl.dot(A31, X1, input_precision=PREC) + tl.dot(A32, M21, input_precision=PREC),
-                  input_precision=PREC)
-    M30 = -tl.dot(X3, tl.dot(A30, X0, input_precision=PREC) + tl.dot(A31, M10, input_precision=PREC)
-                  + tl.dot(A32, M20, input_precision=PREC), input_precision=PREC)
+    M31 = -tl.dot(
+        X3,
+        tl.dot(A31, X1, input_precision=PREC) + tl.dot(A32, M21, input_precision=PREC),
+        input_precision=PREC,
+    )
+    M30 = -tl.dot(
+        X3,
+        tl.dot(A30, X0, input_precision=PREC)
+        + tl.dot(A31, M10, input_precision=PREC)
+        + tl.dot(A32, M20, input_precision=PREC),
+        input_precision=PREC,
+    )
 
     # W = M diag(beta gamma) Kn, U = M diag(beta) V, block row by block row
     kb0 = kn0 * (b0 * tl.exp(G0))[:, None]
@@ -199,14 +257,28 @@ def _fwd_prep(k, v, g, beta, rk_out, G_out, w_out, u_out, m_out, T,
     u0 = tl.dot(X0, vb0, input_precision=PREC)
     w1 = tl.dot(M10, kb0, input_precision=PREC) + tl.dot(X1, kb1, input_precision=PREC)
     u1 = tl.dot(M10, vb0, input_precision=PREC) + tl.dot(X1, vb1, input_precision=PREC)
-    w2 = (tl.dot(M20, kb0, input_precision=PREC) + tl.dot(M21, kb1, input_precision=PREC)
-          + tl.dot(X2, kb2, input_precision=PREC))
-    u2 = (tl.dot(M20, vb0, input_precision=PREC) + tl.dot(M21, vb1, input_precision=PREC)
-          + tl.dot(X2, vb2, input_precision=PREC))
-    w3 = (tl.dot(M30, kb0, input_precision=PREC) + tl.dot(M31, kb1, input_precision=PREC)
-          + tl.dot(M32, kb2, input_precision=PREC) + tl.dot(X3, kb3, input_precision=PREC))
-    u3 = (tl.dot(M30, vb0, input_precision=PREC) + tl.dot(M31, vb1, input_precision=PREC)
-          + tl.dot(M32, vb2, input_precision=PREC) + tl.dot(X3, vb3, input_precision=PREC))
+    w2 = (
+        tl.dot(M20, kb0, input_precision=PREC)
+        + tl.dot(M21, kb1, input_precision=PREC)
+        + tl.dot(X2, kb2, input_precision=PREC)
+    )
+    u2 = (
+        tl.dot(M20, vb0, input_precision=PREC)
+        + tl.dot(M21, vb1, input_precision=PREC)
+        + tl.dot(X2, vb2, input_precision=PREC)
+    )
+    w3 = (
+        tl.dot(M30, kb0, input_precision=PREC)
+        + tl.dot(M31, kb1, input_precision=PREC)
+        + tl.dot(M32, kb2, input_precision=PREC)
+        + tl.dot(X3, kb3, input_precision=PREC)
+    )
+    u3 = (
+        tl.dot(M30, vb0, input_precision=PREC)
+        + tl.dot(M31, vb1, input_precision=PREC)
+        + tl.dot(M32, vb2, input_precision=PREC)
+        + tl.dot(X3, vb3, input_precision=PREC)
+    )
 
     w_base = w_out + (i_b * T * H + i_h) * K
     u_base = u_out + (i_b * T * H + i_h) * V
@@ -251,10 +323,29 @@ def _fwd_prep(k, v, g, beta, rk_out, G_out, w_out, u_out, m_out, T,
 
 
 @triton.jit
-def _fwd_state(k, w, u, G, rk, h0, h_out, vn_out, ht_out, T, NT,
-               H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-               BT: tl.constexpr, USE_H0: tl.constexpr, STORE_HT: tl.constexpr,
-               PREC: tl.constexpr, DT: tl.constexpr):
+def _fwd_state(
+    k,
+    w,
+    u,
+    G,
+    rk,
+    h0,
+    h_out,
+    vn_out,
+    ht_out,
+    T,
+    NT,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    BT: tl.constexpr,
+    USE_H0: tl.constexpr,
+    STORE_HT: tl.constexpr,
+    PREC: tl.constexpr,
+    DT: tl.constexpr,
+):
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     v0 = i_v * BV
@@ -274,11 +365,13 @@ def _fwd_state(k, w, u, G, rk, h0, h_out, vn_out, ht_out, T, NT,
     h_base = h_out + i_bh * NT * K * V
     for i_t in range(NT):
         t0 = i_t * BT
-        tl.store(h_base + i_t * K * V + ok[:, None] * V + ov[None, :], S.to(h_out.dtype.element_ty), mask=smask)
+        tl.store(
+            h_base + i_t * K * V + ok[:, None] * V + ov[None, :], S.to(h_out.dtype.element_ty), mask=smask
+        )
         wt = _load_tile(w_base, t0, T, sk, K, BT, BK)
         ut = _load_tile(u_base, t0, T, sv, V - v0, BT, BV)
         kT = _load_tile_t(k_base, t0, T, sk, K, BT, BK)
-        Gt = _load_vec(g_base, t0, T, sg, BT)
+        Gt = _load_G(g_base, t0, T, sg, BT)
         rkt = _load_vec(rk_base, t0, T, sg, BT)
         last = tl.minimum(t0 + BT, T) - 1
         g_last = tl.load(g_base + last * sg).to(tl.float32)
@@ -291,9 +384,28 @@ def _fwd_state(k, w, u, G, rk, h0, h_out, vn_out, ht_out, T, NT,
 
 
 @triton.jit
-def _fwd_output(q, k, G, rk, h, vn, rq_out, o, scale, T, NT,
-                H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                BT: tl.constexpr, USE_L2: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
+def _fwd_output(
+    q,
+    k,
+    G,
+    rk,
+    h,
+    vn,
+    rq_out,
+    o,
+    scale,
+    T,
+    NT,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    BT: tl.constexpr,
+    USE_L2: tl.constexpr,
+    PREC: tl.constexpr,
+    DT: tl.constexpr,
+):
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     t0 = i_t * BT
@@ -305,10 +417,11 @@ def _fwd_output(q, k, G, rk, h, vn, rq_out, o, scale, T, NT,
         qt = qt * rq[:, None]
     kT = _load_tile_t(k + (i_b * T * H + i_h) * K, t0, T, sk, K, BT, BK)
     if USE_L2:
-        rkT = tl.load(rk + i_b * T * H + i_h + (t0 + tl.arange(0, BT)) * sg,
-                      mask=(t0 + tl.arange(0, BT)) < T, other=0.0)
+        rkT = tl.load(
+            rk + i_b * T * H + i_h + (t0 + tl.arange(0, BT)) * sg, mask=(t0 + tl.arange(0, BT)) < T, other=0.0
+        )
         kT = kT * rkT[None, :]
-    Gt = _load_vec(G + i_b * T * H + i_h, t0, T, sg, BT)
+    Gt = _load_G(G + i_b * T * H + i_h, t0, T, sg, BT)
     o_t = tl.arange(0, BT)
     causal = o_t[:, None] >= o_t[None, :]
     decay = tl.where(causal, tl.exp(tl.where(causal, Gt[:, None] - Gt[None, :], 0.0)), 0.0)
@@ -316,8 +429,11 @@ def _fwd_output(q, k, G, rk, h, vn, rq_out, o, scale, T, NT,
     P = _dot(qs, kT, PREC, DT) * decay
     ok = tl.arange(0, BK)
     ov = tl.arange(0, BV)
-    S = tl.load(h + (i_bh * NT + i_t) * K * V + ok[:, None] * V + ov[None, :],
-                mask=(ok[:, None] < K) & (ov[None, :] < V), other=0.0).to(tl.float32)
+    S = tl.load(
+        h + (i_bh * NT + i_t) * K * V + ok[:, None] * V + ov[None, :],
+        mask=(ok[:, None] < K) & (ov[None, :] < V),
+        other=0.0,
+    ).to(tl.float32)
     vnt = _load_tile(vn + (i_b * T * H + i_h) * V, t0, T, sv, V, BT, BV)
     out = _dot(qs * tl.exp(Gt)[:, None], S, PREC, DT) + _dot(P, vnt, PREC, DT)
     _store_tile(o + (i_b * T * H + i_h) * V, out, t0, T, sv, V, BT, BV)
@@ -327,10 +443,32 @@ def _fwd_output(q, k, G, rk, h, vn, rq_out, o, scale, T, NT,
 # backward kernels
 # ----------------------------------------------------------------------------------------------
 @triton.jit
-def _bwd_state(q, k, w, G, rq, rk, do, dht, dhs_out, dvn_out, dh0_out, scale, T, NT,
-               H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-               BT: tl.constexpr, USE_DHT: tl.constexpr, STORE_DH0: tl.constexpr,
-               PREC: tl.constexpr, DT: tl.constexpr):
+def _bwd_state(
+    q,
+    k,
+    w,
+    G,
+    rq,
+    rk,
+    do,
+    dht,
+    dhs_out,
+    dvn_out,
+    dh0_out,
+    scale,
+    T,
+    NT,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    BT: tl.constexpr,
+    USE_DHT: tl.constexpr,
+    STORE_DH0: tl.constexpr,
+    PREC: tl.constexpr,
+    DT: tl.constexpr,
+):
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     v0 = i_v * BV
@@ -340,7 +478,9 @@ def _bwd_state(q, k, w, G, rq, rk, do, dht, dhs_out, dvn_out, dh0_out, scale, T,
     smask = (ok[:, None] < K) & (ov[None, :] < V)
     dS = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_DHT:
-        dS += tl.load(dht + i_bh * K * V + ok[:, None] * V + ov[None, :], mask=smask, other=0.0).to(tl.float32)
+        dS += tl.load(dht + i_bh * K * V + ok[:, None] * V + ov[None, :], mask=smask, other=0.0).to(
+            tl.float32
+        )
     q_base = q + (i_b * T * H + i_h) * K
     k_base = k + (i_b * T * H + i_h) * K
     w_base = w + (i_b * T * H + i_h) * K
@@ -355,21 +495,23 @@ def _bwd_state(q, k, w, G, rq, rk, do, dht, dhs_out, dvn_out, dh0_out, scale, T,
     for j in range(NT):
         i_t = NT - 1 - j
         t0 = i_t * BT
-        tl.store(dh_base + i_t * K * V + ok[:, None] * V + ov[None, :], dS.to(dhs_out.dtype.element_ty),
-                 mask=smask)
+        tl.store(
+            dh_base + i_t * K * V + ok[:, None] * V + ov[None, :], dS.to(dhs_out.dtype.element_ty), mask=smask
+        )
         kt = _load_tile(k_base, t0, T, sk, K, BT, BK) * _load_vec(rk_base, t0, T, sg, BT)[:, None]
         qT = _load_tile_t(q_base, t0, T, sk, K, BT, BK)
         rqt = tl.load(rq_base + (t0 + o_t) * sg, mask=(t0 + o_t) < T, other=0.0)
-        Gt = _load_vec(g_base, t0, T, sg, BT)
-        GtT = tl.load(g_base + (t0 + o_t) * sg, mask=(t0 + o_t) < T, other=0.0)
+        Gt = _load_G(g_base, t0, T, sg, BT)
+        GtT = _load_G(g_base, t0, T, sg, BT)
         qT = qT * (rqt * scale)[None, :]
         last = tl.minimum(t0 + BT, T) - 1
         g_last = tl.load(g_base + last * sg).to(tl.float32)
         wT = _load_tile_t(w_base, t0, T, sk, K, BT, BK)
         dot_ = _load_tile(do_base, t0, T, sv, V - v0, BT, BV)
         # P^T[s, t] = scale qn_t.kn_s exp(G_t - G_s), s <= t
-        PT = _dot(kt, qT, PREC, DT) * tl.where(upper, tl.exp(tl.where(upper, GtT[None, :] - Gt[:, None], 0.0)),
-                                               0.0)
+        PT = _dot(kt, qT, PREC, DT) * tl.where(
+            upper, tl.exp(tl.where(upper, GtT[None, :] - Gt[:, None], 0.0)), 0.0
+        )
         dvn = _dot(PT, dot_, PREC, DT) + _dot(kt * tl.exp(g_last - Gt)[:, None], dS, PREC, DT)
         _store_tile(dvn_base, dvn, t0, T, sv, V - v0, BT, BV)
         dS = dS * tl.exp(g_last) + _dot(qT * tl.exp(GtT)[None, :], dot_, PREC, DT) - _dot(wT, dvn, PREC, DT)
@@ -378,9 +520,34 @@ def _bwd_state(q, k, w, G, rq, rk, do, dht, dhs_out, dvn_out, dh0_out, scale, T,
 
 
 @triton.jit
-def _bwd_dqk(q, k, G, rq, rk, h, dhs, vn, dvn, do, dq_out, dk_out, dw_out, dg_out, scale, T, NT,
-             H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-             BT: tl.constexpr, USE_L2: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
+def _bwd_dqk(
+    q,
+    k,
+    G,
+    rq,
+    rk,
+    h,
+    dhs,
+    vn,
+    dvn,
+    do,
+    dq_out,
+    dk_out,
+    dw_out,
+    dg_out,
+    scale,
+    T,
+    NT,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    BT: tl.constexpr,
+    USE_L2: tl.constexpr,
+    PREC: tl.constexpr,
+    DT: tl.constexpr,
+):
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     t0 = i_t * BT
@@ -392,26 +559,23 @@ def _bwd_dqk(q, k, G, rq, rk, h, dhs, vn, dvn, do, dq_out, dk_out, dw_out, dg_ou
     qt = _load_tile(q_base, t0, T, sk, K, BT, BK)
     kt = _load_tile(k_base, t0, T, sk, K, BT, BK)
     kT = _load_tile_t(k_base, t0, T, sk, K, BT, BK)
-    qT = _load_tile_t(q_base, t0, T, sk, K, BT, BK)
     rq_t = _load_vec(rq + i_b * T * H + i_h, t0, T, sg, BT)
     rk_t = _load_vec(rk + i_b * T * H + i_h, t0, T, sg, BT)
-    rq_tT = tl.load(rq + i_b * T * H + i_h + (t0 + o_t) * sg, mask=tmask, other=0.0)
     rk_tT = tl.load(rk + i_b * T * H + i_h + (t0 + o_t) * sg, mask=tmask, other=0.0)
     qn = qt * rq_t[:, None]
     kn = kt * rk_t[:, None]
-    qnT = qT * rq_tT[None, :]
     knT = kT * rk_tT[None, :]
     g_base = G + i_b * T * H + i_h
-    Gt = _load_vec(g_base, t0, T, sg, BT)
-    GtT = tl.load(g_base + (t0 + o_t) * sg, mask=tmask, other=0.0)
+    Gt = _load_G(g_base, t0, T, sg, BT)
+    GtT = _load_G(g_base, t0, T, sg, BT)
     last = tl.minimum(t0 + BT, T) - 1
     g_last = tl.load(g_base + last * sg).to(tl.float32)
 
-    acc_q = tl.zeros([BT, BK], dtype=tl.float32)   # dO S^T
+    acc_q = tl.zeros([BT, BK], dtype=tl.float32)  # dO S^T
     acc_ks = tl.zeros([BT, BK], dtype=tl.float32)  # Vn dS'^T
-    acc_w = tl.zeros([BT, BK], dtype=tl.float32)   # -dVn S^T
-    dP = tl.zeros([BT, BT], dtype=tl.float32)      # dO Vn^T   [t, s]
-    dPT = tl.zeros([BT, BT], dtype=tl.float32)     # Vn dO^T   [s, t]
+    acc_w = tl.zeros([BT, BK], dtype=tl.float32)  # -dVn S^T
+    dP = tl.zeros([BT, BT], dtype=tl.float32)  # dO Vn^T   [t, s]
+    dPT = tl.zeros([BT, BT], dtype=tl.float32)  # Vn dO^T   [s, t]
     dsum = tl.sum(tl.zeros([BT], dtype=tl.float32), 0)  # <S, dS'>
     ok = tl.arange(0, BK)
     hb = h + (i_bh * NT + i_t) * K * V
@@ -422,8 +586,10 @@ def _bwd_dqk(q, k, G, rq, rk, h, dhs, vn, dvn, do, dq_out, dk_out, dw_out, dg_ou
     for v0 in range(0, V, BV):
         ov = v0 + tl.arange(0, BV)
         tmask_kv = (ov[:, None] < V) & (ok[None, :] < K)
-        ST = tl.load(hb + ok[None, :] * V + ov[:, None], mask=tmask_kv, other=0.0).to(tl.float32)    # [BV, BK]
-        dST = tl.load(dhb + ok[None, :] * V + ov[:, None], mask=tmask_kv, other=0.0).to(tl.float32)  # [BV, BK]
+        ST = tl.load(hb + ok[None, :] * V + ov[:, None], mask=tmask_kv, other=0.0).to(tl.float32)  # [BV, BK]
+        dST = tl.load(dhb + ok[None, :] * V + ov[:, None], mask=tmask_kv, other=0.0).to(
+            tl.float32
+        )  # [BV, BK]
         vnt = _load_tile(vn_base + v0, t0, T, sv, V - v0, BT, BV)
         vnT = _load_tile_t(vn_base + v0, t0, T, sv, V - v0, BT, BV)
         dvnt = _load_tile(dvn_base + v0, t0, T, sv, V - v0, BT, BV)
@@ -438,8 +604,11 @@ def _bwd_dqk(q, k, G, rq, rk, h, dhs, vn, dvn, do, dq_out, dk_out, dw_out, dg_ou
 
     causal = o_t[:, None] >= o_t[None, :]  # [t, s]
     decay = tl.where(causal, tl.exp(tl.where(causal, Gt[:, None] - GtT[None, :], 0.0)), 0.0)
-    decayT = tl.where(o_t[:, None] <= o_t[None, :],
-                      tl.exp(tl.where(o_t[:, None] <= o_t[None, :], GtT[None, :] - Gt[:, None], 0.0)), 0.0)
+    decayT = tl.where(
+        o_t[:, None] <= o_t[None, :],
+        tl.exp(tl.where(o_t[:, None] <= o_t[None, :], GtT[None, :] - Gt[:, None], 0.0)),
+        0.0,
+    )
     dPm = dP * decay * scale
     dPmT = dPT * decayT * scale
     dq_inter = acc_q * (scale * tl.exp(Gt))[:, None]
@@ -463,9 +632,31 @@ def _bwd_dqk(q, k, G, rq, rk, h, dhs, vn, dvn, do, dq_out, dk_out, dw_out, dg_ou
 
 
 @triton.jit
-def _bwd_wy(k, v, beta, G, rk, m, dw, dvn, dk_part, dg_part, dk_out, dv_out, db_out, dg_out, T,
-            H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-            BT: tl.constexpr, USE_L2: tl.constexpr, PREC: tl.constexpr):
+def _bwd_wy(
+    k,
+    v,
+    beta,
+    G,
+    rk,
+    m,
+    dw,
+    dvn,
+    dk_part,
+    dg_part,
+    dk_out,
+    dv_out,
+    db_out,
+    dg_out,
+    T,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    BT: tl.constexpr,
+    USE_L2: tl.constexpr,
+    PREC: tl.constexpr,
+):
     i_t, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_h = i_bh // H, i_bh % H
     t0 = i_t * BT
@@ -480,22 +671,22 @@ def _bwd_wy(k, v, beta, G, rk, m, dw, dvn, dk_part, dg_part, dk_out, dv_out, db_
     kn = kt * rk_t[:, None]
     knT = kT * rk_tT[None, :]
     g_base = G + i_b * T * H + i_h
-    Gt = _load_vec(g_base, t0, T, sg, BT)
-    GtT = tl.load(g_base + (t0 + o_t) * sg, mask=tmask, other=0.0)
+    Gt = _load_G(g_base, t0, T, sg, BT)
+    GtT = _load_G(g_base, t0, T, sg, BT)
     b = _load_vec(beta + i_b * T * H + i_h, t0, T, sg, BT)
     bT = tl.load(beta + i_b * T * H + i_h + (t0 + o_t) * sg, mask=tmask, other=0.0).to(tl.float32)
     gam = tl.exp(Gt)
     gamT = tl.exp(GtT)
     m_base = m + (i_b * T * H + i_h) * BT
-    Mt = _load_tile(m_base, t0, T, H * BT, BT, BT, BT)      # M   [t, s]
-    MT = _load_tile_t(m_base, t0, T, H * BT, BT, BT, BT)    # M^T [s, t]
+    Mt = _load_tile(m_base, t0, T, H * BT, BT, BT, BT)  # M   [t, s]
+    MT = _load_tile_t(m_base, t0, T, H * BT, BT, BT, BT)  # M^T [s, t]
     dwt = _load_tile(dw + (i_b * T * H + i_h) * K, t0, T, sk, K, BT, BK)
     dwT = _load_tile_t(dw + (i_b * T * H + i_h) * K, t0, T, sk, K, BT, BK)
     kb = kn * (b * gam)[:, None]
     kbT = knT * (bT * gamT)[None, :]
     dkb = tl.dot(MT, dwt, input_precision=PREC)
-    dM = tl.dot(dwt, kbT, input_precision=PREC)    # dW Kb^T      [t, s]
-    dMT = tl.dot(kb, dwT, input_precision=PREC)    # Kb dW^T      [s, t]
+    dM = tl.dot(dwt, kbT, input_precision=PREC)  # dW Kb^T      [t, s]
+    dMT = tl.dot(kb, dwT, input_precision=PREC)  # Kb dW^T      [s, t]
     db = tl.zeros([BT], dtype=tl.float32)
     v_base = v + (i_b * T * H + i_h) * V
     dvn_base = dvn + (i_b * T * H + i_h) * V
@@ -512,16 +703,19 @@ def _bwd_wy(k, v, beta, G, rk, m, dw, dvn, dk_part, dg_part, dk_out, dv_out, db_
     # dA = -M^T dM M^T (strictly lower), and its transpose computed independently
     dA = -tl.dot(tl.dot(MT, dM, input_precision=PREC), MT, input_precision=PREC)
     dAT = -tl.dot(tl.dot(Mt, dMT, input_precision=PREC), Mt, input_precision=PREC)
-    lower = o_t[:, None] > o_t[None, :]   # [t, s], s < t
-    upper = o_t[:, None] < o_t[None, :]   # [s, t], s < t
+    lower = o_t[:, None] > o_t[None, :]  # [t, s], s < t
+    upper = o_t[:, None] < o_t[None, :]  # [s, t], s < t
     Gam = tl.where(lower, tl.exp(tl.where(lower, Gt[:, None] - GtT[None, :], 0.0)), 0.0)
     GamT = tl.where(upper, tl.exp(tl.where(upper, GtT[None, :] - Gt[:, None], 0.0)), 0.0)
     KK = tl.dot(kn, knT, input_precision=PREC)
-    dAG = dA * Gam                      # [t, s]
-    dAGT = dAT * GamT * bT[None, :]     # [s, t] = dA_ts Gamma_ts beta_t
-    Z = dAG * KK * b[:, None]           # dA * A
-    dkn = tl.load(dk_part + (i_b * T * H + i_h) * K + (t0 + o_t)[:, None] * sk + tl.arange(0, BK)[None, :],
-                  mask=tmask[:, None] & (tl.arange(0, BK)[None, :] < K), other=0.0)
+    dAG = dA * Gam  # [t, s]
+    dAGT = dAT * GamT * bT[None, :]  # [s, t] = dA_ts Gamma_ts beta_t
+    Z = dAG * KK * b[:, None]  # dA * A
+    dkn = tl.load(
+        dk_part + (i_b * T * H + i_h) * K + (t0 + o_t)[:, None] * sk + tl.arange(0, BK)[None, :],
+        mask=tmask[:, None] & (tl.arange(0, BK)[None, :] < K),
+        other=0.0,
+    )
     dkn += tl.dot(dAG * b[:, None], kn, input_precision=PREC) + tl.dot(dAGT, kn, input_precision=PREC)
     dkn += dkb * (b * gam)[:, None]
     kdk = tl.sum(dkb * kn, 1)
@@ -584,19 +778,80 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
     w = torch.empty(B, T, H, K, device=dev, dtype=store_dtype)
     u = torch.empty(B, T, H, V, device=dev, dtype=torch.float32)
     M = torch.empty(B, T, H, CHUNK, **f32)
-    _fwd_prep[(NT, B * H)](k, v, g, beta, rk, G, w, u, M, T, H=H, K=K, V=V, BK=BK, BV=BV, BT=CHUNK, BC=SUB,
-                          USE_L2=use_l2, PREC=prec, num_warps=4)
+    _fwd_prep[(NT, B * H)](
+        k,
+        v,
+        g,
+        beta,
+        rk,
+        G,
+        w,
+        u,
+        M,
+        T,
+        H=H,
+        K=K,
+        V=V,
+        BK=BK,
+        BV=BV,
+        BT=CHUNK,
+        BC=SUB,
+        USE_L2=use_l2,
+        PREC=prec,
+        num_warps=4,
+    )
     h = torch.empty(B, H, NT, K, V, device=dev, dtype=store_dtype)
     vn = torch.empty(B, T, H, V, device=dev, dtype=store_dtype)
     ht = torch.empty(B, H, K, V, **f32) if output_final_state else None
     bv_seq = _seq_block_v(B * H, V, dev)
     _fwd_state[(triton.cdiv(V, bv_seq), B * H)](
-        k, w, u, G, rk, h0 if h0 is not None else G, h, vn, ht if ht is not None else G, T, NT, H=H, K=K, V=V,
-        BK=BK, BV=bv_seq, BT=CHUNK, USE_H0=h0 is not None, STORE_HT=ht is not None, PREC=prec, DT=dt,
-        num_warps=4)
+        k,
+        w,
+        u,
+        G,
+        rk,
+        h0 if h0 is not None else G,
+        h,
+        vn,
+        ht if ht is not None else G,
+        T,
+        NT,
+        H=H,
+        K=K,
+        V=V,
+        BK=BK,
+        BV=bv_seq,
+        BT=CHUNK,
+        USE_H0=h0 is not None,
+        STORE_HT=ht is not None,
+        PREC=prec,
+        DT=dt,
+        num_warps=4,
+    )
     o = torch.empty(B, T, H, V, device=dev, dtype=v.dtype)
-    _fwd_output[(NT, B * H)](q, k, G, rk, h, vn, rq, o, scale, T, NT, H=H, K=K, V=V, BK=BK, BV=BV, BT=CHUNK,
-                            USE_L2=use_l2, PREC=prec, DT=dt, num_warps=4)
+    _fwd_output[(NT, B * H)](
+        q,
+        k,
+        G,
+        rk,
+        h,
+        vn,
+        rq,
+        o,
+        scale,
+        T,
+        NT,
+        H=H,
+        K=K,
+        V=V,
+        BK=BK,
+        BV=BV,
+        BT=CHUNK,
+        USE_L2=use_l2,
+        PREC=prec,
+        DT=dt,
+        num_warps=4,
+    )
     return o, ht, (rq, rk, G, w, M, h, vn)
 
 
@@ -616,24 +871,96 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht):
     bv_seq = _seq_block_v(B * H, V, dev)
     do = do.contiguous()
     _bwd_state[(triton.cdiv(V, bv_seq), B * H)](
-        q, k, w, G, rq, rk, do, dht if dht is not None else G, dhs, dvn, dh0 if dh0 is not None else G, scale,
-        T, NT, H=H, K=K, V=V, BK=BK, BV=bv_seq, BT=CHUNK, USE_DHT=dht is not None, STORE_DH0=dh0 is not None,
-        PREC=prec, DT=dt, num_warps=warps)
+        q,
+        k,
+        w,
+        G,
+        rq,
+        rk,
+        do,
+        dht if dht is not None else G,
+        dhs,
+        dvn,
+        dh0 if dh0 is not None else G,
+        scale,
+        T,
+        NT,
+        H=H,
+        K=K,
+        V=V,
+        BK=BK,
+        BV=bv_seq,
+        BT=CHUNK,
+        USE_DHT=dht is not None,
+        STORE_DH0=dh0 is not None,
+        PREC=prec,
+        DT=dt,
+        num_warps=warps,
+    )
     dq = torch.empty_like(q)
     dk_part = torch.empty(B, T, H, K, **f32)
     dw = torch.empty(B, T, H, K, **f32)
     dg_part = torch.empty(B, T, H, **f32)
     bv_loop = min(BV, 64)
-    _bwd_dqk[(NT, B * H)](q, k, G, rq, rk, h, dhs, vn, dvn, do, dq, dk_part, dw, dg_part, scale, T, NT, H=H,
-                          K=K, V=V, BK=BK, BV=bv_loop, BT=CHUNK, USE_L2=use_l2, PREC=prec, DT=dt,
-                          num_warps=warps)
+    _bwd_dqk[(NT, B * H)](
+        q,
+        k,
+        G,
+        rq,
+        rk,
+        h,
+        dhs,
+        vn,
+        dvn,
+        do,
+        dq,
+        dk_part,
+        dw,
+        dg_part,
+        scale,
+        T,
+        NT,
+        H=H,
+        K=K,
+        V=V,
+        BK=BK,
+        BV=bv_loop,
+        BT=CHUNK,
+        USE_L2=use_l2,
+        PREC=prec,
+        DT=dt,
+        num_warps=warps,
+    )
     dk = torch.empty_like(k)
     dv = torch.empty_like(v)
     dbeta = torch.empty(B, T, H, device=dev, dtype=beta.dtype)
     dg = torch.empty(B, T, H, device=dev, dtype=g.dtype)
-    _bwd_wy[(NT, B * H)](k, v, beta, G, rk, M, dw, dvn, dk_part, dg_part, dk, dv, dbeta, dg, T, H=H, K=K, V=V,
-                         BK=BK, BV=bv_loop, BT=CHUNK, USE_L2=use_l2, PREC="ieee" if prec == "ieee" else "tf32",
-                         num_warps=warps)
+    _bwd_wy[(NT, B * H)](
+        k,
+        v,
+        beta,
+        G,
+        rk,
+        M,
+        dw,
+        dvn,
+        dk_part,
+        dg_part,
+        dk,
+        dv,
+        dbeta,
+        dg,
+        T,
+        H=H,
+        K=K,
+        V=V,
+        BK=BK,
+        BV=bv_loop,
+        BT=CHUNK,
+        USE_L2=use_l2,
+        PREC="ieee" if prec == "ieee" else "tf32",
+        num_warps=warps,
+    )
     return dq, dk, dv, dg, dbeta, dh0
 
 
@@ -653,8 +980,19 @@ class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
         q, k, v, g, beta, h0, *saved = ctx.saved_tensors
         if os.environ.get("NIRVANA_GDR_BWD", "triton") == "torch":
             return _reference_backward(ctx, q, k, v, g, beta, h0, do, dht)
-        dq, dk, dv, dg, dbeta, dh0 = gdr_backward(q, k, v, g, beta, ctx.scale, h0, ctx.use_l2, saved, do,
-                                                  dht.contiguous() if dht is not None else None)
+        dq, dk, dv, dg, dbeta, dh0 = gdr_backward(
+            q,
+            k,
+            v,
+            g,
+            beta,
+            ctx.scale,
+            h0,
+            ctx.use_l2,
+            saved,
+            do,
+            dht.contiguous() if dht is not None else None,
+        )
         return dq, dk, dv, dg, dbeta, None, (dh0 if ctx.has_h0 else None), None, None
 
 
@@ -665,16 +1003,23 @@ def _reference_backward(ctx, q, k, v, g, beta, h0, do, dht):
     with torch.enable_grad():
         inputs = [x.detach().float().requires_grad_(True) for x in (q, k, v, g, beta)]
         h0_ = h0.detach().float().requires_grad_(True) if h0 is not None else None
-        o, ht = chunk_gated_delta_rule_reference(*inputs, scale=ctx.scale, initial_state=h0_,
-                                                 output_final_state=dht is not None, use_qk_l2norm=ctx.use_l2)
+        o, ht = chunk_gated_delta_rule_reference(
+            *inputs,
+            scale=ctx.scale,
+            initial_state=h0_,
+            output_final_state=dht is not None,
+            use_qk_l2norm=ctx.use_l2,
+        )
         outs, grads = [o], [do.float()]
         if dht is not None:
             outs.append(ht)
             grads.append(dht.float())
         wrt = inputs + ([h0_] if h0_ is not None else [])
         res = torch.autograd.grad(outs, wrt, grads, allow_unused=True)
-    dq, dk, dv, dg, db = (r.to(x.dtype) if r is not None else torch.zeros_like(x)
-                          for r, x in zip(res[:5], (q, k, v, g, beta), strict=True))
+    dq, dk, dv, dg, db = (
+        r.to(x.dtype) if r is not None else torch.zeros_like(x)
+        for r, x in zip(res[:5], (q, k, v, g, beta), strict=True)
+    )
     dh0 = res[5] if h0 is not None else None
     return dq, dk, dv, dg, db, None, dh0, None, None
 
@@ -694,8 +1039,17 @@ def chunk_gated_delta_rule_triton(
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
     if q.dtype == torch.float64:  # computed in float32, returned in float64
         o, ht = ChunkGatedDeltaRuleFunction.apply(
-            q.float(), k.float(), v.float(), g.float(), beta.float(), scale,
-            initial_state.float() if initial_state is not None else None, output_final_state, use_qk_l2norm)
+            q.float(),
+            k.float(),
+            v.float(),
+            g.float(),
+            beta.float(),
+            scale,
+            initial_state.float() if initial_state is not None else None,
+            output_final_state,
+            use_qk_l2norm,
+        )
         return o.double(), (ht.double() if ht is not None else None)
-    return ChunkGatedDeltaRuleFunction.apply(q, k, v, g, beta, scale, initial_state, output_final_state,
-                                             use_qk_l2norm)
+    return ChunkGatedDeltaRuleFunction.apply(
+        q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l2norm
+    )

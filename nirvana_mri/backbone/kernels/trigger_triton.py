@@ -38,15 +38,19 @@ def _interpreted() -> bool:
 @triton.jit
 def _ld(base, rows, N, D, BD: tl.constexpr):
     cols = tl.arange(0, BD)
-    return tl.load(base + rows[:, None] * D + cols[None, :], mask=(rows[:, None] < N) & (cols[None, :] < D),
-                   other=0.0).to(tl.float32)
+    return tl.load(
+        base + rows[:, None] * D + cols[None, :], mask=(rows[:, None] < N) & (cols[None, :] < D), other=0.0
+    ).to(tl.float32)
 
 
 @triton.jit
 def _st(base, val, rows, N, D, BD: tl.constexpr):
     cols = tl.arange(0, BD)
-    tl.store(base + rows[:, None] * D + cols[None, :], val.to(base.dtype.element_ty),
-             mask=(rows[:, None] < N) & (cols[None, :] < D))
+    tl.store(
+        base + rows[:, None] * D + cols[None, :],
+        val.to(base.dtype.element_ty),
+        mask=(rows[:, None] < N) & (cols[None, :] < D),
+    )
 
 
 @triton.jit
@@ -54,8 +58,9 @@ def _wmat(base, C, L, BC: tl.constexpr, BL: tl.constexpr):
     """A [C, L] weight as a [BC, BL] tile."""
     oc = tl.arange(0, BC)
     ol = tl.arange(0, BL)
-    return tl.load(base + oc[:, None] * L + ol[None, :], mask=(oc[:, None] < C) & (ol[None, :] < L),
-                   other=0.0).to(tl.float32)
+    return tl.load(
+        base + oc[:, None] * L + ol[None, :], mask=(oc[:, None] < C) & (ol[None, :] < L), other=0.0
+    ).to(tl.float32)
 
 
 @triton.jit
@@ -63,13 +68,15 @@ def _wmat_t(base, C, L, BC: tl.constexpr, BL: tl.constexpr):
     """The transpose of ``_wmat``: [BL, BC]."""
     oc = tl.arange(0, BC)
     ol = tl.arange(0, BL)
-    return tl.load(base + oc[None, :] * L + ol[:, None], mask=(oc[None, :] < C) & (ol[:, None] < L),
-                   other=0.0).to(tl.float32)
+    return tl.load(
+        base + oc[None, :] * L + ol[:, None], mask=(oc[None, :] < C) & (ol[:, None] < L), other=0.0
+    ).to(tl.float32)
 
 
 @triton.jit
-def _contract_z(x, rows, N, p, wl, C, L, BT: tl.constexpr, BC: tl.constexpr, BL: tl.constexpr,
-                PREC: tl.constexpr):
+def _contract_z(
+    x, rows, N, p, wl, C, L, BT: tl.constexpr, BC: tl.constexpr, BL: tl.constexpr, PREC: tl.constexpr
+):
     """z[t, o] = sum_{i, l} x[t, i] p[t, l] wl[i, o, l]   ([BT, BC])."""
     acc = tl.zeros([BT, BC], dtype=tl.float32)
     for i in range(C):
@@ -79,8 +86,9 @@ def _contract_z(x, rows, N, p, wl, C, L, BT: tl.constexpr, BC: tl.constexpr, BL:
 
 
 @triton.jit
-def _contract_l(x, rows, N, y, wl, C, L, BT: tl.constexpr, BC: tl.constexpr, BL: tl.constexpr,
-                PREC: tl.constexpr):
+def _contract_l(
+    x, rows, N, y, wl, C, L, BT: tl.constexpr, BC: tl.constexpr, BL: tl.constexpr, PREC: tl.constexpr
+):
     """r[t, l] = sum_{i, o} x[t, i] y[t, o] wl[i, o, l]   ([BT, BL])."""
     acc = tl.zeros([BT, BL], dtype=tl.float32)
     for i in range(C):
@@ -90,10 +98,12 @@ def _contract_l(x, rows, N, y, wl, C, L, BT: tl.constexpr, BC: tl.constexpr, BL:
 
 
 @triton.jit
-def _contract_both(x, rows, N, p, y, wl, C, L, BT: tl.constexpr, BC: tl.constexpr, BL: tl.constexpr,
-                   PREC: tl.constexpr):
+def _contract_both(
+    x, rows, N, p, y, wl, C, L, BT: tl.constexpr, BC: tl.constexpr, BL: tl.constexpr, PREC: tl.constexpr
+):
     """Two contractions sharing the weight loads:
-    dx[t, i] = sum_{o, l} wl[i, o, l] p[t, l] y[t, o]   and   r[t, l] = sum_{i, o} x[t, i] y[t, o] wl[i, o, l]."""
+    dx[t, i] = sum_{o, l} wl[i, o, l] p[t, l] y[t, o]   and
+    r[t, l] = sum_{i, o} x[t, i] y[t, o] wl[i, o, l]."""
     dx = tl.zeros([BT, BC], dtype=tl.float32)
     r = tl.zeros([BT, BL], dtype=tl.float32)
     cols = tl.arange(0, BC)
@@ -108,9 +118,11 @@ def _contract_both(x, rows, N, p, y, wl, C, L, BT: tl.constexpr, BC: tl.constexp
 
 
 @triton.jit
-def _contract_zx(x, rows, N, p, y, wl, C, L, BT: tl.constexpr, BC: tl.constexpr, BL: tl.constexpr,
-                 PREC: tl.constexpr):
-    """z[t, o] = sum_{i, l} x[t, i] p[t, l] wl[i, o, l]   and   dx[t, i] = sum_{o, l} wl[i, o, l] p[t, l] y[t, o]."""
+def _contract_zx(
+    x, rows, N, p, y, wl, C, L, BT: tl.constexpr, BC: tl.constexpr, BL: tl.constexpr, PREC: tl.constexpr
+):
+    """z[t, o] = sum_{i, l} x[t, i] p[t, l] wl[i, o, l]   and
+    dx[t, i] = sum_{o, l} wl[i, o, l] p[t, l] y[t, o]."""
     z = tl.zeros([BT, BC], dtype=tl.float32)
     dx = tl.zeros([BT, BC], dtype=tl.float32)
     cols = tl.arange(0, BC)
@@ -141,8 +153,28 @@ def _layernorm_bwd(dzh, zh, std, C, BC: tl.constexpr):
 
 
 @triton.jit
-def _learn_fwd(k, v, rows, N, wl, wln, bl, bln, pw, pln, pbl, pbln, lr, lr_ln, C, L,
-               BT: tl.constexpr, BC: tl.constexpr, BL: tl.constexpr, PREC: tl.constexpr):
+def _learn_fwd(
+    k,
+    v,
+    rows,
+    N,
+    wl,
+    wln,
+    bl,
+    bln,
+    pw,
+    pln,
+    pbl,
+    pbln,
+    lr,
+    lr_ln,
+    C,
+    L,
+    BT: tl.constexpr,
+    BC: tl.constexpr,
+    BL: tl.constexpr,
+    PREC: tl.constexpr,
+):
     Wln_T = _wmat_t(wln, C, L, BC, BL)
     Bl_T = _wmat_t(bl, C, L, BC, BL)
     Bln_T = _wmat_t(bln, C, L, BC, BL)
@@ -161,23 +193,50 @@ def _learn_fwd(k, v, rows, N, wl, wln, bl, bln, pw, pln, pbl, pbln, lr, lr_ln, C
 
 
 @triton.jit
-def _trigger_fwd(q, k, v, wl, wln, bl, bln, pw_in, pln_in, pbl_in, pbln_in, h_out, pw_out, pln_out, pbl_out,
-                 pbln_out, N, lr, lr_ln, C, L, BT: tl.constexpr, BC: tl.constexpr, BL: tl.constexpr,
-                 LEARN: tl.constexpr, PREC: tl.constexpr):
+def _trigger_fwd(
+    q,
+    k,
+    v,
+    wl,
+    wln,
+    bl,
+    bln,
+    pw_in,
+    pln_in,
+    pbl_in,
+    pbln_in,
+    h_out,
+    pw_out,
+    pln_out,
+    pbl_out,
+    pbln_out,
+    N,
+    lr,
+    lr_ln,
+    C,
+    L,
+    BT: tl.constexpr,
+    BC: tl.constexpr,
+    BL: tl.constexpr,
+    LEARN: tl.constexpr,
+    PREC: tl.constexpr,
+):
     rows = tl.program_id(0) * BT + tl.arange(0, BT)
     pw = _ld(pw_in, rows, N, L, BL)
     pln = _ld(pln_in, rows, N, L, BL)
     pbl = _ld(pbl_in, rows, N, L, BL)
     pbln = _ld(pbln_in, rows, N, L, BL)
     if LEARN:
-        pw, pln, pbl, pbln, zh_, std_, wln_, e_, gp_ = _learn_fwd(k, v, rows, N, wl, wln, bl, bln, pw, pln, pbl,
-                                                                   pbln, lr, lr_ln, C, L, BT, BC, BL, PREC)
+        pw, pln, pbl, pbln, zh_, std_, wln_, e_, gp_ = _learn_fwd(
+            k, v, rows, N, wl, wln, bl, bln, pw, pln, pbl, pbln, lr, lr_ln, C, L, BT, BC, BL, PREC
+        )
         _st(pw_out, pw, rows, N, L, BL)
         _st(pln_out, pln, rows, N, L, BL)
         _st(pbl_out, pbl, rows, N, L, BL)
         _st(pbln_out, pbln, rows, N, L, BL)
-    z = _contract_z(q, rows, N, pw, wl, C, L, BT, BC, BL, PREC) + tl.dot(pbl, _wmat_t(bl, C, L, BC, BL),
-                                                                        input_precision=PREC)
+    z = _contract_z(q, rows, N, pw, wl, C, L, BT, BC, BL, PREC) + tl.dot(
+        pbl, _wmat_t(bl, C, L, BC, BL), input_precision=PREC
+    )
     zh, std = _layernorm(z, C, BC)
     w_ln = tl.dot(pln, _wmat_t(wln, C, L, BC, BL), input_precision=PREC)
     b_ln = tl.dot(pbln, _wmat_t(bln, C, L, BC, BL), input_precision=PREC)
@@ -185,10 +244,43 @@ def _trigger_fwd(q, k, v, wl, wln, bl, bln, pw_in, pln_in, pbl_in, pbln_in, h_ou
 
 
 @triton.jit
-def _trigger_bwd(q, k, v, wl, wln, bl, bln, pw_in, pln_in, pbl_in, pbln_in, dh_in, dpw_in, dpln_in, dpbl_in,
-                 dpbln_in, dq_out, dk_out, dv_out, dpw_out, dpln_out, dpbl_out, dpbln_out, vec_c, vec_l,
-                 N, lr, lr_ln, C, L, BT: tl.constexpr, BC: tl.constexpr, BL: tl.constexpr,
-                 LEARN: tl.constexpr, PREC: tl.constexpr):
+def _trigger_bwd(
+    q,
+    k,
+    v,
+    wl,
+    wln,
+    bl,
+    bln,
+    pw_in,
+    pln_in,
+    pbl_in,
+    pbln_in,
+    dh_in,
+    dpw_in,
+    dpln_in,
+    dpbl_in,
+    dpbln_in,
+    dq_out,
+    dk_out,
+    dv_out,
+    dpw_out,
+    dpln_out,
+    dpbl_out,
+    dpbln_out,
+    vec_c,
+    vec_l,
+    N,
+    lr,
+    lr_ln,
+    C,
+    L,
+    BT: tl.constexpr,
+    BC: tl.constexpr,
+    BL: tl.constexpr,
+    LEARN: tl.constexpr,
+    PREC: tl.constexpr,
+):
     """Per-token gradients. ``vec_c`` [8, N, C] receives (dZq, dZk, gp, dh*zqh, dwln, e*zh, e, de) and
     ``vec_l`` [4, N, L] (dGw, dpln', dpbl', dpbln') for the weight gradients."""
     rows = tl.program_id(0) * BT + tl.arange(0, BT)
@@ -200,13 +292,15 @@ def _trigger_bwd(q, k, v, wl, wln, bl, bln, pw_in, pln_in, pbl_in, pbln_in, dh_i
     Bl = _wmat(bl, C, L, BC, BL)
     Bln = _wmat(bln, C, L, BC, BL)
     if LEARN:
-        pw2, pln2, pbl2, pbln2, zh, std, w_ln, e, gp = _learn_fwd(k, v, rows, N, wl, wln, bl, bln, pw, pln, pbl,
-                                                                  pbln, lr, lr_ln, C, L, BT, BC, BL, PREC)
+        pw2, pln2, pbl2, pbln2, zh, std, w_ln, e, gp = _learn_fwd(
+            k, v, rows, N, wl, wln, bl, bln, pw, pln, pbl, pbln, lr, lr_ln, C, L, BT, BC, BL, PREC
+        )
     else:
-        pw2, pln2, pbl2, pbln2 = pw, pln, pbl, pbln
+        pw2, pln2, pbl2 = pw, pln, pbl
     # predict, recomputed, and its backward
-    zq = _contract_z(q, rows, N, pw2, wl, C, L, BT, BC, BL, PREC) + tl.dot(pbl2, _wmat_t(bl, C, L, BC, BL),
-                                                                          input_precision=PREC)
+    zq = _contract_z(q, rows, N, pw2, wl, C, L, BT, BC, BL, PREC) + tl.dot(
+        pbl2, _wmat_t(bl, C, L, BC, BL), input_precision=PREC
+    )
     zqh, std_q = _layernorm(zq, C, BC)
     w_ln2 = tl.dot(pln2, _wmat_t(wln, C, L, BC, BL), input_precision=PREC)
     dh = _ld(dh_in, rows, N, C, BC)
@@ -267,17 +361,38 @@ def _outer3_acc(acc, x, y, z, t0, t_end, i_idx, o_idx, l_idx, C, L, BK: tl.const
     for s in range(t0, t_end, BK):
         tt = s + tl.arange(0, BK)
         tm = tt < t_end
-        xT = tl.load(x + tt[None, :] * C + i_idx[:, None], mask=tm[None, :] & (i_idx[:, None] < C),
-                     other=0.0).to(tl.float32)                                   # [BC, BK]
-        yz = (tl.load(y + tt[:, None] * C + o_idx[None, :], mask=tm[:, None], other=0.0).to(tl.float32)
-              * tl.load(z + tt[:, None] * L + l_idx[None, :], mask=tm[:, None], other=0.0).to(tl.float32))
+        xT = tl.load(
+            x + tt[None, :] * C + i_idx[:, None], mask=tm[None, :] & (i_idx[:, None] < C), other=0.0
+        ).to(tl.float32)  # [BC, BK]
+        yz = tl.load(y + tt[:, None] * C + o_idx[None, :], mask=tm[:, None], other=0.0).to(
+            tl.float32
+        ) * tl.load(z + tt[:, None] * L + l_idx[None, :], mask=tm[:, None], other=0.0).to(tl.float32)
         acc += tl.dot(xT, yz, input_precision=PREC)
     return acc
 
 
 @triton.jit
-def _wl_grad(x1, y1, z1, x2, y2, z2, x3, y3, z3, out, N, tokens_per_split, C, L, BC: tl.constexpr,
-             BN: tl.constexpr, BK: tl.constexpr, TERMS: tl.constexpr, PREC: tl.constexpr):
+def _wl_grad(
+    x1,
+    y1,
+    z1,
+    x2,
+    y2,
+    z2,
+    x3,
+    y3,
+    z3,
+    out,
+    N,
+    tokens_per_split,
+    C,
+    L,
+    BC: tl.constexpr,
+    BN: tl.constexpr,
+    BK: tl.constexpr,
+    TERMS: tl.constexpr,
+    PREC: tl.constexpr,
+):
     """out[split, i, o * L + l] = sum over the split's tokens of sum_terms x[t, i] y[t, o] z[t, l]."""
     i_n, i_s = tl.program_id(0), tl.program_id(1)
     n = i_n * BN + tl.arange(0, BN)
@@ -292,7 +407,9 @@ def _wl_grad(x1, y1, z1, x2, y2, z2, x3, y3, z3, out, N, tokens_per_split, C, L,
         acc = _outer3_acc(acc, x2, y2, z2, t0, t_end, i_idx, o_idx, l_idx, C, L, BK, PREC)
         acc = _outer3_acc(acc, x3, y3, z3, t0, t_end, i_idx, o_idx, l_idx, C, L, BK, PREC)
     base = out + i_s * C * C * L
-    tl.store(base + i_idx[:, None] * (C * L) + n[None, :], acc, mask=(i_idx[:, None] < C) & (n[None, :] < C * L))
+    tl.store(
+        base + i_idx[:, None] * (C * L) + n[None, :], acc, mask=(i_idx[:, None] < C) & (n[None, :] < C * L)
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -328,8 +445,9 @@ def _wl_gradient(terms, N, C, L, prec):
     flat = [t for term in terms for t in term]
     while len(flat) < 9:
         flat += list(terms[0])
-    _wl_grad[(n_blocks, splits)](*flat, out, N, per, C, L, BC=BC, BN=BN, BK=BK, TERMS=len(terms), PREC=prec,
-                                 num_warps=4)
+    _wl_grad[(n_blocks, splits)](
+        *flat, out, N, per, C, L, BC=BC, BN=BN, BK=BK, TERMS=len(terms), PREC=prec, num_warps=4
+    )
     return out.sum(0).reshape(C, C, L)
 
 
@@ -346,8 +464,26 @@ class _TriggerStep(torch.autograd.Function):
         h = torch.empty_like(q2)
         outs = [torch.empty_like(p) for p in ps] if learn else ps
         prec = _cfg(q.dtype)
-        _trigger_fwd[(triton.cdiv(N, BLOCK_T),)](q2, k2, v2, *ws, *ps, h, *outs, N, lr, lr_ln, C, L, BT=BLOCK_T,
-                                                 BC=BC, BL=BL, LEARN=learn, PREC=prec, num_warps=4)
+        _trigger_fwd[(triton.cdiv(N, BLOCK_T),)](
+            q2,
+            k2,
+            v2,
+            *ws,
+            *ps,
+            h,
+            *outs,
+            N,
+            lr,
+            lr_ln,
+            C,
+            L,
+            BT=BLOCK_T,
+            BC=BC,
+            BL=BL,
+            LEARN=learn,
+            PREC=prec,
+            num_warps=4,
+        )
         ctx.save_for_backward(q2, k2, v2, *ws, *ps, *(outs if learn else []))
         ctx.cfg = (shape, C, L, lr, lr_ln, learn)
         h = h.reshape(shape)
@@ -367,16 +503,41 @@ class _TriggerStep(torch.autograd.Function):
         BC, BL = _blocks(C, L)
         dev = q2.device
         dh2 = _flat(dh, C)
-        dps = [(_flat(d, L) if d is not None else torch.zeros(N, L, device=dev, dtype=torch.float32))
-               for d in (dps if learn else [None] * 4)]
+        dps = [
+            (_flat(d, L) if d is not None else torch.zeros(N, L, device=dev, dtype=torch.float32))
+            for d in (dps if learn else [None] * 4)
+        ]
         dq, dk, dv = torch.empty_like(q2), torch.empty_like(k2), torch.empty_like(v2)
         dpo = [torch.empty_like(p) for p in ps]
         vec_c = torch.empty(8, N, C, device=dev, dtype=torch.float32)
         vec_l = torch.empty(4, N, L, device=dev, dtype=torch.float32)
         prec = _cfg(q2.dtype)
-        _trigger_bwd[(triton.cdiv(N, BLOCK_T),)](q2, k2, v2, *ws, *ps, dh2, *dps, dq, dk, dv, *dpo, vec_c, vec_l,
-                                                 N, lr, lr_ln, C, L, BT=BLOCK_T, BC=BC, BL=BL, LEARN=learn,
-                                                 PREC=prec, num_warps=4)
+        _trigger_bwd[(triton.cdiv(N, BLOCK_T),)](
+            q2,
+            k2,
+            v2,
+            *ws,
+            *ps,
+            dh2,
+            *dps,
+            dq,
+            dk,
+            dv,
+            *dpo,
+            vec_c,
+            vec_l,
+            N,
+            lr,
+            lr_ln,
+            C,
+            L,
+            BT=BLOCK_T,
+            BC=BC,
+            BL=BL,
+            LEARN=learn,
+            PREC=prec,
+            num_warps=4,
+        )
         need = ctx.needs_input_grad
         dzq, dzk, gp, dwln2, dwln, ez, e, de = vec_c
         dgw, dpln2, dpbl2, dpbln2 = vec_l
@@ -405,7 +566,11 @@ class _TriggerStep(torch.autograd.Function):
                 dbln += de.T @ pbln - lr_ln * (e.T @ dpbln2)
             dbln = dbln.to(ws[3].dtype)
         lead = shape[:-1]
-        grads_x = [dq.reshape(shape), dk.reshape(shape) if learn else None, dv.reshape(shape) if learn else None]
+        grads_x = [
+            dq.reshape(shape),
+            dk.reshape(shape) if learn else None,
+            dv.reshape(shape) if learn else None,
+        ]
         grads_p = [d.reshape(*lead, L) for d in dpo]
         return (*grads_x, dwl, dwln_w, dbl, dbln, *grads_p, None, None, None)
 
@@ -422,8 +587,16 @@ def trigger_step_triton(
 ) -> tuple[torch.Tensor, TriggerState]:
     """Fused Trigger step (same contract as ``trigger_step_reference``)."""
     if q.dtype == torch.float64:  # computed in float32, returned in float64
-        h, new = trigger_step_triton(q.float(), k.float(), v.float(), TriggerWeights(*(w.float() for w in weights)),
-                                     TriggerState(*(s.float() for s in state)), lr_linear, lr_ln, learn)
+        h, new = trigger_step_triton(
+            q.float(),
+            k.float(),
+            v.float(),
+            TriggerWeights(*(w.float() for w in weights)),
+            TriggerState(*(s.float() for s in state)),
+            lr_linear,
+            lr_ln,
+            learn,
+        )
         return h.double(), TriggerState(*(s.double() for s in new))
     out = _TriggerStep.apply(q, k, v, *weights, *state, float(lr_linear), float(lr_ln), bool(learn))
     if learn:
