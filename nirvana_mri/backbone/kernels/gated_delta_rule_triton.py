@@ -556,20 +556,6 @@ def _bwd_dqk(
     tmask = (t0 + o_t) < T
     q_base = q + (i_b * T * H + i_h) * K
     k_base = k + (i_b * T * H + i_h) * K
-    qt = _load_tile(q_base, t0, T, sk, K, BT, BK)
-    kt = _load_tile(k_base, t0, T, sk, K, BT, BK)
-    kT = _load_tile_t(k_base, t0, T, sk, K, BT, BK)
-    rq_t = _load_vec(rq + i_b * T * H + i_h, t0, T, sg, BT)
-    rk_t = _load_vec(rk + i_b * T * H + i_h, t0, T, sg, BT)
-    rk_tT = tl.load(rk + i_b * T * H + i_h + (t0 + o_t) * sg, mask=tmask, other=0.0)
-    qn = qt * rq_t[:, None]
-    kn = kt * rk_t[:, None]
-    knT = kT * rk_tT[None, :]
-    g_base = G + i_b * T * H + i_h
-    Gt = _load_G(g_base, t0, T, sg, BT)
-    GtT = _load_G(g_base, t0, T, sg, BT)
-    last = tl.minimum(t0 + BT, T) - 1
-    g_last = tl.load(g_base + last * sg).to(tl.float32)
 
     acc_q = tl.zeros([BT, BK], dtype=tl.float32)  # dO S^T
     acc_ks = tl.zeros([BT, BK], dtype=tl.float32)  # Vn dS'^T
@@ -602,6 +588,17 @@ def _bwd_dqk(
         dPT += _dot(vnt, doT, PREC, DT)
         dsum += tl.sum(tl.sum(ST * dST, 1), 0)
 
+    # q, k and the decays only now (fewer tiles live through the loop)
+    qn = _load_tile(q_base, t0, T, sk, K, BT, BK) * _load_vec(rq + i_b * T * H + i_h, t0, T, sg, BT)[:, None]
+    rk_t = _load_vec(rk + i_b * T * H + i_h, t0, T, sg, BT)
+    kn = _load_tile(k_base, t0, T, sk, K, BT, BK) * rk_t[:, None]
+    rk_tT = tl.load(rk + i_b * T * H + i_h + (t0 + o_t) * sg, mask=tmask, other=0.0)
+    knT = _load_tile_t(k_base, t0, T, sk, K, BT, BK) * rk_tT[None, :]
+    g_base = G + i_b * T * H + i_h
+    Gt = _load_G(g_base, t0, T, sg, BT)
+    GtT = _load_G(g_base, t0, T, sg, BT)
+    last = tl.minimum(t0 + BT, T) - 1
+    g_last = tl.load(g_base + last * sg).to(tl.float32)
     causal = o_t[:, None] >= o_t[None, :]  # [t, s]
     decay = tl.where(causal, tl.exp(tl.where(causal, Gt[:, None] - GtT[None, :], 0.0)), 0.0)
     decayT = tl.where(
@@ -622,7 +619,7 @@ def _bwd_dqk(
     dG_last = tl.sum(tl.sum(kn * dks, 1), 0) + tl.exp(g_last) * dsum
     dG += tl.where(t0 + o_t == last, dG_last, 0.0)
     if USE_L2:
-        dq = rq_t[:, None] * (dqn - qn * tl.sum(qn * dqn, 1)[:, None])
+        dq = _load_vec(rq + i_b * T * H + i_h, t0, T, sg, BT)[:, None] * (dqn - qn * tl.sum(qn * dqn, 1)[:, None])
     else:
         dq = dqn
     _store_tile(dq_out + (i_b * T * H + i_h) * K, dq, t0, T, sk, K, BT, BK)
@@ -759,8 +756,10 @@ def _seq_block_v(batch_heads: int, value_dim: int, device: torch.device) -> int:
     return bv
 
 
-def _bwd_warps() -> int:
-    return int(os.environ.get("NIRVANA_GDR_WARPS", "4"))
+def _bwd_warps(head_dim: int) -> int:
+    """num_warps of the chunk-parallel backward kernels (``NIRVANA_GDR_WARPS`` overrides)."""
+    default = 8 if head_dim > 64 else 4
+    return int(os.environ.get("NIRVANA_GDR_WARPS", default))
 
 
 def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
@@ -863,7 +862,7 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht):
     dev = q.device
     prec, dt = _dot_cfg(q.dtype)
     BK, BV = _pow2(K), _pow2(V)
-    warps = _bwd_warps()
+    warps = _bwd_warps(max(K, V))
     f32 = dict(device=dev, dtype=torch.float32)
     dhs = torch.empty(B, H, NT, K, V, device=dev, dtype=h.dtype)
     dvn = torch.empty(B, T, H, V, **f32)

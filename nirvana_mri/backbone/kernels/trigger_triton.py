@@ -81,7 +81,7 @@ def _contract_z(
     acc = tl.zeros([BT, BC], dtype=tl.float32)
     for i in range(C):
         xi = tl.load(x + rows * C + i, mask=rows < N, other=0.0).to(tl.float32)
-        acc += tl.dot(xi[:, None] * p, _wmat_t(wl + i * C * L, C, L, BC, BL), input_precision=PREC)
+        acc += tl.dot(xi[:, None] * p, _wmat(wl + C * C * L + i * C * L, L, C, BL, BC), input_precision=PREC)
     return acc
 
 
@@ -109,7 +109,7 @@ def _contract_both(
     cols = tl.arange(0, BC)
     for i in range(C):
         w_i = _wmat(wl + i * C * L, C, L, BC, BL)
-        w_iT = _wmat_t(wl + i * C * L, C, L, BC, BL)
+        w_iT = _wmat(wl + C * C * L + i * C * L, L, C, BL, BC)
         xi = tl.load(x + rows * C + i, mask=rows < N, other=0.0).to(tl.float32)
         r += tl.dot(xi[:, None] * y, w_i, input_precision=PREC)
         val = tl.sum(tl.dot(p, w_iT, input_precision=PREC) * y, 1)
@@ -127,7 +127,7 @@ def _contract_zx(
     dx = tl.zeros([BT, BC], dtype=tl.float32)
     cols = tl.arange(0, BC)
     for i in range(C):
-        w_iT = _wmat_t(wl + i * C * L, C, L, BC, BL)
+        w_iT = _wmat(wl + C * C * L + i * C * L, L, C, BL, BC)
         xi = tl.load(x + rows * C + i, mask=rows < N, other=0.0).to(tl.float32)
         z += tl.dot(xi[:, None] * p, w_iT, input_precision=PREC)
         val = tl.sum(tl.dot(p, w_iT, input_precision=PREC) * y, 1)
@@ -424,6 +424,14 @@ def _cfg(dtype: torch.dtype):
     return "ieee"
 
 
+def _launch_cfg(which: str, block_t: int, warps: int) -> tuple[int, int]:
+    """(tokens per program, num_warps); ``NIRVANA_TRIGGER_{FWD,BWD}=BT,WARPS`` overrides."""
+    value = os.environ.get(f"NIRVANA_TRIGGER_{which}")
+    if value:
+        block_t, warps = (int(x) for x in value.split(","))
+    return block_t, warps
+
+
 def _blocks(C: int, L: int):
     return max(16, triton.next_power_of_2(C)), max(16, triton.next_power_of_2(L))
 
@@ -458,13 +466,16 @@ class _TriggerStep(torch.autograd.Function):
         C, L = q.shape[-1], wl.shape[-1]
         q2, k2, v2 = (_flat(x, C) for x in (q, k, v))
         ps = [_flat(p, L) for p in (pw, pln, pbl, pbln)]
-        ws = [w.contiguous() for w in (wl, wln, bl, bln)]
+        # weight_linear followed by its [C, L, C] transpose: both layouts load coalesced in the kernels
+        wcat = torch.cat([wl.reshape(-1), wl.transpose(1, 2).reshape(-1)])
+        ws = [wcat] + [w.contiguous() for w in (wln, bl, bln)]
         N = q2.shape[0]
         BC, BL = _blocks(C, L)
         h = torch.empty_like(q2)
         outs = [torch.empty_like(p) for p in ps] if learn else ps
         prec = _cfg(q.dtype)
-        _trigger_fwd[(triton.cdiv(N, BLOCK_T),)](
+        bt, warps = _launch_cfg("FWD", BLOCK_T, 4)
+        _trigger_fwd[(triton.cdiv(N, bt),)](
             q2,
             k2,
             v2,
@@ -477,12 +488,12 @@ class _TriggerStep(torch.autograd.Function):
             lr_ln,
             C,
             L,
-            BT=BLOCK_T,
+            BT=bt,
             BC=BC,
             BL=BL,
             LEARN=learn,
             PREC=prec,
-            num_warps=4,
+            num_warps=warps,
         )
         ctx.save_for_backward(q2, k2, v2, *ws, *ps, *(outs if learn else []))
         ctx.cfg = (shape, C, L, lr, lr_ln, learn)
@@ -512,7 +523,8 @@ class _TriggerStep(torch.autograd.Function):
         vec_c = torch.empty(8, N, C, device=dev, dtype=torch.float32)
         vec_l = torch.empty(4, N, L, device=dev, dtype=torch.float32)
         prec = _cfg(q2.dtype)
-        _trigger_bwd[(triton.cdiv(N, BLOCK_T),)](
+        bt, warps = _launch_cfg("BWD", 32, 4)
+        _trigger_bwd[(triton.cdiv(N, bt),)](
             q2,
             k2,
             v2,
@@ -531,12 +543,12 @@ class _TriggerStep(torch.autograd.Function):
             lr_ln,
             C,
             L,
-            BT=BLOCK_T,
+            BT=bt,
             BC=BC,
             BL=BL,
             LEARN=learn,
             PREC=prec,
-            num_warps=4,
+            num_warps=warps,
         )
         need = ctx.needs_input_grad
         dzq, dzk, gp, dwln2, dwln, ez, e, de = vec_c
