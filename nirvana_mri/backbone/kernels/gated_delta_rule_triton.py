@@ -619,7 +619,8 @@ def _bwd_dqk(
     dG_last = tl.sum(tl.sum(kn * dks, 1), 0) + tl.exp(g_last) * dsum
     dG += tl.where(t0 + o_t == last, dG_last, 0.0)
     if USE_L2:
-        dq = _load_vec(rq + i_b * T * H + i_h, t0, T, sg, BT)[:, None] * (dqn - qn * tl.sum(qn * dqn, 1)[:, None])
+        rq_t = _load_vec(rq + i_b * T * H + i_h, t0, T, sg, BT)
+        dq = rq_t[:, None] * (dqn - qn * tl.sum(qn * dqn, 1)[:, None])
     else:
         dq = dqn
     _store_tile(dq_out + (i_b * T * H + i_h) * K, dq, t0, T, sk, K, BT, BK)
