@@ -111,3 +111,18 @@ def test_reference_backward_fallback(monkeypatch, rel):
     want = torch.autograd.grad(o2, xs, do)
     for a, b in zip(got, want, strict=True):
         assert rel(a, b) < 1e-5
+
+
+def test_bf16_operand_mode(monkeypatch, rel):
+    """NIRVANA_GDR_PRECISION=bf16: 16-bit operands (emulated under the interpreter), fla-like accuracy."""
+    monkeypatch.setenv("NIRVANA_GDR_PRECISION", "bf16")
+    xs, state = _inputs(1, 70, 1, 32, 16, torch.bfloat16, True, True, seed=9)
+    xs = [x.requires_grad_(True) for x in xs]
+    o, _ = triton_mod.chunk_gated_delta_rule_triton(*xs, None, state, False, True)
+    ys = [x.detach().double().requires_grad_(True) for x in xs]
+    o_ref, _ = chunk_gated_delta_rule_reference(*ys, None, state.double(), False, True)
+    assert rel(o, o_ref) < 3e-2
+    do = torch.randn(o.shape)
+    for a, b in zip(torch.autograd.grad(o, xs, do.bfloat16()), torch.autograd.grad(o_ref, ys, do.double()),
+                    strict=True):
+        assert rel(a, b) < 4e-2

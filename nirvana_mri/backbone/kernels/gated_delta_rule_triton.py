@@ -25,8 +25,9 @@ No kernel transposes the result of a ``tl.dot`` (the pattern that Triton >= 3.4 
 Hopper, fla issue #640): wherever a transposed product is needed it is computed as its own product
 from operands loaded in the transposed layout.
 
-Arithmetic: float32 everywhere (state, cumsums, inverse, accumulators); matrix products take
-16-bit operands when the inputs are 16-bit and exact float32 ("ieee") when the inputs are float32.
+Arithmetic: float32 everywhere (state, cumsums, inverse, accumulators). Matrix products: exact float32
+("ieee") for float32 inputs; for 16-bit inputs TF32 on float32 operands by default, or 16-bit operands
+and 16-bit stored intermediates like fla with ``NIRVANA_GDR_PRECISION=bf16`` (faster, less exact).
 float64 inputs are computed in float32 and cast back.
 Environment: ``NIRVANA_GDR_WARPS`` (num_warps of the backward kernels, default 4),
 ``NIRVANA_GDR_BWD=torch`` (backward through the PyTorch reference: a slow but independent fallback).
@@ -97,8 +98,15 @@ def _store_vec(base, val, row0, T, stride, R: tl.constexpr):
 
 @triton.jit
 def _dot(a, b, PREC: tl.constexpr, DT: tl.constexpr):
-    """Matrix product with operands cast to DT (16-bit inputs) or exact fp32 ("ieee")."""
-    return tl.dot(a.to(DT), b.to(DT), input_precision=PREC)
+    """Matrix product with operands cast to DT (16-bit inputs) or exact fp32 ("ieee").
+
+    ``PREC == "emu"`` (the interpreter with 16-bit inputs): operands rounded to DT, multiplied in fp32,
+    which is what the GPU's 16-bit products compute (the interpreter's own 16-bit dot is wrong).
+    """
+    if PREC == "emu":
+        return tl.dot(a.to(DT).to(tl.float32), b.to(DT).to(tl.float32), input_precision="ieee")
+    else:
+        return tl.dot(a.to(DT), b.to(DT), input_precision=PREC)
 
 
 @triton.jit
@@ -741,11 +749,29 @@ def _interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def precision_mode() -> str:
+    """Operand precision for 16-bit inputs: ``tf32`` (default: float32 operands and intermediates,
+    TF32 products, errors ~1e-3) or ``bf16`` (16-bit operands and intermediates like fla, ~1.5e-2).
+    Set with ``NIRVANA_GDR_PRECISION``."""
+    mode = os.environ.get("NIRVANA_GDR_PRECISION", "tf32")
+    if mode not in ("tf32", "bf16"):
+        raise ValueError(f"NIRVANA_GDR_PRECISION must be tf32 or bf16, got {mode!r}")
+    return mode
+
+
 def _dot_cfg(dtype: torch.dtype):
-    # the Triton interpreter (3.8) multiplies 16-bit dot operands wrongly: use float32 there
+    """(precision, operand dtype, storage dtype of W / states / Vn) for inputs of ``dtype``."""
+    if dtype in (torch.float16, torch.bfloat16) and precision_mode() == "bf16":
+        dt = tl.bfloat16 if dtype == torch.bfloat16 else tl.float16
+        return ("emu" if _interpreted() else "tf32"), dt, dtype
     if dtype in (torch.float16, torch.bfloat16) and not _interpreted():
-        return "tf32", (tl.bfloat16 if dtype == torch.bfloat16 else tl.float16)
-    return "ieee", tl.float32
+        return "tf32", tl.float32, torch.float32
+    return "ieee", tl.float32, torch.float32
+
+
+def _prec32(prec: str) -> str:
+    """Precision of the products that keep float32 operands (the WY inverse and its backward)."""
+    return "tf32" if prec == "tf32" else "ieee"
 
 
 def _seq_block_v(batch_heads: int, value_dim: int, device: torch.device) -> int:
@@ -768,8 +794,7 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
     V = v.shape[-1]
     NT = triton.cdiv(T, CHUNK)
     dev = q.device
-    prec, dt = _dot_cfg(q.dtype)
-    store_dtype = q.dtype if q.dtype in (torch.float16, torch.bfloat16) else torch.float32
+    prec, dt, store_dtype = _dot_cfg(q.dtype)
     BK, BV = _pow2(K), _pow2(V)
     f32 = dict(device=dev, dtype=torch.float32)
     rk = torch.ones(B, T, H, **f32)
@@ -797,7 +822,7 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
         BT=CHUNK,
         BC=SUB,
         USE_L2=use_l2,
-        PREC=prec,
+        PREC=_prec32(prec),
         num_warps=4,
     )
     h = torch.empty(B, H, NT, K, V, device=dev, dtype=store_dtype)
@@ -861,7 +886,7 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht):
     V = v.shape[-1]
     NT = triton.cdiv(T, CHUNK)
     dev = q.device
-    prec, dt = _dot_cfg(q.dtype)
+    prec, dt, _ = _dot_cfg(q.dtype)
     BK, BV = _pow2(K), _pow2(V)
     warps = _bwd_warps(max(K, V))
     f32 = dict(device=dev, dtype=torch.float32)
@@ -958,7 +983,7 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht):
         BV=bv_loop,
         BT=CHUNK,
         USE_L2=use_l2,
-        PREC="ieee" if prec == "ieee" else "tf32",
+        PREC=_prec32(prec),
         num_warps=warps,
     )
     return dq, dk, dv, dg, dbeta, dh0
