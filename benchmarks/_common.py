@@ -40,7 +40,9 @@ def bench(fn, warmup_ms: float = 25, rep_ms: float = 100, grad_to_none=None) -> 
     if torch.cuda.is_available():
         from triton.testing import do_bench
 
-        return float(do_bench(fn, warmup=warmup_ms, rep=rep_ms, grad_to_none=grad_to_none, return_mode="median"))
+        return float(
+            do_bench(fn, warmup=warmup_ms, rep=rep_ms, grad_to_none=grad_to_none, return_mode="median")
+        )
     times = []
     for _ in range(3):
         if grad_to_none:
@@ -67,8 +69,12 @@ def peak_memory(fn) -> float | None:
 def versions() -> dict:
     import triton
 
-    out = {"python": platform.python_version(), "torch": torch.__version__, "triton": triton.__version__,
-           "cuda": torch.version.cuda}
+    out = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "cuda": torch.version.cuda,
+    }
     try:
         from published_form import fla_version
 

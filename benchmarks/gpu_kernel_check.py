@@ -45,8 +45,24 @@ from nirvana_mri.backbone.kernels.trigger_reference import (  # noqa: E402
 )
 
 GDR_NAMES = ["o", "final_state", "dq", "dk", "dv", "dg", "dbeta", "dh0"]
-TRIG_NAMES = ["h", "new_w", "new_ln", "new_bl", "new_bln", "dq", "dk", "dv", "d_weight_linear", "d_weight_ln",
-              "d_bias_linear", "d_bias_ln", "d_p_w", "d_p_ln", "d_p_bl", "d_p_bln"]
+TRIG_NAMES = [
+    "h",
+    "new_w",
+    "new_ln",
+    "new_bl",
+    "new_bln",
+    "dq",
+    "dk",
+    "dv",
+    "d_weight_linear",
+    "d_weight_ln",
+    "d_bias_linear",
+    "d_bias_ln",
+    "d_p_w",
+    "d_p_ln",
+    "d_p_bl",
+    "d_p_bln",
+]
 
 
 def thresholds(dtype):
@@ -131,8 +147,17 @@ def check_fla(shape, dtype):
         raise RuntimeError(info)
 
     def call(q, k, v, g, beta, scale, h0, final, l2):
-        return fn(q, k, v, g, beta, scale=scale, initial_state=h0, output_final_state=final,
-                  use_qk_l2norm_in_kernel=l2)
+        return fn(
+            q,
+            k,
+            v,
+            g,
+            beta,
+            scale=scale,
+            initial_state=h0,
+            output_final_state=final,
+            use_qk_l2norm_in_kernel=l2,
+        )
 
     B, T, H, D = shape
     xs, state = gdr_inputs(B, T, H, D, dtype, DEVICE, seed=1)
@@ -219,14 +244,21 @@ def record(check, shape, dtype, fn, variant="default"):
         traceback.print_exc()
     row["seconds"] = round(time.time() - start, 2)
     worst = max(row.get("errors", {}).values(), default=float("nan"))
-    log(f"        {'PASS' if row['pass'] else 'FAIL'} worst rel err {worst:.2e} ({row['seconds']} s)"
-        + (f"  {row['exception']}" if "exception" in row else ""))
+    log(
+        f"        {'PASS' if row['pass'] else 'FAIL'} worst rel err {worst:.2e} ({row['seconds']} s)"
+        + (f"  {row['exception']}" if "exception" in row else "")
+    )
     ROWS.append(row)
     return row
 
 
-BWD_VARIANTS = [{}, {"NIRVANA_GDR_WARPS": "2"}, {"NIRVANA_GDR_WARPS": "8"}, {"NIRVANA_GDR_WARPS": "4"},
-                {"NIRVANA_GDR_BWD": "torch"}]
+BWD_VARIANTS = [
+    {},
+    {"NIRVANA_GDR_WARPS": "2"},
+    {"NIRVANA_GDR_WARPS": "8"},
+    {"NIRVANA_GDR_WARPS": "4"},
+    {"NIRVANA_GDR_BWD": "torch"},
+]
 
 
 def main() -> int:
@@ -251,8 +283,16 @@ def main() -> int:
     chosen = None
     for variant in BWD_VARIANTS:
         name = ",".join(f"{k}={v}" for k, v in variant.items()) or "default"
-        rows = [record("gdr", (key, shape), bf16, lambda s=shape, v=variant: check_gdr(s, bf16, variant_env=v),
-                       variant=name) for key, shape in gdr_shapes.items()]
+        rows = [
+            record(
+                "gdr",
+                (key, shape),
+                bf16,
+                lambda s=shape, v=variant: check_gdr(s, bf16, variant_env=v),
+                variant=name,
+            )
+            for key, shape in gdr_shapes.items()
+        ]
         if all(r["pass"] for r in rows):
             chosen = variant
             break
@@ -263,10 +303,18 @@ def main() -> int:
     mri = gdr_shapes["mri"]
     tail = (mri[0], mri[1] + 1, mri[2], mri[3])
     record("gdr fp32", ("mri", mri), torch.float32, lambda: check_gdr(mri, torch.float32, variant_env=env))
-    record("gdr fp32 tail+h0+ht", ("mri+1", tail), torch.float32,
-           lambda: check_gdr(tail, torch.float32, final=True, h0=True, variant_env=env))
-    record("gdr bf16 tail+h0+ht", ("mri+1", tail), bf16,
-           lambda: check_gdr(tail, bf16, final=True, h0=True, variant_env=env))
+    record(
+        "gdr fp32 tail+h0+ht",
+        ("mri+1", tail),
+        torch.float32,
+        lambda: check_gdr(tail, torch.float32, final=True, h0=True, variant_env=env),
+    )
+    record(
+        "gdr bf16 tail+h0+ht",
+        ("mri+1", tail),
+        bf16,
+        lambda: check_gdr(tail, bf16, final=True, h0=True, variant_env=env),
+    )
     record("gdr determinism", ("mri", mri), bf16, lambda: check_gdr_determinism(mri, bf16))
     if not args.skip_fla:
         record("fla (informative)", ("mri", mri), bf16, lambda: check_fla(mri, bf16))
@@ -274,28 +322,46 @@ def main() -> int:
     # Trigger
     for dtype in (torch.float32, bf16):
         record("trigger learn", trig_shape, dtype, lambda d=dtype: check_trigger(trig_shape, d, True))
-    record("trigger predict-only", trig_shape, torch.float32, lambda: check_trigger(trig_shape, torch.float32, False))
-    record("trigger einsum form (informative)", trig_shape, torch.float32,
-           lambda: check_trigger(trig_shape, torch.float32, True, impl="published"))
+    record(
+        "trigger predict-only",
+        trig_shape,
+        torch.float32,
+        lambda: check_trigger(trig_shape, torch.float32, False),
+    )
+    record(
+        "trigger einsum form (informative)",
+        trig_shape,
+        torch.float32,
+        lambda: check_trigger(trig_shape, torch.float32, True, impl="published"),
+    )
 
     # whole model, triton vs torch backend
     name, B, T = model_cfg
-    record(f"model {name} triton vs torch", (B, T), torch.float32, lambda: check_model(name, B, T, torch.float32))
+    record(
+        f"model {name} triton vs torch", (B, T), torch.float32, lambda: check_model(name, B, T, torch.float32)
+    )
 
     gdr_ok = chosen is not None
     others = [r for r in ROWS if r["check"] != "gdr" and "informative" not in r["check"]]
     recommended = dict(env) if gdr_ok else {"NIRVANA_GDR_BWD": "torch"}
-    summary = {"gpu": gpu_name() if DEVICE.type == "cuda" else "cpu (Triton interpreter, smoke)",
-               "versions": versions(), "recommended_env": recommended, "gdr_backward_variant_ok": gdr_ok,
-               "all_pass": bool(gdr_ok and all(r["pass"] for r in others)),
-               "seconds": round(time.time() - start, 1), "rows": ROWS}
+    summary = {
+        "gpu": gpu_name() if DEVICE.type == "cuda" else "cpu (Triton interpreter, smoke)",
+        "versions": versions(),
+        "recommended_env": recommended,
+        "gdr_backward_variant_ok": gdr_ok,
+        "all_pass": bool(gdr_ok and all(r["pass"] for r in others)),
+        "seconds": round(time.time() - start, 1),
+        "rows": ROWS,
+    }
     write_json(args.out, summary)
     log("\n| check | shape | dtype | variant | result | worst rel err | s |")
     log("|---|---|---|---|---|---|---|")
     for r in ROWS:
         worst = max(r.get("errors", {}).values(), default=float("nan"))
-        log(f"| {r['check']} | {r['shape']} | {r['dtype']} | {r['variant']} | {'PASS' if r['pass'] else 'FAIL'} "
-            f"| {worst:.1e} | {r['seconds']} |")
+        log(
+            f"| {r['check']} | {r['shape']} | {r['dtype']} | {r['variant']} | {'PASS' if r['pass'] else 'FAIL'} "
+            f"| {worst:.1e} | {r['seconds']} |"
+        )
     log(f"recommended_env: {recommended}; total {summary['seconds']} s; wrote {args.out}")
     return 0
 

@@ -46,7 +46,9 @@ def import_fla():
         stub.__path__ = list(spec.submodule_search_locations)
         sys.modules["fla"] = stub
         try:
-            chunk_gated_delta_rule = importlib.import_module("fla.ops.gated_delta_rule").chunk_gated_delta_rule
+            chunk_gated_delta_rule = importlib.import_module(
+                "fla.ops.gated_delta_rule"
+            ).chunk_gated_delta_rule
         except Exception as err2:  # noqa: BLE001
             return None, f"fla import failed: {first}; stub import: {type(err2).__name__}: {err2}"
     return chunk_gated_delta_rule, fla_version()
@@ -63,14 +65,33 @@ def fla_version() -> str:
     return "fla (unknown version)"
 
 
-def fla_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
-                         use_qk_l2norm=True, backend="auto"):
+def fla_gated_delta_rule(
+    q,
+    k,
+    v,
+    g,
+    beta,
+    scale=None,
+    initial_state=None,
+    output_final_state=False,
+    use_qk_l2norm=True,
+    backend="auto",
+):
     """Drop-in for ``kernels.gated_delta_rule`` that calls fla."""
     fn, info = import_fla()
     if fn is None:
         raise RuntimeError(info)
-    return fn(q, k, v, g, beta, scale=scale, initial_state=initial_state, output_final_state=output_final_state,
-              use_qk_l2norm_in_kernel=use_qk_l2norm)
+    return fn(
+        q,
+        k,
+        v,
+        g,
+        beta,
+        scale=scale,
+        initial_state=initial_state,
+        output_final_state=output_final_state,
+        use_qk_l2norm_in_kernel=use_qk_l2norm,
+    )
 
 
 def _forward_einsum(x, weights: TriggerWeights, state: TriggerState):
@@ -83,8 +104,17 @@ def _forward_einsum(x, weights: TriggerWeights, state: TriggerState):
     return w_ln * z_hat + state.bias_ln @ weights.bias_ln.T + x, z_hat, std, w_ln
 
 
-def trigger_step_published(q, k, v, weights: TriggerWeights, state: TriggerState, lr_linear=1e-2, lr_ln=1e-2,
-                           learn=True, backend="auto"):
+def trigger_step_published(
+    q,
+    k,
+    v,
+    weights: TriggerWeights,
+    state: TriggerState,
+    lr_linear=1e-2,
+    lr_ln=1e-2,
+    learn=True,
+    backend="auto",
+):
     """The published einsum form of one Trigger step (learn + predict), differentiated by autograd."""
     if learn:
         out, z_hat, std, w_ln = _forward_einsum(k, weights, state)
@@ -92,7 +122,8 @@ def trigger_step_published(q, k, v, weights: TriggerWeights, state: TriggerState
         grad = w_ln * error / std
         outer = torch.einsum("bsi,bso->bsio", k, grad)  # [B, T, C, C]
         state = TriggerState(
-            weight_linear=state.weight_linear - lr_linear * torch.einsum("iol,bsio->bsl", weights.weight_linear, outer),
+            weight_linear=state.weight_linear
+            - lr_linear * torch.einsum("iol,bsio->bsl", weights.weight_linear, outer),
             weight_ln=state.weight_ln - lr_ln * (error * z_hat) @ weights.weight_ln,
             bias_linear=state.bias_linear - lr_linear * grad @ weights.bias_linear,
             bias_ln=state.bias_ln - lr_ln * error @ weights.bias_ln,

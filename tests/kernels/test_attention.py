@@ -11,8 +11,10 @@ from nirvana_mri.backbone.kernels.attention import causal_attention
 @pytest.mark.parametrize("length,window", [(37, 8), (32, 16), (10, 3), (20, 20)])
 def test_blocked_window_matches_dense_mask(length, window):
     gen = torch.Generator().manual_seed(length)
-    q, k, v = (torch.randn(2, length, 3, 8, generator=gen, dtype=torch.float64).requires_grad_(True)
-               for _ in range(3))
+    q, k, v = (
+        torch.randn(2, length, 3, 8, generator=gen, dtype=torch.float64).requires_grad_(True)
+        for _ in range(3)
+    )
     dense = causal_attention(q, k, v, window=window, impl="sdpa")
     blocked = causal_attention(q, k, v, window=window, impl="blocked")
     torch.testing.assert_close(blocked, dense)

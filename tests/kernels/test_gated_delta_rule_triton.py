@@ -123,6 +123,7 @@ def test_bf16_operand_mode(monkeypatch, rel):
     o_ref, _ = chunk_gated_delta_rule_reference(*ys, None, state.double(), False, True)
     assert rel(o, o_ref) < 3e-2
     do = torch.randn(o.shape)
-    for a, b in zip(torch.autograd.grad(o, xs, do.bfloat16()), torch.autograd.grad(o_ref, ys, do.double()),
-                    strict=True):
+    for a, b in zip(
+        torch.autograd.grad(o, xs, do.bfloat16()), torch.autograd.grad(o_ref, ys, do.double()), strict=True
+    ):
         assert rel(a, b) < 4e-2

@@ -8,7 +8,11 @@ from pathlib import Path
 
 import torch
 
-from nirvana_mri.backbone.kernels.trigger_reference import TriggerState, TriggerWeights, trigger_step_reference
+from nirvana_mri.backbone.kernels.trigger_reference import (
+    TriggerState,
+    TriggerWeights,
+    trigger_step_reference,
+)
 
 _PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "published_form.py"
 
@@ -26,8 +30,10 @@ def test_einsum_trigger_matches_reference():
     gen = torch.Generator().manual_seed(0)
     C, L = 8, 4
     q, k, v = (torch.randn(2, 5, C, generator=gen, dtype=torch.float64) for _ in range(3))
-    weights = TriggerWeights(torch.randn(C, C, L, generator=gen, dtype=torch.float64) * 0.3,
-                             *(torch.randn(C, L, generator=gen, dtype=torch.float64) * 0.3 for _ in range(3)))
+    weights = TriggerWeights(
+        torch.randn(C, C, L, generator=gen, dtype=torch.float64) * 0.3,
+        *(torch.randn(C, L, generator=gen, dtype=torch.float64) * 0.3 for _ in range(3)),
+    )
     state = TriggerState(*(torch.randn(2, 5, L, generator=gen, dtype=torch.float64) for _ in range(4)))
     for learn in (True, False):
         h, new = published.trigger_step_published(q, k, v, weights, state, 0.1, 0.2, learn)
