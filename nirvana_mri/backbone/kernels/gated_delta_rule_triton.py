@@ -41,6 +41,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ._launch import launch
+
 CHUNK = 64
 SUB = 16
 EPS = 1e-6
@@ -803,7 +805,9 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
     w = torch.empty(B, T, H, K, device=dev, dtype=store_dtype)
     u = torch.empty(B, T, H, V, device=dev, dtype=torch.float32)
     M = torch.empty(B, T, H, CHUNK, **f32)
-    _fwd_prep[(NT, B * H)](
+    launch(
+        _fwd_prep,
+        (NT, B * H),
         k,
         v,
         g,
@@ -829,7 +833,9 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
     vn = torch.empty(B, T, H, V, device=dev, dtype=store_dtype)
     ht = torch.empty(B, H, K, V, **f32) if output_final_state else None
     bv_seq = _seq_block_v(B * H, V, dev)
-    _fwd_state[(triton.cdiv(V, bv_seq), B * H)](
+    launch(
+        _fwd_state,
+        (triton.cdiv(V, bv_seq), B * H),
         k,
         w,
         u,
@@ -854,7 +860,9 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
         num_warps=4,
     )
     o = torch.empty(B, T, H, V, device=dev, dtype=v.dtype)
-    _fwd_output[(NT, B * H)](
+    launch(
+        _fwd_output,
+        (NT, B * H),
         q,
         k,
         G,
@@ -895,7 +903,9 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht):
     dh0 = torch.empty(B, H, K, V, **f32) if h0 is not None else None
     bv_seq = _seq_block_v(B * H, V, dev)
     do = do.contiguous()
-    _bwd_state[(triton.cdiv(V, bv_seq), B * H)](
+    launch(
+        _bwd_state,
+        (triton.cdiv(V, bv_seq), B * H),
         q,
         k,
         w,
@@ -927,7 +937,9 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht):
     dw = torch.empty(B, T, H, K, **f32)
     dg_part = torch.empty(B, T, H, **f32)
     bv_loop = min(BV, 64)
-    _bwd_dqk[(NT, B * H)](
+    launch(
+        _bwd_dqk,
+        (NT, B * H),
         q,
         k,
         G,
@@ -960,7 +972,9 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht):
     dv = torch.empty_like(v)
     dbeta = torch.empty(B, T, H, device=dev, dtype=beta.dtype)
     dg = torch.empty(B, T, H, device=dev, dtype=g.dtype)
-    _bwd_wy[(NT, B * H)](
+    launch(
+        _bwd_wy,
+        (NT, B * H),
         k,
         v,
         beta,

@@ -23,6 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
+from ._launch import launch
 from .trigger_reference import TriggerState, TriggerWeights
 
 LN_EPS = 1e-6
@@ -453,8 +454,21 @@ def _wl_gradient(terms, N, C, L, prec):
     flat = [t for term in terms for t in term]
     while len(flat) < 9:
         flat += list(terms[0])
-    _wl_grad[(n_blocks, splits)](
-        *flat, out, N, per, C, L, BC=BC, BN=BN, BK=BK, TERMS=len(terms), PREC=prec, num_warps=4
+    launch(
+        _wl_grad,
+        (n_blocks, splits),
+        *flat,
+        out,
+        N,
+        per,
+        C,
+        L,
+        BC=BC,
+        BN=BN,
+        BK=BK,
+        TERMS=len(terms),
+        PREC=prec,
+        num_warps=4,
     )
     return out.sum(0).reshape(C, C, L)
 
@@ -475,7 +489,9 @@ class _TriggerStep(torch.autograd.Function):
         outs = [torch.empty_like(p) for p in ps] if learn else ps
         prec = _cfg(q.dtype)
         bt, warps = _launch_cfg("FWD", BLOCK_T, 4)
-        _trigger_fwd[(triton.cdiv(N, bt),)](
+        launch(
+            _trigger_fwd,
+            (triton.cdiv(N, bt),),
             q2,
             k2,
             v2,
@@ -524,7 +540,9 @@ class _TriggerStep(torch.autograd.Function):
         vec_l = torch.empty(4, N, L, device=dev, dtype=torch.float32)
         prec = _cfg(q2.dtype)
         bt, warps = _launch_cfg("BWD", 32, 4)
-        _trigger_bwd[(triton.cdiv(N, bt),)](
+        launch(
+            _trigger_bwd,
+            (triton.cdiv(N, bt),),
             q2,
             k2,
             v2,
