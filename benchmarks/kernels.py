@@ -39,17 +39,35 @@ from _common import REPO, bench, gdr_inputs, gpu_name, log, peak_memory, trigger
 
 REFERENCE_FIGURES = {
     "source": "published code (fla 0.2.2 kernels, SDPA attention, bf16) on an H200, shared/GPU_NOTES.md",
-    "backbone 1024x12 B8 T1600": {"fwd_ms": 85, "fwdbwd_ms": 218, "tokens_per_s_fwd": 151e3,
-                                  "tokens_per_s_fwdbwd": 59e3, "peak_gib_fwdbwd": 10.1},
+    "backbone 1024x12 B8 T1600": {
+        "fwd_ms": 85,
+        "fwdbwd_ms": 218,
+        "tokens_per_s_fwd": 151e3,
+        "tokens_per_s_fwdbwd": 59e3,
+        "peak_gib_fwdbwd": 10.1,
+    },
     "backbone 1024x12 B2 T6400": {"fwd_ms": 67},
     "backbone nirvana-1.3b B4 T4096": {"fwd_ms": 162, "tokens_per_s_fwd": 101e3},
-    "gdr fla-core 0.6.0 fwd_ms": {"B8 T1600 H16 D64": 1.05, "B2 T6400 H16 D64": 1.03, "B4 T4096 H16 D128": 0.92},
-    "gdr fla 0.2.2 (fwd_ms, fwdbwd_ms)": {"B8 T1600 H16 D64": (1.27, 3.69), "B2 T6400 H16 D64": (1.13, 3.51),
-                                          "B4 T4096 H16 D128": (0.91, 4.19)},
-    "trigger published (fwd_ms, fwdbwd_ms)": {"B8 T1600 C64 L32": (3.96, 5.69), "B4 T4096 C64 L32": (4.03, 10.15)},
+    "gdr fla-core 0.6.0 fwd_ms": {
+        "B8 T1600 H16 D64": 1.05,
+        "B2 T6400 H16 D64": 1.03,
+        "B4 T4096 H16 D128": 0.92,
+    },
+    "gdr fla 0.2.2 (fwd_ms, fwdbwd_ms)": {
+        "B8 T1600 H16 D64": (1.27, 3.69),
+        "B2 T6400 H16 D64": (1.13, 3.51),
+        "B4 T4096 H16 D128": (0.91, 4.19),
+    },
+    "trigger published (fwd_ms, fwdbwd_ms)": {
+        "B8 T1600 C64 L32": (3.96, 5.69),
+        "B4 T4096 C64 L32": (4.03, 10.15),
+    },
 }
-TARGETS = {"gdr fwd and fwdbwd vs fla": ">= 1.0x (stretch 1.3x)", "trigger vs published": ">= 5x",
-           "backbone tokens/s vs published": ">= 2x"}
+TARGETS = {
+    "gdr fwd and fwdbwd vs fla": ">= 1.0x (stretch 1.3x)",
+    "trigger vs published": ">= 5x",
+    "backbone tokens/s vs published": ">= 2x",
+}
 
 ROWS: list[dict] = []
 START = time.time()
@@ -128,7 +146,9 @@ def gdr_impls(skip_fla: bool):
     from nirvana_mri.backbone.kernels.gated_delta_rule_triton import chunk_gated_delta_rule_triton
 
     impls = {
-        "ours": lambda q, k, v, g, b: chunk_gated_delta_rule_triton(q, k, v, g, b, None, None, False, True)[0],
+        "ours": lambda q, k, v, g, b: chunk_gated_delta_rule_triton(q, k, v, g, b, None, None, False, True)[
+            0
+        ],
     }
     if not skip_fla:
         from published_form import import_fla
@@ -139,8 +159,9 @@ def gdr_impls(skip_fla: bool):
         else:
             log(f"  fla rows skipped: {info}")
     impls["ours-bf16ops"] = with_env_fn({"NIRVANA_GDR_PRECISION": "bf16"}, impls["ours"])
-    impls["reference"] = lambda q, k, v, g, b: chunk_gated_delta_rule_reference(q, k, v, g, b, None, None, False,
-                                                                                 True)[0]
+    impls["reference"] = lambda q, k, v, g, b: chunk_gated_delta_rule_reference(
+        q, k, v, g, b, None, None, False, True
+    )[0]
     return impls
 
 
@@ -153,7 +174,7 @@ def bench_gdr(shapes, skip_fla: bool, fla_only: bool = False, impl_label: str | 
     if fla_only:
         impls = {k: v for k, v in impls.items() if k == "fla"}
     order = [k for k in ("ours", "fla", "ours-bf16ops", "reference") if k in impls]
-    for key, (B, T, H, D) in shapes.items():
+    for B, T, H, D in shapes.values():
         shape = f"B{B} T{T} H{H} D{D}"
         log(f"[gdr] {shape}")
         xs, _ = gdr_inputs(B, T, H, D, torch.bfloat16, DEVICE, seed=0)
@@ -166,16 +187,18 @@ def bench_gdr(shapes, skip_fla: bool, fla_only: bool = False, impl_label: str | 
                 log("  skip reference: budget")
                 continue
 
-            def fwd(fn=fn):
+            def fwd(fn=fn, xs=xs):
                 with torch.no_grad():
                     return fn(*xs)
 
-            def fwdbwd(fn=fn):
+            def fwdbwd(fn=fn, xs=xs, do=do):
                 fn(*xs).backward(do)
 
             row = {"op": "gated_delta_rule", "shape": shape, "impl": impl_label or name}
             row["fwd_ms"] = measure(f"{name} fwd", fwd, need_s=8 if slow else 3, **kw)
-            row["fwdbwd_ms"] = measure(f"{name} fwdbwd", fwdbwd, need_s=8 if slow else 3, grad_to_none=xs, **kw)
+            row["fwdbwd_ms"] = measure(
+                f"{name} fwdbwd", fwdbwd, need_s=8 if slow else 3, grad_to_none=xs, **kw
+            )
             if row["fwdbwd_ms"] is not None:
                 row["peak_gib_fwdbwd"] = safe_peak(fwdbwd)
             if row["fwd_ms"]:
@@ -196,8 +219,15 @@ def bench_fla_alt(site: str, out_json: str) -> None:
         return
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([site, str(REPO), str(REPO / "benchmarks")])
-    cmd = [sys.executable, str(REPO / "benchmarks" / "kernels.py"), "--fla-only", "--out", out_json,
-           "--budget", str(int(left() - 15))] + (["--smoke"] if "--smoke" in sys.argv else [])
+    cmd = [
+        sys.executable,
+        str(REPO / "benchmarks" / "kernels.py"),
+        "--fla-only",
+        "--out",
+        out_json,
+        "--budget",
+        str(int(left() - 15)),
+    ] + (["--smoke"] if "--smoke" in sys.argv else [])
     log(f"[gdr fla-alt] {' '.join(cmd)} (PYTHONPATH={site})")
     try:
         subprocess.run(cmd, env=env, timeout=max(10, left() - 5), check=False)
@@ -218,7 +248,11 @@ def bench_trigger(shapes):
     from nirvana_mri.backbone.kernels.trigger_reference import trigger_step_reference
     from nirvana_mri.backbone.kernels.trigger_triton import trigger_step_triton
 
-    impls = {"ours": trigger_step_triton, "published": trigger_step_published, "reference": trigger_step_reference}
+    impls = {
+        "ours": trigger_step_triton,
+        "published": trigger_step_published,
+        "reference": trigger_step_reference,
+    }
     for B, T, C, L in shapes:
         shape = f"B{B} T{T} C{C} L{L}"
         log(f"[trigger] {shape}")
@@ -267,28 +301,40 @@ def bench_attention(shapes, window_shape, window):
 
     for B, T, H, D in shapes:
         shape = f"B{B} T{T} H{H} D{D} causal"
-        q, k, v = (torch.randn(B, T, H, D, device=DEVICE, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+        q, k, v = (
+            torch.randn(B, T, H, D, device=DEVICE, dtype=torch.bfloat16, requires_grad=True) for _ in range(3)
+        )
         do = torch.randn_like(q)
         row = {"op": "attention", "shape": shape, "impl": "sdpa"}
         row["fwd_ms"] = measure("sdpa fwd", lambda q=q, k=k, v=v: causal_attention(q, k, v))
-        row["fwdbwd_ms"] = measure("sdpa fwdbwd", lambda q=q, k=k, v=v, do=do: causal_attention(q, k, v).backward(do),
-                                   grad_to_none=[q, k, v])
+        row["fwdbwd_ms"] = measure(
+            "sdpa fwdbwd",
+            lambda q=q, k=k, v=v, do=do: causal_attention(q, k, v).backward(do),
+            grad_to_none=[q, k, v],
+        )
         row["tflops_fwd"] = (2 * 2 * B * H * T * T / 2 * D / row["fwd_ms"] / 1e9) if row["fwd_ms"] else None
         add(row)
     B, T, H, D = window_shape
-    q, k, v = (torch.randn(B, T, H, D, device=DEVICE, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    q, k, v = (
+        torch.randn(B, T, H, D, device=DEVICE, dtype=torch.bfloat16, requires_grad=True) for _ in range(3)
+    )
     do = torch.randn_like(q)
     for impl in ("sdpa", "blocked", "flex"):
         if impl == "flex" and (DEVICE.type != "cuda" or left() < 60):
             continue
         row = {"op": "attention", "shape": f"B{B} T{T} H{H} D{D} window {window}", "impl": impl}
-        row["fwd_ms"] = measure(f"{impl} fwd", lambda impl=impl: causal_attention(q, k, v, window=window, impl=impl))
+        row["fwd_ms"] = measure(
+            f"{impl} fwd", lambda impl=impl: causal_attention(q, k, v, window=window, impl=impl)
+        )
         row["fwdbwd_ms"] = measure(
-            f"{impl} fwdbwd", lambda impl=impl: causal_attention(q, k, v, window=window, impl=impl).backward(do),
-            grad_to_none=[q, k, v])
+            f"{impl} fwdbwd",
+            lambda impl=impl: causal_attention(q, k, v, window=window, impl=impl).backward(do),
+            grad_to_none=[q, k, v],
+        )
         if row["fwdbwd_ms"] is not None:
             row["peak_gib_fwdbwd"] = safe_peak(
-                lambda impl=impl: causal_attention(q, k, v, window=window, impl=impl).backward(do))
+                lambda impl=impl: causal_attention(q, k, v, window=window, impl=impl).backward(do)
+            )
         add(row)
 
 
@@ -323,14 +369,14 @@ def bench_backbone(configs, have_fla: bool):
         for impl in impls:
             ctx = published_backbone if impl == "published" else None
 
-            def fwd(ctx=ctx):
+            def fwd(ctx=ctx, model=model, x=x):
                 with torch.no_grad():
                     if ctx is None:
                         return model(inputs_embeds=x).last_hidden_state
                     with ctx():
                         return model(inputs_embeds=x).last_hidden_state
 
-            def fwdbwd(ctx=ctx):
+            def fwdbwd(ctx=ctx, model=model, x=x, dy=dy):
                 if ctx is None:
                     model(inputs_embeds=x).last_hidden_state.backward(dy)
                 else:
@@ -342,8 +388,9 @@ def bench_backbone(configs, have_fla: bool):
             if row["fwd_ms"] is not None:
                 row["tokens_per_s_fwd"] = B * T / row["fwd_ms"] * 1e3
                 row["peak_gib_fwd"] = safe_peak(fwd)
-            row["fwdbwd_ms"] = measure(f"{impl} fwdbwd", fwdbwd, need_s=10, warmup_ms=100, rep_ms=800,
-                                       grad_to_none=[x])
+            row["fwdbwd_ms"] = measure(
+                f"{impl} fwdbwd", fwdbwd, need_s=10, warmup_ms=100, rep_ms=800, grad_to_none=[x]
+            )
             if row["fwdbwd_ms"] is not None:
                 row["tokens_per_s_fwdbwd"] = B * T / row["fwdbwd_ms"] * 1e3
                 row["peak_gib_fwdbwd"] = safe_peak(fwdbwd)
@@ -367,8 +414,9 @@ def comparisons() -> list[dict]:
     for (op, shape, impl), row in by.items():
         if impl != "ours":
             continue
-        for other in ("fla", "published", "reference") + tuple(i for (o, s, i) in by if o == op and s == shape
-                                                               and i.startswith("fla (")):
+        for other in ("fla", "published", "reference") + tuple(
+            i for (o, s, i) in by if o == op and s == shape and i.startswith("fla (")
+        ):
             base = by.get((op, shape, other))
             if base is None:
                 continue
@@ -402,26 +450,54 @@ def fmt(value, digits=3):
 
 
 def markdown(summary: dict) -> str:
-    lines = [f"# Memory kernels: {summary['gpu']}", "",
-             f"versions: {summary['versions']}  ", f"env: {summary['env']}  ",
-             f"elapsed {summary['elapsed_s']} s of a {summary['budget_s']} s budget; median of do_bench; "
-             "bf16 unless stated.", "",
-             "| op | shape | impl | fwd ms | fwd+bwd ms | fwd+bwd (+weight grads) ms | TFLOP/s fwd | GB/s fwd "
-             "(min bytes) | tokens/s fwd | tokens/s fwd+bwd | peak GiB fwd+bwd |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Memory kernels: {summary['gpu']}",
+        "",
+        f"versions: {summary['versions']}  ",
+        f"env: {summary['env']}  ",
+        f"elapsed {summary['elapsed_s']} s of a {summary['budget_s']} s budget; median of do_bench; "
+        "bf16 unless stated.",
+        "",
+        "| op | shape | impl | fwd ms | fwd+bwd ms | fwd+bwd (+weight grads) ms | TFLOP/s fwd | GB/s fwd "
+        "(min bytes) | tokens/s fwd | tokens/s fwd+bwd | peak GiB fwd+bwd |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in summary["rows"]:
+        keys = (
+            "fwd_ms",
+            "fwdbwd_ms",
+            "fwdbwd_wgrad_ms",
+            "tflops_fwd",
+            "gbps_fwd_min_bytes",
+            "tokens_per_s_fwd",
+            "tokens_per_s_fwdbwd",
+            "peak_gib_fwdbwd",
+        )
         lines.append(
-            f"| {r['op']} | {r['shape']} | {r['impl']} | {fmt(r.get('fwd_ms'))} | {fmt(r.get('fwdbwd_ms'))} | "
-            f"{fmt(r.get('fwdbwd_wgrad_ms'))} | {fmt(r.get('tflops_fwd'))} | {fmt(r.get('gbps_fwd_min_bytes'))} | "
-            f"{fmt(r.get('tokens_per_s_fwd'))} | {fmt(r.get('tokens_per_s_fwdbwd'))} | "
-            f"{fmt(r.get('peak_gib_fwdbwd'))} |")
-    lines += ["", "## Speedups of ours (x, >1 is faster; memory ratio = theirs / ours)", "",
-              "| op | shape | vs | fwd | fwd+bwd | fwd+bwd+wgrad | memory fwd+bwd |", "|---|---|---|---|---|---|---|"]
+            f"| {r['op']} | {r['shape']} | {r['impl']} | "
+            + " | ".join(fmt(r.get(key)) for key in keys)
+            + " |"
+        )
+    lines += [
+        "",
+        "## Speedups of ours (x, >1 is faster; memory ratio = theirs / ours)",
+        "",
+        "| op | shape | vs | fwd | fwd+bwd | fwd+bwd+wgrad | memory fwd+bwd |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for c in summary["comparisons"]:
-        lines.append(f"| {c['op']} | {c['shape']} | {c['vs']} | {fmt(c.get('speedup_fwd'))} | "
-                     f"{fmt(c.get('speedup_fwdbwd'))} | {fmt(c.get('speedup_fwdbwd_wgrad'))} | "
-                     f"{fmt(c.get('memory_ratio_fwdbwd'))} |")
-    lines += ["", f"Targets: {summary['targets']}", "", f"Reference figures: {summary['reference_figures']}", ""]
+        lines.append(
+            f"| {c['op']} | {c['shape']} | {c['vs']} | {fmt(c.get('speedup_fwd'))} | "
+            f"{fmt(c.get('speedup_fwdbwd'))} | {fmt(c.get('speedup_fwdbwd_wgrad'))} | "
+            f"{fmt(c.get('memory_ratio_fwdbwd'))} |"
+        )
+    lines += [
+        "",
+        f"Targets: {summary['targets']}",
+        "",
+        f"Reference figures: {summary['reference_figures']}",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -431,7 +507,9 @@ def main() -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "kernels.json"))
     parser.add_argument("--md", default=None, help="Markdown table (default: --out with .md)")
     parser.add_argument("--check-json", default=None, help="apply recommended_env of gpu_kernel_check.py")
-    parser.add_argument("--budget", type=float, default=225.0, help="seconds; rows that do not fit are skipped")
+    parser.add_argument(
+        "--budget", type=float, default=225.0, help="seconds; rows that do not fit are skipped"
+    )
     parser.add_argument("--fla-alt", default=None, help="site dir of a second fla version (subprocess)")
     parser.add_argument("--fla-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--skip-fla", action="store_true")
@@ -470,11 +548,13 @@ def main() -> int:
         from published_form import import_fla
 
         have_fla = import_fla()[0] is not None
-    steps = [("gdr", lambda: bench_gdr(gdr_shapes, args.skip_fla)),
-             ("trigger", lambda: bench_trigger(trig_shapes)),
-             ("backbone", lambda: bench_backbone(backbones, have_fla)),
-             ("attention", lambda: bench_attention(att_shapes, win_shape, window)),
-             ("fla-alt", lambda: args.fla_alt and bench_fla_alt(args.fla_alt, args.out + ".fla_alt.json"))]
+    steps = [
+        ("gdr", lambda: bench_gdr(gdr_shapes, args.skip_fla)),
+        ("trigger", lambda: bench_trigger(trig_shapes)),
+        ("backbone", lambda: bench_backbone(backbones, have_fla)),
+        ("attention", lambda: bench_attention(att_shapes, win_shape, window)),
+        ("fla-alt", lambda: args.fla_alt and bench_fla_alt(args.fla_alt, args.out + ".fla_alt.json")),
+    ]
     for name, step in steps:
         if name not in sections:
             continue
@@ -484,9 +564,17 @@ def main() -> int:
             log(f"[{name}] section failed: {type(err).__name__}: {err}")
             traceback.print_exc()
 
-    summary = {"gpu": gpu_name(), "versions": versions(), "env": env, "budget_s": BUDGET,
-               "elapsed_s": round(time.time() - START, 1), "rows": ROWS, "comparisons": comparisons(),
-               "targets": TARGETS, "reference_figures": REFERENCE_FIGURES}
+    summary = {
+        "gpu": gpu_name(),
+        "versions": versions(),
+        "env": env,
+        "budget_s": BUDGET,
+        "elapsed_s": round(time.time() - START, 1),
+        "rows": ROWS,
+        "comparisons": comparisons(),
+        "targets": TARGETS,
+        "reference_figures": REFERENCE_FIGURES,
+    }
     write_json(args.out, summary)
     md_path = args.md or os.path.splitext(args.out)[0] + ".md"
     with open(md_path, "w") as fh:
