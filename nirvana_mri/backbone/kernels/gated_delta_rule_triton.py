@@ -196,7 +196,7 @@ def _fwd_prep(
     USE_L2: tl.constexpr,
     PREC: tl.constexpr,
 ):
-    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_t, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
     i_b, i_h = i_bh // H, i_bh % H
     t0 = i_t * BT
     sk, sv, sg = H * K, H * V, H
@@ -356,7 +356,7 @@ def _fwd_state(
     PREC: tl.constexpr,
     DT: tl.constexpr,
 ):
-    i_v, i_bh = tl.program_id(0), tl.program_id(1)
+    i_v, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
     i_b, i_h = i_bh // H, i_bh % H
     v0 = i_v * BV
     sk, sv, sg = H * K, H * V, H
@@ -416,7 +416,7 @@ def _fwd_output(
     PREC: tl.constexpr,
     DT: tl.constexpr,
 ):
-    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_t, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
     i_b, i_h = i_bh // H, i_bh % H
     t0 = i_t * BT
     sk, sv, sg = H * K, H * V, H
@@ -479,7 +479,7 @@ def _bwd_state(
     PREC: tl.constexpr,
     DT: tl.constexpr,
 ):
-    i_v, i_bh = tl.program_id(0), tl.program_id(1)
+    i_v, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
     i_b, i_h = i_bh // H, i_bh % H
     v0 = i_v * BV
     sk, sv, sg = H * K, H * V, H
@@ -558,7 +558,7 @@ def _bwd_dqk(
     PREC: tl.constexpr,
     DT: tl.constexpr,
 ):
-    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_t, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
     i_b, i_h = i_bh // H, i_bh % H
     t0 = i_t * BT
     sk, sv, sg = H * K, H * V, H
@@ -665,7 +665,7 @@ def _bwd_wy(
     USE_L2: tl.constexpr,
     PREC: tl.constexpr,
 ):
-    i_t, i_bh = tl.program_id(0), tl.program_id(1)
+    i_t, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
     i_b, i_h = i_bh // H, i_bh % H
     t0 = i_t * BT
     sk, sv, sg = H * K, H * V, H
@@ -827,7 +827,7 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
         BC=SUB,
         USE_L2=use_l2,
         PREC=_prec32(prec),
-        num_warps=4,
+        num_warps=2,
     )
     h = torch.empty(B, H, NT, K, V, device=dev, dtype=store_dtype)
     vn = torch.empty(B, T, H, V, device=dev, dtype=store_dtype)
@@ -936,7 +936,7 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht):
     dk_part = torch.empty(B, T, H, K, **f32)
     dw = torch.empty(B, T, H, K, **f32)
     dg_part = torch.empty(B, T, H, **f32)
-    bv_loop = min(BV, 64)
+    bv_loop = min(BV, 32 if BK >= 128 else 64)  # V-block of the chunk kernels' loops (shared memory)
     launch(
         _bwd_dqk,
         (NT, B * H),

@@ -222,7 +222,7 @@ def _trigger_fwd(
     LEARN: tl.constexpr,
     PREC: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BT + tl.arange(0, BT)
+    rows = tl.program_id(0).to(tl.int64) * BT + tl.arange(0, BT)
     pw = _ld(pw_in, rows, N, L, BL)
     pln = _ld(pln_in, rows, N, L, BL)
     pbl = _ld(pbl_in, rows, N, L, BL)
@@ -284,7 +284,7 @@ def _trigger_bwd(
 ):
     """Per-token gradients. ``vec_c`` [8, N, C] receives (dZq, dZk, gp, dh*zqh, dwln, e*zh, e, de) and
     ``vec_l`` [4, N, L] (dGw, dpln', dpbl', dpbln') for the weight gradients."""
-    rows = tl.program_id(0) * BT + tl.arange(0, BT)
+    rows = tl.program_id(0).to(tl.int64) * BT + tl.arange(0, BT)
     pw = _ld(pw_in, rows, N, L, BL)
     pln = _ld(pln_in, rows, N, L, BL)
     pbl = _ld(pbl_in, rows, N, L, BL)
