@@ -127,3 +127,16 @@ def test_bf16_operand_mode(monkeypatch, rel):
         torch.autograd.grad(o, xs, do.bfloat16()), torch.autograd.grad(o_ref, ys, do.double()), strict=True
     ):
         assert rel(a, b) < 4e-2
+
+
+def test_key_blocks_of_the_wy_backward(monkeypatch, rel):
+    """The WY backward walks K in blocks (64 on GPUs for head dim 128): force 16-wide blocks on K=32."""
+    monkeypatch.setenv("NIRVANA_GDR_WY_BK", "16")
+    xs, state = _inputs(1, 40, 1, 32, 16, torch.float32, True, False, seed=13)
+    xs = [x.requires_grad_(True) for x in xs]
+    o, _ = triton_mod.chunk_gated_delta_rule_triton(*xs, None, None, False, True)
+    ys = [x.detach().double().requires_grad_(True) for x in xs]
+    o_ref, _ = chunk_gated_delta_rule_reference(*ys, None, None, False, True)
+    do = torch.randn(o.shape)
+    for a, b in zip(torch.autograd.grad(o, xs, do), torch.autograd.grad(o_ref, ys, do.double()), strict=True):
+        assert rel(a, b) < 1e-5

@@ -671,33 +671,39 @@ def _bwd_wy(
     sk, sv, sg = H * K, H * V, H
     o_t = tl.arange(0, BT)
     tmask = (t0 + o_t) < T
-    k_base = k + (i_b * T * H + i_h) * K
-    kt = _load_tile(k_base, t0, T, sk, K, BT, BK)
-    kT = _load_tile_t(k_base, t0, T, sk, K, BT, BK)
-    rk_t = _load_vec(rk + i_b * T * H + i_h, t0, T, sg, BT)
-    rk_tT = tl.load(rk + i_b * T * H + i_h + (t0 + o_t) * sg, mask=tmask, other=0.0)
-    kn = kt * rk_t[:, None]
-    knT = kT * rk_tT[None, :]
-    g_base = G + i_b * T * H + i_h
+    row = i_b * T * H + i_h
+    k_base = k + row * K
+    dw_base = dw + row * K
+    dkp_base = dk_part + row * K
+    rk_t = _load_vec(rk + row, t0, T, sg, BT)
+    rk_tT = tl.load(rk + row + (t0 + o_t) * sg, mask=tmask, other=0.0)
+    g_base = G + row
     Gt = _load_G(g_base, t0, T, sg, BT)
     GtT = _load_G(g_base, t0, T, sg, BT)
-    b = _load_vec(beta + i_b * T * H + i_h, t0, T, sg, BT)
-    bT = tl.load(beta + i_b * T * H + i_h + (t0 + o_t) * sg, mask=tmask, other=0.0).to(tl.float32)
+    b = _load_vec(beta + row, t0, T, sg, BT)
+    bT = tl.load(beta + row + (t0 + o_t) * sg, mask=tmask, other=0.0).to(tl.float32)
     gam = tl.exp(Gt)
     gamT = tl.exp(GtT)
-    m_base = m + (i_b * T * H + i_h) * BT
+    m_base = m + row * BT
     Mt = _load_tile(m_base, t0, T, H * BT, BT, BT, BT)  # M   [t, s]
     MT = _load_tile_t(m_base, t0, T, H * BT, BT, BT, BT)  # M^T [s, t]
-    dwt = _load_tile(dw + (i_b * T * H + i_h) * K, t0, T, sk, K, BT, BK)
-    dwT = _load_tile_t(dw + (i_b * T * H + i_h) * K, t0, T, sk, K, BT, BK)
-    kb = kn * (b * gam)[:, None]
-    kbT = knT * (bT * gamT)[None, :]
-    dkb = tl.dot(MT, dwt, input_precision=PREC)
-    dM = tl.dot(dwt, kbT, input_precision=PREC)  # dW Kb^T      [t, s]
-    dMT = tl.dot(kb, dwT, input_precision=PREC)  # Kb dW^T      [s, t]
+    # K in blocks of BK (shared memory): dM = dW Kb^T, dM^T = Kb dW^T, KK = Kn Kn^T, rowsum(dKb * Kn)
+    dM = tl.zeros([BT, BT], dtype=tl.float32)
+    dMT = tl.zeros([BT, BT], dtype=tl.float32)
+    KK = tl.zeros([BT, BT], dtype=tl.float32)
+    kdk = tl.zeros([BT], dtype=tl.float32)
+    for k0 in range(0, K, BK):
+        kn = _load_tile(k_base + k0, t0, T, sk, K - k0, BT, BK) * rk_t[:, None]
+        knT = _load_tile_t(k_base + k0, t0, T, sk, K - k0, BT, BK) * rk_tT[None, :]
+        dwt = _load_tile(dw_base + k0, t0, T, sk, K - k0, BT, BK)
+        dwT = _load_tile_t(dw_base + k0, t0, T, sk, K - k0, BT, BK)
+        dM += tl.dot(dwt, knT * (bT * gamT)[None, :], input_precision=PREC)
+        dMT += tl.dot(kn * (b * gam)[:, None], dwT, input_precision=PREC)
+        KK += tl.dot(kn, knT, input_precision=PREC)
+        kdk += tl.sum(tl.dot(MT, dwt, input_precision=PREC) * kn, 1)
     db = tl.zeros([BT], dtype=tl.float32)
-    v_base = v + (i_b * T * H + i_h) * V
-    dvn_base = dvn + (i_b * T * H + i_h) * V
+    v_base = v + row * V
+    dvn_base = dvn + row * V
     for v0 in range(0, V, BV):
         vt = _load_tile(v_base + v0, t0, T, sv, V - v0, BT, BV)
         vT = _load_tile_t(v_base + v0, t0, T, sv, V - v0, BT, BV)
@@ -707,7 +713,7 @@ def _bwd_wy(
         dMT += tl.dot(vt * b[:, None], duT, input_precision=PREC)
         dvb = tl.dot(MT, du, input_precision=PREC)
         db += tl.sum(dvb * vt, 1)
-        _store_tile(dv_out + (i_b * T * H + i_h) * V + v0, dvb * b[:, None], t0, T, sv, V - v0, BT, BV)
+        _store_tile(dv_out + row * V + v0, dvb * b[:, None], t0, T, sv, V - v0, BT, BV)
     # dA = -M^T dM M^T (strictly lower), and its transpose computed independently
     dA = -tl.dot(tl.dot(MT, dM, input_precision=PREC), MT, input_precision=PREC)
     dAT = -tl.dot(tl.dot(Mt, dMT, input_precision=PREC), Mt, input_precision=PREC)
@@ -715,29 +721,40 @@ def _bwd_wy(
     upper = o_t[:, None] < o_t[None, :]  # [s, t], s < t
     Gam = tl.where(lower, tl.exp(tl.where(lower, Gt[:, None] - GtT[None, :], 0.0)), 0.0)
     GamT = tl.where(upper, tl.exp(tl.where(upper, GtT[None, :] - Gt[:, None], 0.0)), 0.0)
-    KK = tl.dot(kn, knT, input_precision=PREC)
     dAG = dA * Gam  # [t, s]
+    dAGb = dAG * b[:, None]
     dAGT = dAT * GamT * bT[None, :]  # [s, t] = dA_ts Gamma_ts beta_t
-    Z = dAG * KK * b[:, None]  # dA * A
-    dkn = tl.load(
-        dk_part + (i_b * T * H + i_h) * K + (t0 + o_t)[:, None] * sk + tl.arange(0, BK)[None, :],
-        mask=tmask[:, None] & (tl.arange(0, BK)[None, :] < K),
-        other=0.0,
-    )
-    dkn += tl.dot(dAG * b[:, None], kn, input_precision=PREC) + tl.dot(dAGT, kn, input_precision=PREC)
-    dkn += dkb * (b * gam)[:, None]
-    kdk = tl.sum(dkb * kn, 1)
+    Z = dAGb * KK  # dA * A
     db += tl.sum(dAG * KK, 1) + kdk * gam
-    dG = _load_vec(dg_part + i_b * T * H + i_h, t0, T, sg, BT)
+    dG = _load_vec(dg_part + row, t0, T, sg, BT)
     dG += tl.sum(Z, 1) - tl.sum(Z, 0) + b * gam * kdk
     dg = tl.sum(dG, 0) - tl.cumsum(dG, 0) + dG
+    _store_vec(db_out + row, db, t0, T, sg, BT)
+    _store_vec(dg_out + row, dg, t0, T, sg, BT)
+    # dKn = dk_part + (dA*Gamma*beta) Kn + (..)^T Kn + diag(beta gamma) M^T dW; then the L2 norm's backward,
+    # which needs the whole row's <Kn, dKn>: a first pass for that sum, a second that writes
     if USE_L2:
-        dk = rk_t[:, None] * (dkn - kn * tl.sum(kn * dkn, 1)[:, None])
-    else:
-        dk = dkn
-    _store_tile(dk_out + (i_b * T * H + i_h) * K, dk, t0, T, sk, K, BT, BK)
-    _store_vec(db_out + i_b * T * H + i_h, db, t0, T, sg, BT)
-    _store_vec(dg_out + i_b * T * H + i_h, dg, t0, T, sg, BT)
+        kdot = tl.zeros([BT], dtype=tl.float32)
+        for k0 in range(0, K, BK):
+            kn = _load_tile(k_base + k0, t0, T, sk, K - k0, BT, BK) * rk_t[:, None]
+            dkn = _load_tile(dkp_base + k0, t0, T, sk, K - k0, BT, BK)
+            dkn += tl.dot(dAGb, kn, input_precision=PREC) + tl.dot(dAGT, kn, input_precision=PREC)
+            dkn += (
+                tl.dot(MT, _load_tile(dw_base + k0, t0, T, sk, K - k0, BT, BK), input_precision=PREC)
+                * (b * gam)[:, None]
+            )
+            kdot += tl.sum(kn * dkn, 1)
+    for k0 in range(0, K, BK):
+        kn = _load_tile(k_base + k0, t0, T, sk, K - k0, BT, BK) * rk_t[:, None]
+        dkn = _load_tile(dkp_base + k0, t0, T, sk, K - k0, BT, BK)
+        dkn += tl.dot(dAGb, kn, input_precision=PREC) + tl.dot(dAGT, kn, input_precision=PREC)
+        dkn += (
+            tl.dot(MT, _load_tile(dw_base + k0, t0, T, sk, K - k0, BT, BK), input_precision=PREC)
+            * (b * gam)[:, None]
+        )
+        if USE_L2:
+            dkn = rk_t[:, None] * (dkn - kn * kdot[:, None])
+        _store_tile(dk_out + row * K + k0, dkn, t0, T, sk, K - k0, BT, BK)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -993,7 +1010,7 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht):
         H=H,
         K=K,
         V=V,
-        BK=BK,
+        BK=min(BK, int(os.environ.get("NIRVANA_GDR_WY_BK", 64))),
         BV=bv_loop,
         BT=CHUNK,
         USE_L2=use_l2,
