@@ -50,8 +50,9 @@ def _blocked_window(q, k, v, window: int, scale: float | None) -> torch.Tensor:
     mask = allowed.expand(n, W, 2 * W).clone()
     mask[0, :, :W] = False  # block 0's "previous block" is padding
     fold = lambda x: x.permute(0, 2, 1, 3, 4).reshape(B * n, H, *x.shape[3:])  # noqa: E731
-    out = F.scaled_dot_product_attention(fold(qb), fold(kb), fold(vb),
-                                         attn_mask=mask[:, None].repeat(B, 1, 1, 1), scale=scale)
+    out = F.scaled_dot_product_attention(
+        fold(qb), fold(kb), fold(vb), attn_mask=mask[:, None].repeat(B, 1, 1, 1), scale=scale
+    )
     out = out.reshape(B, n, H, W, D).permute(0, 2, 1, 3, 4).reshape(B, H, n * W, D)
     return out[:, :, :T]
 
@@ -65,6 +66,7 @@ def _flex_window(q, k, v, window: int, scale: float | None) -> torch.Tensor:
     T = q.shape[2]
     key = (T, window, q.device)
     if key not in _FLEX_CACHE:
+
         def sliding(b, h, q_idx, kv_idx):
             return (q_idx >= kv_idx) & (q_idx - kv_idx < window)
 
@@ -74,7 +76,11 @@ def _flex_window(q, k, v, window: int, scale: float | None) -> torch.Tensor:
 
 
 def causal_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int | None = None, scale: float | None = None,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    window: int | None = None,
+    scale: float | None = None,
     impl: str = "auto",
 ) -> torch.Tensor:
     """``q, k, v`` ``[B, T, H, D]`` -> ``[B, T, H, D]``; softmax scale defaults to D^-0.5."""
