@@ -25,9 +25,10 @@ No kernel transposes the result of a ``tl.dot`` (the pattern that Triton >= 3.4 
 Hopper, fla issue #640): wherever a transposed product is needed it is computed as its own product
 from operands loaded in the transposed layout.
 
-Arithmetic: float32 everywhere (state, cumsums, inverse, accumulators). Matrix products: exact float32
-("ieee") for float32 inputs; for 16-bit inputs TF32 on float32 operands by default, or 16-bit operands
-and 16-bit stored intermediates like fla with ``NIRVANA_GDR_PRECISION=bf16`` (faster, less exact).
+Arithmetic: float32 everywhere (state, cumsums, inverse, accumulators). Matrix products: float32
+accuracy for float32 inputs (3xTF32 on GPUs, exact under the interpreter); for 16-bit inputs TF32 on
+float32 operands by default, or 16-bit operands and 16-bit stored intermediates like fla with
+``NIRVANA_GDR_PRECISION=bf16`` (faster, less exact).
 float64 inputs are computed in float32 and cast back.
 Environment: ``NIRVANA_GDR_WARPS`` (num_warps of the backward kernels, default 4),
 ``NIRVANA_GDR_BWD=torch`` (backward through the PyTorch reference: a slow but independent fallback).
@@ -174,7 +175,7 @@ def _sub_block(
 # ----------------------------------------------------------------------------------------------
 # forward kernels
 # ----------------------------------------------------------------------------------------------
-@triton.jit
+@triton.jit(do_not_specialize=["T"])  # one compiled variant for every length
 def _fwd_prep(
     k,
     v,
@@ -332,7 +333,7 @@ def _fwd_prep(
     _store_tile(m_base + 3 * BC, X3, t0 + 3 * BC, T, sm, BC, BC, BC)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "NT"])  # one compiled variant for every length
 def _fwd_state(
     k,
     w,
@@ -393,7 +394,7 @@ def _fwd_state(
         tl.store(ht_out + i_bh * K * V + ok[:, None] * V + ov[None, :], S, mask=smask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "NT", "scale"])  # one compiled variant for every length
 def _fwd_output(
     q,
     k,
@@ -452,7 +453,7 @@ def _fwd_output(
 # ----------------------------------------------------------------------------------------------
 # backward kernels
 # ----------------------------------------------------------------------------------------------
-@triton.jit
+@triton.jit(do_not_specialize=["T", "NT", "scale"])  # one compiled variant for every length
 def _bwd_state(
     q,
     k,
@@ -529,7 +530,7 @@ def _bwd_state(
         tl.store(dh0_out + i_bh * K * V + ok[:, None] * V + ov[None, :], dS, mask=smask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T", "NT", "scale"])  # one compiled variant for every length
 def _bwd_dqk(
     q,
     k,
@@ -639,7 +640,7 @@ def _bwd_dqk(
     _store_vec(dg_out + i_b * T * H + i_h, dG, t0, T, sg, BT)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["T"])  # one compiled variant for every length
 def _bwd_wy(
     k,
     v,
@@ -783,14 +784,18 @@ def _dot_cfg(dtype: torch.dtype):
     if dtype in (torch.float16, torch.bfloat16) and precision_mode() == "bf16":
         dt = tl.bfloat16 if dtype == torch.bfloat16 else tl.float16
         return ("emu" if _interpreted() else "tf32"), dt, dtype
-    if dtype in (torch.float16, torch.bfloat16) and not _interpreted():
+    if _interpreted():
+        return "ieee", tl.float32, torch.float32
+    if dtype in (torch.float16, torch.bfloat16):
         return "tf32", tl.float32, torch.float32
-    return "ieee", tl.float32, torch.float32
+    # float32 inputs: 3xTF32 on the tensor cores (float32 accuracy; "ieee" compiles to FMA loops that
+    # spill heavily, e.g. 31 KB in _bwd_dqk, and take ~50 s to compile)
+    return "tf32x3", tl.float32, torch.float32
 
 
 def _prec32(prec: str) -> str:
     """Precision of the products that keep float32 operands (the WY inverse and its backward)."""
-    return "tf32" if prec == "tf32" else "ieee"
+    return prec if prec in ("tf32", "tf32x3") else "ieee"
 
 
 def _seq_block_v(batch_heads: int, value_dim: int, device: torch.device) -> int:

@@ -193,7 +193,7 @@ def _learn_fwd(
     return pw2, pln2, pbl2, pbln2, zh, std, w_ln, e, gp
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "lr", "lr_ln"])
 def _trigger_fwd(
     q,
     k,
@@ -214,8 +214,8 @@ def _trigger_fwd(
     N,
     lr,
     lr_ln,
-    C,
-    L,
+    C: tl.constexpr,
+    L: tl.constexpr,
     BT: tl.constexpr,
     BC: tl.constexpr,
     BL: tl.constexpr,
@@ -244,7 +244,7 @@ def _trigger_fwd(
     _st(h_out, w_ln * zh + b_ln + _ld(q, rows, N, C, BC), rows, N, C, BC)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "lr", "lr_ln"])
 def _trigger_bwd(
     q,
     k,
@@ -274,8 +274,8 @@ def _trigger_bwd(
     N,
     lr,
     lr_ln,
-    C,
-    L,
+    C: tl.constexpr,
+    L: tl.constexpr,
     BT: tl.constexpr,
     BC: tl.constexpr,
     BL: tl.constexpr,
@@ -372,7 +372,7 @@ def _outer3_acc(acc, x, y, z, t0, t_end, i_idx, o_idx, l_idx, C, L, BK: tl.const
     return acc
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "tokens_per_split"])
 def _wl_grad(
     x1,
     y1,
@@ -386,8 +386,8 @@ def _wl_grad(
     out,
     N,
     tokens_per_split,
-    C,
-    L,
+    C: tl.constexpr,
+    L: tl.constexpr,
     BC: tl.constexpr,
     BN: tl.constexpr,
     BK: tl.constexpr,
@@ -419,9 +419,10 @@ def _wl_grad(
 
 
 def _cfg(dtype: torch.dtype):
-    if dtype in (torch.float16, torch.bfloat16) and not _interpreted():
-        return "tf32"
-    return "ieee"
+    """Product precision: TF32 for 16-bit inputs, 3xTF32 (float32 accuracy) for float32 on GPUs."""
+    if _interpreted():
+        return "ieee"
+    return "tf32" if dtype in (torch.float16, torch.bfloat16) else "tf32x3"
 
 
 def _launch_cfg(which: str, block_t: int, warps: int) -> tuple[int, int]:
@@ -533,7 +534,7 @@ class _TriggerStep(torch.autograd.Function):
         dev = q2.device
         dh2 = _flat(dh, C)
         dps = [
-            (_flat(d, L) if d is not None else torch.zeros(N, L, device=dev, dtype=torch.float32))
+            (_flat(d, L) if d is not None else torch.zeros(N, L, device=dev, dtype=ps[0].dtype))
             for d in (dps if learn else [None] * 4)
         ]
         dq, dk, dv = torch.empty_like(q2), torch.empty_like(k2), torch.empty_like(v2)
