@@ -397,8 +397,13 @@ def bench_backbone(configs, have_fla: bool):
             results[impl] = row
             add(row)
         if "ours" in results and "published" in results:
-            for key in ("fwd_ms", "fwdbwd_ms"):
-                results["ours"][key.replace("_ms", "") + "_published_ms"] = results["published"].get(key)
+            ours, pub = results["ours"], results["published"]
+            ours.update(
+                ours_ms=ours.get("fwd_ms"),
+                published_ms=pub.get("fwd_ms"),
+                ours_fwdbwd_ms=ours.get("fwdbwd_ms"),
+                published_fwdbwd_ms=pub.get("fwdbwd_ms"),
+            )
         del model, x, dy
         if DEVICE.type == "cuda":
             torch.cuda.empty_cache()
