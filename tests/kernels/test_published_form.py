@@ -52,3 +52,19 @@ def test_patching_is_undone():
         assert trigger.trigger_step is published.trigger_step_published
         assert updater.gated_delta_rule is published.fla_gated_delta_rule
     assert (updater.gated_delta_rule, trigger.trigger_step) == before
+
+
+def test_model_under_the_published_trigger_matches():
+    """NirvanaModel with the einsum-form Trigger patched in (delta rule left alone) computes the same."""
+    published = _load()
+    from nirvana_mri.backbone.config import preset
+    from nirvana_mri.backbone.model import NirvanaModel
+
+    torch.manual_seed(0)
+    model = NirvanaModel(preset("tiny", kernel_backend="torch")).eval()
+    x = torch.randn(1, 10, 128)
+    with torch.no_grad():
+        ref = model(inputs_embeds=x).last_hidden_state
+        with published.published_backbone(delta_rule=False):
+            out = model(inputs_embeds=x).last_hidden_state
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
