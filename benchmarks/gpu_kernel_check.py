@@ -236,6 +236,7 @@ def check_model(preset_name, B, T, dtype, layers=None):
 
 # ----------------------------------------------------------------------------------------------
 ROWS: list[dict] = []
+PARTIAL_OUT: str | None = None
 
 
 def record(check, shape, dtype, fn, variant="default"):
@@ -260,6 +261,8 @@ def record(check, shape, dtype, fn, variant="default"):
         + (f"  {row['exception']}" if "exception" in row else "")
     )
     ROWS.append(row)
+    if PARTIAL_OUT:  # a timeout still leaves every finished row on disk
+        write_json(PARTIAL_OUT, {"partial": True, "recommended_env": {}, "rows": ROWS})
     return row
 
 
@@ -273,13 +276,14 @@ BWD_VARIANTS = [
 
 
 def main() -> int:
-    global DEVICE
+    global DEVICE, PARTIAL_OUT
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="benchmarks/results/gpu_kernel_check.json")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU under the interpreter")
     parser.add_argument("--skip-fla", action="store_true")
     parser.add_argument("--budget", type=float, default=150.0, help="seconds; stop trying variants past it")
     args = parser.parse_args()
+    PARTIAL_OUT = args.out
     DEVICE = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     start = time.time()
     log(f"device: {gpu_name() if DEVICE.type == 'cuda' else 'cpu (interpreter)'}; versions {versions()}")

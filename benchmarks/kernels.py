@@ -568,6 +568,9 @@ def main() -> int:
         except Exception as err:  # noqa: BLE001 - one section failing must not stop the others
             log(f"[{name}] section failed: {type(err).__name__}: {err}")
             traceback.print_exc()
+        write_json(
+            args.out, {"partial": True, "gpu": gpu_name(), "env": env, "rows": ROWS}
+        )  # survives a kill
 
     summary = {
         "gpu": gpu_name(),
