@@ -23,6 +23,7 @@ A time budget (--budget, default 225 s) skips what does not fit, most important 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -341,7 +342,47 @@ def bench_attention(shapes, window_shape, window):
 # ----------------------------------------------------------------------------------------------
 # whole backbone
 # ----------------------------------------------------------------------------------------------
-def bench_backbone(configs, have_fla: bool):
+@contextlib.contextmanager
+def compiled_norms():
+    """Experiment: the backbone's fp32 elementwise tails (RMSNorm, gated RMSNorm, SwiGLU's gate)
+    through torch.compile, the same math fused into one kernel each (the published code uses fla's
+    fused norm kernels there). Patched for the benchmark only."""
+    import torch.nn.functional as F
+
+    from nirvana_mri.backbone import layers
+
+    @torch.compile(dynamic=False)
+    def rms(x, w, eps: float):
+        work = x.float()
+        return (work * torch.rsqrt(work.pow(2).mean(-1, keepdim=True) + eps) * w.float()).to(x.dtype)
+
+    @torch.compile(dynamic=False)
+    def gated(x, w, gate, eps: float):
+        work = x.float()
+        normed = (work * torch.rsqrt(work.pow(2).mean(-1, keepdim=True) + eps) * w.float()).to(x.dtype)
+        gate = gate.float()
+        return (normed.float() * gate * torch.sigmoid(gate)).to(x.dtype)
+
+    @torch.compile(dynamic=False)
+    def silu_mul(gate, up):
+        return F.silu(gate) * up
+
+    saved = (layers.RMSNorm.forward, layers.GatedRMSNorm.forward, layers.SwiGLU.forward)
+
+    def swiglu(self, x):
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(silu_mul(gate, up))
+
+    layers.RMSNorm.forward = lambda self, x: rms(x, self.weight, self.eps)
+    layers.GatedRMSNorm.forward = lambda self, x, gate: gated(x, self.weight, gate, self.eps)
+    layers.SwiGLU.forward = swiglu
+    try:
+        yield
+    finally:
+        layers.RMSNorm.forward, layers.GatedRMSNorm.forward, layers.SwiGLU.forward = saved
+
+
+def bench_backbone(configs, have_fla: bool, compiled: bool = False):
     from published_form import published_backbone
 
     from nirvana_mri.backbone.config import preset
@@ -355,7 +396,7 @@ def bench_backbone(configs, have_fla: bool):
         try:
             torch.manual_seed(0)
             with torch.device(DEVICE):
-                model = NirvanaModel(preset(name))
+                model = NirvanaModel(preset(name, kernel_backend="triton"))  # ours: the Triton kernels
             model = model.to(torch.bfloat16).eval().requires_grad_(False)
             x = (torch.randn(B, T, model.config.hidden_size, device=DEVICE) * 0.5).to(torch.bfloat16)
             x.requires_grad_(True)
@@ -365,9 +406,14 @@ def bench_backbone(configs, have_fla: bool):
             continue
         shape = f"{name} B{B} T{T}"
         impls = ["ours"] + (["published"] if have_fla else [])
+        if compiled and (name, B, T) == configs[0]:
+            impls.append("ours+compiled-norms")
         results = {}
         for impl in impls:
-            ctx = published_backbone if impl == "published" else None
+            if impl == "ours+compiled-norms" and left() < 70:
+                log("  skip ours+compiled-norms: budget")
+                continue
+            ctx = {"published": published_backbone, "ours+compiled-norms": compiled_norms}.get(impl)
 
             def fwd(ctx=ctx, model=model, x=x):
                 with torch.no_grad():
@@ -520,6 +566,7 @@ def main() -> int:
     parser.add_argument("--skip-fla", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU under the interpreter")
     parser.add_argument("--sections", default="gdr,trigger,backbone,attention,fla-alt")
+    parser.add_argument("--no-compiled-norms", action="store_true", help="skip the torch.compile'd norms row")
     args = parser.parse_args()
     BUDGET = args.budget
     env = {}
@@ -556,7 +603,7 @@ def main() -> int:
     steps = [
         ("gdr", lambda: bench_gdr(gdr_shapes, args.skip_fla)),
         ("trigger", lambda: bench_trigger(trig_shapes)),
-        ("backbone", lambda: bench_backbone(backbones, have_fla)),
+        ("backbone", lambda: bench_backbone(backbones, have_fla, compiled=not args.no_compiled_norms)),
         ("attention", lambda: bench_attention(att_shapes, win_shape, window)),
         ("fla-alt", lambda: args.fla_alt and bench_fla_alt(args.fla_alt, args.out + ".fla_alt.json")),
     ]
