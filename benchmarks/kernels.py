@@ -382,7 +382,7 @@ def compiled_norms():
         layers.RMSNorm.forward, layers.GatedRMSNorm.forward, layers.SwiGLU.forward = saved
 
 
-def bench_backbone(configs, have_fla: bool, compiled: bool = False):
+def bench_backbone(configs, have_fla: bool, only: str | None = None):
     from published_form import published_backbone
 
     from nirvana_mri.backbone.config import preset
@@ -405,9 +405,7 @@ def bench_backbone(configs, have_fla: bool, compiled: bool = False):
             log(f"  build failed: {type(err).__name__}: {err}")
             continue
         shape = f"{name} B{B} T{T}"
-        impls = ["ours"] + (["published"] if have_fla else [])
-        if compiled and (name, B, T) == configs[0]:
-            impls.append("ours+compiled-norms")
+        impls = [only] if only else ["ours"] + (["published"] if have_fla else [])
         results = {}
         for impl in impls:
             if impl == "ours+compiled-norms" and left() < 70:
@@ -463,7 +461,7 @@ def comparisons() -> list[dict]:
     out = []
     by = {(r["op"], r["shape"], r["impl"]): r for r in ROWS}
     for (op, shape, impl), row in by.items():
-        if impl != "ours":
+        if not impl.startswith("ours"):
             continue
         for other in ("fla", "published", "reference") + tuple(
             i for (o, s, i) in by if o == op and s == shape and i.startswith("fla (")
@@ -471,20 +469,25 @@ def comparisons() -> list[dict]:
             base = by.get((op, shape, other))
             if base is None:
                 continue
-            entry = {"op": op, "shape": shape, "vs": other}
+            entry = {"op": op, "shape": shape, "ours": impl, "vs": other}
             for key in ("fwd_ms", "fwdbwd_ms", "fwdbwd_wgrad_ms"):
                 if row.get(key) and base.get(key):
                     entry[f"speedup_{key[:-3]}"] = round(base[key] / row[key], 3)
             for key in ("peak_gib_fwdbwd", "peak_gib_fwd"):
                 if row.get(key) and base.get(key):
                     entry[f"memory_ratio_{key[9:]}"] = round(base[key] / max(row[key], 1e-9), 2)
-            if len(entry) > 3:
+            if len(entry) > 4:
                 out.append(entry)
     for row in ROWS:
-        if row["op"] == "backbone" and row["impl"] == "ours":
+        if row["op"] == "backbone" and row["impl"].startswith("ours"):
             ref = REFERENCE_FIGURES.get(f"backbone {row['shape']}")
             if ref:
-                entry = {"op": "backbone", "shape": row["shape"], "vs": "reference figures (published code)"}
+                entry = {
+                    "op": "backbone",
+                    "shape": row["shape"],
+                    "ours": row["impl"],
+                    "vs": "reference figures (published code)",
+                }
                 for key in ("fwd_ms", "fwdbwd_ms"):
                     if row.get(key) and ref.get(key):
                         entry[f"speedup_{key[:-3]}"] = round(ref[key] / row[key], 3)
@@ -533,12 +536,12 @@ def markdown(summary: dict) -> str:
         "",
         "## Speedups of ours (x, >1 is faster; memory ratio = theirs / ours)",
         "",
-        "| op | shape | vs | fwd | fwd+bwd | fwd+bwd+wgrad | memory fwd+bwd |",
-        "|---|---|---|---|---|---|---|",
+        "| op | shape | ours | vs | fwd | fwd+bwd | fwd+bwd+wgrad | memory fwd+bwd |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in summary["comparisons"]:
         lines.append(
-            f"| {c['op']} | {c['shape']} | {c['vs']} | {fmt(c.get('speedup_fwd'))} | "
+            f"| {c['op']} | {c['shape']} | {c.get('ours', 'ours')} | {c['vs']} | {fmt(c.get('speedup_fwd'))} | "
             f"{fmt(c.get('speedup_fwdbwd'))} | {fmt(c.get('speedup_fwdbwd_wgrad'))} | "
             f"{fmt(c.get('memory_ratio_fwdbwd'))} |"
         )
@@ -565,8 +568,7 @@ def main() -> int:
     parser.add_argument("--fla-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--skip-fla", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU under the interpreter")
-    parser.add_argument("--sections", default="gdr,trigger,backbone,attention,fla-alt")
-    parser.add_argument("--no-compiled-norms", action="store_true", help="skip the torch.compile'd norms row")
+    parser.add_argument("--sections", default="gdr,trigger,backbone,attention,fla-alt,compiled-norms")
     args = parser.parse_args()
     BUDGET = args.budget
     env = {}
@@ -603,9 +605,10 @@ def main() -> int:
     steps = [
         ("gdr", lambda: bench_gdr(gdr_shapes, args.skip_fla)),
         ("trigger", lambda: bench_trigger(trig_shapes)),
-        ("backbone", lambda: bench_backbone(backbones, have_fla, compiled=not args.no_compiled_norms)),
+        ("backbone", lambda: bench_backbone(backbones, have_fla)),
         ("attention", lambda: bench_attention(att_shapes, win_shape, window)),
         ("fla-alt", lambda: args.fla_alt and bench_fla_alt(args.fla_alt, args.out + ".fla_alt.json")),
+        ("compiled-norms", lambda: bench_backbone(backbones[:1], have_fla, only="ours+compiled-norms")),
     ]
     for name, step in steps:
         if name not in sections:
