@@ -541,7 +541,8 @@ def markdown(summary: dict) -> str:
     ]
     for c in summary["comparisons"]:
         lines.append(
-            f"| {c['op']} | {c['shape']} | {c.get('ours', 'ours')} | {c['vs']} | {fmt(c.get('speedup_fwd'))} | "
+            f"| {c['op']} | {c['shape']} | {c.get('ours', 'ours')} | {c['vs']} | "
+            f"{fmt(c.get('speedup_fwd'))} | "
             f"{fmt(c.get('speedup_fwdbwd'))} | {fmt(c.get('speedup_fwdbwd_wgrad'))} | "
             f"{fmt(c.get('memory_ratio_fwdbwd'))} |"
         )
