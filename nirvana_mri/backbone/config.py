@@ -124,9 +124,9 @@ class NirvanaConfig:
 
     def num_parameters(self) -> int:
         """Parameter count of a model built from this config (tied head counted once)."""
-        import torch
-
         from nirvana_mri.backbone.model import NirvanaForCausalLM
+
+        import torch
 
         with torch.device("meta"):
             model = NirvanaForCausalLM(self)
