@@ -1,0 +1,647 @@
+"""Memory-kernel benchmark, one GPU, one run: ours vs fla vs the PyTorch reference vs the published form.
+
+Rows (median ms through triton.testing.do_bench, peak memory through max_memory_allocated):
+- gated delta rule (bf16 q/k/v/beta, fp32 log decay, q/k L2 norm in the kernel) at the MRI-token,
+  long-scan and language shapes: ours (TF32-operand default and the bf16-operand mode), fla's
+  ``chunk_gated_delta_rule`` (the installed version, FLA_DISABLE_BACKEND_DISPATCH=1; a second fla
+  through ``--fla-alt SITE`` in a subprocess, forward and whatever backward it allows), the PyTorch
+  reference; forward and forward+backward (to q, k, v, g, beta).
+- Trigger, one layer (bf16, C=64, L=32): ours (fused) vs the published einsum form vs our reference;
+  forward, forward+backward with frozen weights (the toolkit's case) and with weight gradients.
+- attention branch: SDPA causal; sliding window (512) as dense mask vs blocked SDPA vs FlexAttention.
+- whole backbone (bf16 weights, frozen): ours (Triton kernels + SDPA) vs the published stand-in
+  (fla + einsum Trigger + SDPA, benchmarks/published_form.py) in the same process; forward (no grad)
+  and forward+backward to inputs_embeds; tokens/s and peak memory. Also the reference figures
+  measured with the published code.
+
+    python benchmarks/kernels.py --check-json $OUT/check.json --out $OUT/kernels.json --md $OUT/kernels.md
+    python benchmarks/kernels.py --smoke --out /tmp/k.json --md /tmp/k.md     # CPU, interpreter, tiny
+
+A time budget (--budget, default 225 s) skips what does not fit, most important rows first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+
+if "--smoke" in sys.argv:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+os.environ.setdefault("FLA_DISABLE_BACKEND_DISPATCH", "1")
+
+import torch  # noqa: E402
+from _common import REPO, bench, gdr_inputs, gpu_name, log, peak_memory, trigger_inputs, versions, write_json  # noqa: E402
+
+REFERENCE_FIGURES = {
+    "source": "published code (fla 0.2.2 kernels, SDPA attention, bf16) on an H200, shared/GPU_NOTES.md",
+    "backbone 1024x12 B8 T1600": {
+        "fwd_ms": 85,
+        "fwdbwd_ms": 218,
+        "tokens_per_s_fwd": 151e3,
+        "tokens_per_s_fwdbwd": 59e3,
+        "peak_gib_fwdbwd": 10.1,
+    },
+    "backbone 1024x12 B2 T6400": {"fwd_ms": 67},
+    "backbone nirvana-1.3b B4 T4096": {"fwd_ms": 162, "tokens_per_s_fwd": 101e3},
+    "gdr fla-core 0.6.0 fwd_ms": {
+        "B8 T1600 H16 D64": 1.05,
+        "B2 T6400 H16 D64": 1.03,
+        "B4 T4096 H16 D128": 0.92,
+    },
+    "gdr fla 0.2.2 (fwd_ms, fwdbwd_ms)": {
+        "B8 T1600 H16 D64": (1.27, 3.69),
+        "B2 T6400 H16 D64": (1.13, 3.51),
+        "B4 T4096 H16 D128": (0.91, 4.19),
+    },
+    "trigger published (fwd_ms, fwdbwd_ms)": {
+        "B8 T1600 C64 L32": (3.96, 5.69),
+        "B4 T4096 C64 L32": (4.03, 10.15),
+    },
+}
+TARGETS = {
+    "gdr fwd and fwdbwd vs fla": ">= 1.0x (stretch 1.3x)",
+    "trigger vs published": ">= 5x",
+    "backbone tokens/s vs published": ">= 2x",
+}
+
+ROWS: list[dict] = []
+START = time.time()
+BUDGET = 225.0
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def left() -> float:
+    return BUDGET - (time.time() - START)
+
+
+def measure(label: str, fn, need_s: float = 5.0, **bench_kw):
+    """Median ms of fn, or None (budget exhausted or an error: reported, and the run goes on)."""
+    if left() < need_s:
+        log(f"  skip {label}: budget")
+        return None
+    try:
+        return bench(fn, **bench_kw)
+    except Exception as err:  # noqa: BLE001
+        log(f"  FAIL {label}: {type(err).__name__}: {str(err)[:300]}")
+        if os.environ.get("NIRVANA_BENCH_TRACEBACK"):
+            traceback.print_exc()
+        return None
+    finally:
+        if DEVICE.type == "cuda":
+            torch.cuda.synchronize()
+
+
+def safe_peak(fn) -> float | None:
+    try:
+        value = peak_memory(fn)
+        return round(value, 3) if value is not None else None
+    except Exception as err:  # noqa: BLE001
+        log(f"  peak memory failed: {type(err).__name__}: {str(err)[:200]}")
+        return None
+
+
+def add(row: dict) -> None:
+    ROWS.append(row)
+    show = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}
+    log(f"  {json.dumps(show, default=str)}")
+
+
+def with_env(env: dict, fn):
+    def run():
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            return fn()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    return run
+
+
+# ----------------------------------------------------------------------------------------------
+# gated delta rule
+# ----------------------------------------------------------------------------------------------
+def gdr_flops(B, T, H, K, V, C=64) -> float:
+    """Forward FLOPs of the chunked algorithm (A, W, U, Vn, state, output products)."""
+    nt = -(-T // C)
+    return 2.0 * B * H * nt * C * (3 * C * K + 2 * C * V + 3 * K * V)
+
+
+def gdr_bytes(B, T, H, K, V) -> float:
+    """Fewest bytes a forward must move: q, k, v, beta (bf16) and g (fp32) in, o (bf16) out."""
+    return B * T * H * (2 * (2 * K + V) + 2 + 4 + 2 * V)
+
+
+def gdr_impls(skip_fla: bool):
+    from nirvana_mri.backbone.kernels.gated_delta_rule_reference import chunk_gated_delta_rule_reference
+    from nirvana_mri.backbone.kernels.gated_delta_rule_triton import chunk_gated_delta_rule_triton
+
+    impls = {
+        "ours": lambda q, k, v, g, b: chunk_gated_delta_rule_triton(q, k, v, g, b, None, None, False, True)[
+            0
+        ],
+    }
+    if not skip_fla:
+        from published_form import import_fla
+
+        fla, info = import_fla()
+        if fla is not None:
+            impls["fla"] = lambda q, k, v, g, b: fla(q, k, v, g, b, use_qk_l2norm_in_kernel=True)[0]
+        else:
+            log(f"  fla rows skipped: {info}")
+    impls["ours-bf16ops"] = with_env_fn({"NIRVANA_GDR_PRECISION": "bf16"}, impls["ours"])
+    impls["reference"] = lambda q, k, v, g, b: chunk_gated_delta_rule_reference(
+        q, k, v, g, b, None, None, False, True
+    )[0]
+    return impls
+
+
+def with_env_fn(env, fn):
+    return lambda *a: with_env(env, lambda: fn(*a))()
+
+
+def bench_gdr(shapes, skip_fla: bool, fla_only: bool = False, impl_label: str | None = None):
+    impls = gdr_impls(skip_fla)
+    if fla_only:
+        impls = {k: v for k, v in impls.items() if k == "fla"}
+    order = [k for k in ("ours", "fla", "ours-bf16ops", "reference") if k in impls]
+    for B, T, H, D in shapes.values():
+        shape = f"B{B} T{T} H{H} D{D}"
+        log(f"[gdr] {shape}")
+        xs, _ = gdr_inputs(B, T, H, D, torch.bfloat16, DEVICE, seed=0)
+        do = torch.randn(B, T, H, D, device=DEVICE, dtype=torch.bfloat16)
+        for name in order:
+            fn = impls[name]
+            slow = name == "reference"
+            kw = dict(warmup_ms=5, rep_ms=30) if slow else dict(warmup_ms=25, rep_ms=100)
+            if slow and left() < 60:
+                log("  skip reference: budget")
+                continue
+
+            def fwd(fn=fn, xs=xs):
+                with torch.no_grad():
+                    return fn(*xs)
+
+            def fwdbwd(fn=fn, xs=xs, do=do):
+                fn(*xs).backward(do)
+
+            row = {"op": "gated_delta_rule", "shape": shape, "impl": impl_label or name}
+            row["fwd_ms"] = measure(f"{name} fwd", fwd, need_s=8 if slow else 3, **kw)
+            row["fwdbwd_ms"] = measure(
+                f"{name} fwdbwd", fwdbwd, need_s=8 if slow else 3, grad_to_none=xs, **kw
+            )
+            if row["fwdbwd_ms"] is not None:
+                row["peak_gib_fwdbwd"] = safe_peak(fwdbwd)
+            if row["fwd_ms"]:
+                row["tflops_fwd"] = gdr_flops(B, T, H, D, D) / row["fwd_ms"] / 1e9
+                row["gbps_fwd_min_bytes"] = gdr_bytes(B, T, H, D, D) / row["fwd_ms"] / 1e6
+            add(row)
+            for x in xs:
+                x.grad = None
+        del xs, do
+        if DEVICE.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def bench_fla_alt(site: str, out_json: str) -> None:
+    """The other fla version (e.g. fla-core 0.6.0) in a subprocess: its package cannot share a process."""
+    if left() < 40:
+        log("[gdr fla-alt] skipped: budget")
+        return
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([site, str(REPO), str(REPO / "benchmarks")])
+    cmd = [
+        sys.executable,
+        str(REPO / "benchmarks" / "kernels.py"),
+        "--fla-only",
+        "--out",
+        out_json,
+        "--budget",
+        str(int(left() - 15)),
+    ] + (["--smoke"] if "--smoke" in sys.argv else [])
+    log(f"[gdr fla-alt] {' '.join(cmd)} (PYTHONPATH={site})")
+    try:
+        subprocess.run(cmd, env=env, timeout=max(10, left() - 5), check=False)
+        data = json.loads(open(out_json).read())
+        for row in data.get("rows", []):
+            row["impl"] = f"fla ({data.get('versions', {}).get('fla', 'alt')})"
+            add(row)
+    except Exception as err:  # noqa: BLE001
+        log(f"  fla-alt failed: {type(err).__name__}: {err}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Trigger
+# ----------------------------------------------------------------------------------------------
+def bench_trigger(shapes):
+    from published_form import trigger_step_published
+
+    from nirvana_mri.backbone.kernels.trigger_reference import trigger_step_reference
+    from nirvana_mri.backbone.kernels.trigger_triton import trigger_step_triton
+
+    impls = {
+        "ours": trigger_step_triton,
+        "published": trigger_step_published,
+        "reference": trigger_step_reference,
+    }
+    for B, T, C, L in shapes:
+        shape = f"B{B} T{T} C{C} L{L}"
+        log(f"[trigger] {shape}")
+        for name, fn in impls.items():
+            if name == "reference" and left() < 70:
+                log("  skip reference: budget")
+                continue
+            row = {"op": "trigger", "shape": shape, "impl": name}
+            for wgrad in (False, True):
+                xs, weights, state = trigger_inputs(B, T, C, L, torch.bfloat16, DEVICE, weights_grad=wgrad)
+                leaves = [*xs, *state] + (list(weights) if wgrad else [])
+                gen = torch.Generator(device="cpu").manual_seed(1)
+                dh = torch.randn(B, T, C, generator=gen).to(DEVICE, torch.bfloat16)
+                dnew = [torch.randn(B, T, L, generator=gen).to(DEVICE, torch.bfloat16) for _ in range(4)]
+
+                def fwd(fn=fn, xs=xs, weights=weights, state=state):
+                    with torch.no_grad():
+                        return fn(*xs, weights, state, 1e-2, 1e-2, True)
+
+                def fwdbwd(fn=fn, xs=xs, weights=weights, state=state, dh=dh, dnew=dnew):
+                    h, new = fn(*xs, weights, state, 1e-2, 1e-2, True)
+                    torch.autograd.backward([h, *new], [dh, *dnew])
+
+                if not wgrad:
+                    row["fwd_ms"] = measure(f"{name} fwd", fwd)
+                    if row["fwd_ms"] is not None:
+                        row["peak_gib_fwd"] = safe_peak(fwd)
+                        row["gbps_fwd_min_bytes"] = B * T * (4 * C + 8 * L) * 2 / row["fwd_ms"] / 1e6
+                    row["fwdbwd_ms"] = measure(f"{name} fwdbwd", fwdbwd, grad_to_none=leaves)
+                    if row["fwdbwd_ms"] is not None:
+                        row["peak_gib_fwdbwd"] = safe_peak(fwdbwd)
+                else:
+                    row["fwdbwd_wgrad_ms"] = measure(f"{name} fwdbwd+wgrad", fwdbwd, grad_to_none=leaves)
+                    if row["fwdbwd_wgrad_ms"] is not None:
+                        row["peak_gib_fwdbwd_wgrad"] = safe_peak(fwdbwd)
+            add(row)
+        if DEVICE.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+# ----------------------------------------------------------------------------------------------
+# attention
+# ----------------------------------------------------------------------------------------------
+def bench_attention(shapes, window_shape, window):
+    from nirvana_mri.backbone.kernels.attention import causal_attention
+
+    for B, T, H, D in shapes:
+        shape = f"B{B} T{T} H{H} D{D} causal"
+        q, k, v = (
+            torch.randn(B, T, H, D, device=DEVICE, dtype=torch.bfloat16, requires_grad=True) for _ in range(3)
+        )
+        do = torch.randn_like(q)
+        row = {"op": "attention", "shape": shape, "impl": "sdpa"}
+        row["fwd_ms"] = measure("sdpa fwd", lambda q=q, k=k, v=v: causal_attention(q, k, v))
+        row["fwdbwd_ms"] = measure(
+            "sdpa fwdbwd",
+            lambda q=q, k=k, v=v, do=do: causal_attention(q, k, v).backward(do),
+            grad_to_none=[q, k, v],
+        )
+        row["tflops_fwd"] = (2 * 2 * B * H * T * T / 2 * D / row["fwd_ms"] / 1e9) if row["fwd_ms"] else None
+        add(row)
+    B, T, H, D = window_shape
+    q, k, v = (
+        torch.randn(B, T, H, D, device=DEVICE, dtype=torch.bfloat16, requires_grad=True) for _ in range(3)
+    )
+    do = torch.randn_like(q)
+    for impl in ("sdpa", "blocked", "flex"):
+        if impl == "flex" and (DEVICE.type != "cuda" or left() < 60):
+            continue
+        row = {"op": "attention", "shape": f"B{B} T{T} H{H} D{D} window {window}", "impl": impl}
+        row["fwd_ms"] = measure(
+            f"{impl} fwd", lambda impl=impl: causal_attention(q, k, v, window=window, impl=impl)
+        )
+        row["fwdbwd_ms"] = measure(
+            f"{impl} fwdbwd",
+            lambda impl=impl: causal_attention(q, k, v, window=window, impl=impl).backward(do),
+            grad_to_none=[q, k, v],
+        )
+        if row["fwdbwd_ms"] is not None:
+            row["peak_gib_fwdbwd"] = safe_peak(
+                lambda impl=impl: causal_attention(q, k, v, window=window, impl=impl).backward(do)
+            )
+        add(row)
+
+
+# ----------------------------------------------------------------------------------------------
+# whole backbone
+# ----------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def compiled_norms():
+    """Experiment: the backbone's fp32 elementwise tails (RMSNorm, gated RMSNorm, SwiGLU's gate)
+    through torch.compile, the same math fused into one kernel each (the published code uses fla's
+    fused norm kernels there). Patched for the benchmark only."""
+    import torch.nn.functional as F
+
+    from nirvana_mri.backbone import layers
+
+    @torch.compile(dynamic=False)
+    def rms(x, w, eps: float):
+        work = x.float()
+        return (work * torch.rsqrt(work.pow(2).mean(-1, keepdim=True) + eps) * w.float()).to(x.dtype)
+
+    @torch.compile(dynamic=False)
+    def gated(x, w, gate, eps: float):
+        work = x.float()
+        normed = (work * torch.rsqrt(work.pow(2).mean(-1, keepdim=True) + eps) * w.float()).to(x.dtype)
+        gate = gate.float()
+        return (normed.float() * gate * torch.sigmoid(gate)).to(x.dtype)
+
+    @torch.compile(dynamic=False)
+    def silu_mul(gate, up):
+        return F.silu(gate) * up
+
+    saved = (layers.RMSNorm.forward, layers.GatedRMSNorm.forward, layers.SwiGLU.forward)
+
+    def swiglu(self, x):
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(silu_mul(gate, up))
+
+    layers.RMSNorm.forward = lambda self, x: rms(x, self.weight, self.eps)
+    layers.GatedRMSNorm.forward = lambda self, x, gate: gated(x, self.weight, gate, self.eps)
+    layers.SwiGLU.forward = swiglu
+    try:
+        yield
+    finally:
+        layers.RMSNorm.forward, layers.GatedRMSNorm.forward, layers.SwiGLU.forward = saved
+
+
+def bench_backbone(configs, have_fla: bool, only: str | None = None):
+    from published_form import published_backbone
+
+    from nirvana_mri.backbone.config import preset
+    from nirvana_mri.backbone.model import NirvanaModel
+
+    for name, B, T in configs:
+        if left() < 25:
+            log(f"[backbone] {name} B{B} T{T}: skipped (budget)")
+            continue
+        log(f"[backbone] {name} B{B} T{T}")
+        try:
+            torch.manual_seed(0)
+            with torch.device(DEVICE):
+                model = NirvanaModel(preset(name, kernel_backend="triton"))  # ours: the Triton kernels
+            model = model.to(torch.bfloat16).eval().requires_grad_(False)
+            x = (torch.randn(B, T, model.config.hidden_size, device=DEVICE) * 0.5).to(torch.bfloat16)
+            x.requires_grad_(True)
+            dy = torch.randn_like(x) * 1e-2
+        except Exception as err:  # noqa: BLE001
+            log(f"  build failed: {type(err).__name__}: {err}")
+            continue
+        shape = f"{name} B{B} T{T}"
+        impls = [only] if only else ["ours"] + (["published"] if have_fla else [])
+        results = {}
+        for impl in impls:
+            if impl == "ours+compiled-norms" and left() < 70:
+                log("  skip ours+compiled-norms: budget")
+                continue
+            ctx = {"published": published_backbone, "ours+compiled-norms": compiled_norms}.get(impl)
+
+            def fwd(ctx=ctx, model=model, x=x):
+                with torch.no_grad():
+                    if ctx is None:
+                        return model(inputs_embeds=x).last_hidden_state
+                    with ctx():
+                        return model(inputs_embeds=x).last_hidden_state
+
+            def fwdbwd(ctx=ctx, model=model, x=x, dy=dy):
+                if ctx is None:
+                    model(inputs_embeds=x).last_hidden_state.backward(dy)
+                else:
+                    with ctx():
+                        model(inputs_embeds=x).last_hidden_state.backward(dy)
+
+            row = {"op": "backbone", "shape": shape, "impl": impl}
+            row["fwd_ms"] = measure(f"{impl} fwd", fwd, need_s=8, warmup_ms=100, rep_ms=600)
+            if row["fwd_ms"] is not None:
+                row["tokens_per_s_fwd"] = B * T / row["fwd_ms"] * 1e3
+                row["peak_gib_fwd"] = safe_peak(fwd)
+            row["fwdbwd_ms"] = measure(
+                f"{impl} fwdbwd", fwdbwd, need_s=10, warmup_ms=100, rep_ms=800, grad_to_none=[x]
+            )
+            if row["fwdbwd_ms"] is not None:
+                row["tokens_per_s_fwdbwd"] = B * T / row["fwdbwd_ms"] * 1e3
+                row["peak_gib_fwdbwd"] = safe_peak(fwdbwd)
+            results[impl] = row
+            add(row)
+        if "ours" in results and "published" in results:
+            ours, pub = results["ours"], results["published"]
+            ours.update(
+                ours_ms=ours.get("fwd_ms"),
+                published_ms=pub.get("fwd_ms"),
+                ours_fwdbwd_ms=ours.get("fwdbwd_ms"),
+                published_fwdbwd_ms=pub.get("fwdbwd_ms"),
+            )
+        del model, x, dy
+        if DEVICE.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+# ----------------------------------------------------------------------------------------------
+# report
+# ----------------------------------------------------------------------------------------------
+def comparisons() -> list[dict]:
+    """Speedups of ours over fla / the published form / the reference, per op, shape and mode."""
+    out = []
+    by = {(r["op"], r["shape"], r["impl"]): r for r in ROWS}
+    for (op, shape, impl), row in by.items():
+        if not impl.startswith("ours"):
+            continue
+        for other in ("fla", "published", "reference") + tuple(
+            i for (o, s, i) in by if o == op and s == shape and i.startswith("fla (")
+        ):
+            base = by.get((op, shape, other))
+            if base is None:
+                continue
+            entry = {"op": op, "shape": shape, "ours": impl, "vs": other}
+            for key in ("fwd_ms", "fwdbwd_ms", "fwdbwd_wgrad_ms"):
+                if row.get(key) and base.get(key):
+                    entry[f"speedup_{key[:-3]}"] = round(base[key] / row[key], 3)
+            for key in ("peak_gib_fwdbwd", "peak_gib_fwd"):
+                if row.get(key) and base.get(key):
+                    entry[f"memory_ratio_{key[9:]}"] = round(base[key] / max(row[key], 1e-9), 2)
+            if len(entry) > 4:
+                out.append(entry)
+    for row in ROWS:
+        if row["op"] == "backbone" and row["impl"].startswith("ours"):
+            ref = REFERENCE_FIGURES.get(f"backbone {row['shape']}")
+            if ref:
+                entry = {
+                    "op": "backbone",
+                    "shape": row["shape"],
+                    "ours": row["impl"],
+                    "vs": "reference figures (published code)",
+                }
+                for key in ("fwd_ms", "fwdbwd_ms"):
+                    if row.get(key) and ref.get(key):
+                        entry[f"speedup_{key[:-3]}"] = round(ref[key] / row[key], 3)
+                out.append(entry)
+    return out
+
+
+def fmt(value, digits=3):
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:.3g}"
+    return str(value)
+
+
+def markdown(summary: dict) -> str:
+    lines = [
+        f"# Memory kernels: {summary['gpu']}",
+        "",
+        f"versions: {summary['versions']}  ",
+        f"env: {summary['env']}  ",
+        f"elapsed {summary['elapsed_s']} s of a {summary['budget_s']} s budget; median of do_bench; "
+        "bf16 unless stated.",
+        "",
+        "| op | shape | impl | fwd ms | fwd+bwd ms | fwd+bwd (+weight grads) ms | TFLOP/s fwd | GB/s fwd "
+        "(min bytes) | tokens/s fwd | tokens/s fwd+bwd | peak GiB fwd+bwd |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in summary["rows"]:
+        keys = (
+            "fwd_ms",
+            "fwdbwd_ms",
+            "fwdbwd_wgrad_ms",
+            "tflops_fwd",
+            "gbps_fwd_min_bytes",
+            "tokens_per_s_fwd",
+            "tokens_per_s_fwdbwd",
+            "peak_gib_fwdbwd",
+        )
+        lines.append(
+            f"| {r['op']} | {r['shape']} | {r['impl']} | "
+            + " | ".join(fmt(r.get(key)) for key in keys)
+            + " |"
+        )
+    lines += [
+        "",
+        "## Speedups of ours (x, >1 is faster; memory ratio = theirs / ours)",
+        "",
+        "| op | shape | ours | vs | fwd | fwd+bwd | fwd+bwd+wgrad | memory fwd+bwd |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in summary["comparisons"]:
+        lines.append(
+            f"| {c['op']} | {c['shape']} | {c.get('ours', 'ours')} | {c['vs']} | "
+            f"{fmt(c.get('speedup_fwd'))} | "
+            f"{fmt(c.get('speedup_fwdbwd'))} | {fmt(c.get('speedup_fwdbwd_wgrad'))} | "
+            f"{fmt(c.get('memory_ratio_fwdbwd'))} |"
+        )
+    lines += [
+        "",
+        f"Targets: {summary['targets']}",
+        "",
+        f"Reference figures: {summary['reference_figures']}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    global BUDGET
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "kernels.json"))
+    parser.add_argument("--md", default=None, help="Markdown table (default: --out with .md)")
+    parser.add_argument("--check-json", default=None, help="apply recommended_env of gpu_kernel_check.py")
+    parser.add_argument(
+        "--budget", type=float, default=225.0, help="seconds; rows that do not fit are skipped"
+    )
+    parser.add_argument("--fla-alt", default=None, help="site dir of a second fla version (subprocess)")
+    parser.add_argument("--fla-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--skip-fla", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU under the interpreter")
+    parser.add_argument("--sections", default="gdr,trigger,backbone,attention,fla-alt,compiled-norms")
+    args = parser.parse_args()
+    BUDGET = args.budget
+    env = {}
+    if args.check_json:
+        try:
+            env = json.loads(open(args.check_json).read()).get("recommended_env", {}) or {}
+        except Exception as err:  # noqa: BLE001
+            log(f"could not read {args.check_json}: {err}")
+        os.environ.update(env)
+    log(f"device: {gpu_name()}; env {env}; versions {versions()}")
+
+    if args.smoke:
+        gdr_shapes = {"mri": (1, 70, 2, 16)}
+        trig_shapes = [(1, 40, 16, 16)]
+        att_shapes, win_shape, window = [(1, 64, 2, 16)], (1, 64, 2, 16), 16
+        backbones = [("tiny", 1, 16)]
+    else:
+        gdr_shapes = {"mri": (8, 1600, 16, 64), "long": (2, 6400, 16, 64), "lang": (4, 4096, 16, 128)}
+        trig_shapes = [(8, 1600, 64, 32), (4, 4096, 64, 32), (2, 6400, 64, 32)]
+        att_shapes, win_shape, window = [(8, 1600, 16, 64), (4, 4096, 16, 128)], (2, 6400, 16, 64), 512
+        backbones = [("1024x12", 8, 1600), ("1024x12", 2, 6400), ("nirvana-1.3b", 4, 4096)]
+
+    if args.fla_only:
+        bench_gdr(gdr_shapes, skip_fla=False, fla_only=True)
+        write_json(args.out, {"versions": versions(), "rows": ROWS})
+        return 0
+
+    sections = args.sections.split(",")
+    have_fla = False
+    if not args.skip_fla:
+        from published_form import import_fla
+
+        have_fla = import_fla()[0] is not None
+    steps = [
+        ("gdr", lambda: bench_gdr(gdr_shapes, args.skip_fla)),
+        ("trigger", lambda: bench_trigger(trig_shapes)),
+        ("backbone", lambda: bench_backbone(backbones, have_fla)),
+        ("attention", lambda: bench_attention(att_shapes, win_shape, window)),
+        ("fla-alt", lambda: args.fla_alt and bench_fla_alt(args.fla_alt, args.out + ".fla_alt.json")),
+        ("compiled-norms", lambda: bench_backbone(backbones[:1], have_fla, only="ours+compiled-norms")),
+    ]
+    for name, step in steps:
+        if name not in sections:
+            continue
+        try:
+            step()
+        except Exception as err:  # noqa: BLE001 - one section failing must not stop the others
+            log(f"[{name}] section failed: {type(err).__name__}: {err}")
+            traceback.print_exc()
+        write_json(
+            args.out, {"partial": True, "gpu": gpu_name(), "env": env, "rows": ROWS}
+        )  # survives a kill
+
+    summary = {
+        "gpu": gpu_name(),
+        "versions": versions(),
+        "env": env,
+        "budget_s": BUDGET,
+        "elapsed_s": round(time.time() - START, 1),
+        "rows": ROWS,
+        "comparisons": comparisons(),
+        "targets": TARGETS,
+        "reference_figures": REFERENCE_FIGURES,
+    }
+    write_json(args.out, summary)
+    md_path = args.md or os.path.splitext(args.out)[0] + ".md"
+    with open(md_path, "w") as fh:
+        fh.write(markdown(summary))
+    log("\n" + "\n".join(markdown(summary).splitlines()[5:]))
+    log(f"wrote {args.out} and {md_path} in {summary['elapsed_s']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

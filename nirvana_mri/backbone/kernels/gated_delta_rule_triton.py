@@ -1,0 +1,1116 @@
+"""Chunked gated delta rule in Triton: forward and backward, q/k L2 norm fused, any T.
+
+Same semantics and signature as ``gated_delta_rule_reference.chunk_gated_delta_rule_reference``
+(layout ``[B, T, H, K]``, ``g`` = log decay, state ``[B, H, K, V]`` in float32).
+
+Math per chunk of C = 64 tokens (G = chunk-local cumsum of g, gamma = exp(G), Kn/Qn = L2-normed k/q):
+    A  = strict_tril(diag(beta) Kn Kn^T * exp(G_t - G_s)),   M = (I + A)^-1
+    W  = M diag(beta gamma) Kn,    U = M diag(beta) V                      (WY / UT form)
+    Vn = U - W S                   (S = state entering the chunk)
+    O  = scale (diag(gamma) Qn S + causal(Qn Kn^T * exp(G_t - G_s)) Vn)
+    S' = gamma_C S + (Kn * gamma_C / gamma)^T Vn
+
+Forward, three launches:
+  1. ``_fwd_prep``   (grid: chunks x B*H) L2 norms, the cumsum of g, A in 16x16 blocks, M by exact
+     forward substitution on the diagonal blocks and block merging, then W and U.
+  2. ``_fwd_state``  (grid: V-blocks x B*H) the sequential pass over chunks: stores each chunk's
+     incoming state and Vn.
+  3. ``_fwd_output`` (grid: chunks x B*H) O.
+Backward, three launches:
+  1. ``_bwd_state``  (grid: V-blocks x B*H) reverse pass: dS per chunk, dVn, the initial state's grad.
+  2. ``_bwd_dqk``    (grid: chunks x B*H) dq (final, through the L2 norm), the attention and
+     state parts of dk, dW and dG.
+  3. ``_bwd_wy``     (grid: chunks x B*H) through M, A, W, U: dk (final), dv, dbeta, dg.
+No kernel transposes the result of a ``tl.dot`` (the pattern that Triton >= 3.4 miscompiles on
+Hopper, fla issue #640): wherever a transposed product is needed it is computed as its own product
+from operands loaded in the transposed layout.
+
+Arithmetic: float32 everywhere (state, cumsums, inverse, accumulators). Matrix products: float32
+accuracy for float32 inputs (3xTF32 on GPUs, exact under the interpreter); for 16-bit inputs TF32 on
+float32 operands by default, or 16-bit operands and 16-bit stored intermediates like fla with
+``NIRVANA_GDR_PRECISION=bf16`` (faster, less exact).
+float64 inputs are computed in float32 and cast back.
+Environment: ``NIRVANA_GDR_WARPS`` (num_warps of the backward kernels, default 4),
+``NIRVANA_GDR_BWD=torch`` (backward through the PyTorch reference: a slow but independent fallback).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from ._launch import launch
+
+CHUNK = 64
+SUB = 16
+EPS = 1e-6
+
+
+# ----------------------------------------------------------------------------------------------
+# small helpers
+# ----------------------------------------------------------------------------------------------
+@triton.jit
+def _load_tile(base, row0, T, stride, D, R: tl.constexpr, BD: tl.constexpr):
+    """rows [row0, row0 + R) x cols [0, BD) of a [T, *] matrix with row stride ``stride``; fp32."""
+    rows = row0 + tl.arange(0, R)
+    cols = tl.arange(0, BD)
+    mask = (rows[:, None] < T) & (cols[None, :] < D)
+    return tl.load(base + rows[:, None] * stride + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _load_tile_t(base, row0, T, stride, D, R: tl.constexpr, BD: tl.constexpr):
+    """The transpose of ``_load_tile``: [BD, R], loaded in that layout."""
+    rows = row0 + tl.arange(0, R)
+    cols = tl.arange(0, BD)
+    mask = (cols[:, None] < D) & (rows[None, :] < T)
+    return tl.load(base + rows[None, :] * stride + cols[:, None], mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _load_vec(base, row0, T, stride, R: tl.constexpr):
+    rows = row0 + tl.arange(0, R)
+    return tl.load(base + rows * stride, mask=rows < T, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _load_G(base, row0, T, stride, R: tl.constexpr):
+    """Chunk-local cumsum of g; rows past T repeat the last valid value (so no exp() overflows there)."""
+    rows = row0 + tl.arange(0, R)
+    last = tl.minimum(row0 + R, T) - 1
+    g_last = tl.load(base + last * stride).to(tl.float32)
+    return tl.where(rows < T, tl.load(base + rows * stride, mask=rows < T, other=0.0).to(tl.float32), g_last)
+
+
+@triton.jit
+def _store_tile(base, val, row0, T, stride, D, R: tl.constexpr, BD: tl.constexpr):
+    rows = row0 + tl.arange(0, R)
+    cols = tl.arange(0, BD)
+    mask = (rows[:, None] < T) & (cols[None, :] < D)
+    tl.store(base + rows[:, None] * stride + cols[None, :], val.to(base.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _store_vec(base, val, row0, T, stride, R: tl.constexpr):
+    rows = row0 + tl.arange(0, R)
+    tl.store(base + rows * stride, val.to(base.dtype.element_ty), mask=rows < T)
+
+
+@triton.jit
+def _dot(a, b, PREC: tl.constexpr, DT: tl.constexpr):
+    """Matrix product with operands cast to DT (16-bit inputs) or exact fp32 ("ieee").
+
+    ``PREC == "emu"`` (the interpreter with 16-bit inputs): operands rounded to DT, multiplied in fp32,
+    which is what the GPU's 16-bit products compute (the interpreter's own 16-bit dot is wrong).
+    """
+    if PREC == "emu":
+        return tl.dot(a.to(DT).to(tl.float32), b.to(DT).to(tl.float32), input_precision="ieee")
+    else:
+        return tl.dot(a.to(DT), b.to(DT), input_precision=PREC)
+
+
+@triton.jit
+def _inv_unit_lower(kk, b, G, BC: tl.constexpr):
+    """(I + A)^-1 for A = strict_tril(diag(b) kk * exp(G_t - G_s)) by forward substitution (exact fp32).
+
+    ``kk`` is symmetric, so A^T is formed elementwise from it (no transposes of computed tiles).
+    """
+    o = tl.arange(0, BC)
+    upper = o[:, None] < o[None, :]  # [s, t] with s < t
+    AT = tl.where(upper, kk * b[None, :] * tl.exp(tl.where(upper, G[None, :] - G[:, None], 0.0)), 0.0)
+    X = tl.where(o[:, None] == o[None, :], 1.0, 0.0)
+    for i in tl.static_range(1, BC):
+        a = tl.sum(tl.where(o[None, :] == i, AT, 0.0), 1)  # a[j] = A[i, j]
+        row = tl.sum(a[:, None] * X, 0)
+        X = tl.where(o[:, None] == i, X - row[None, :], X)
+    return X
+
+
+@triton.jit
+def _offdiag(kn_i, kn_jT, b_i, G_i, G_j, PREC: tl.constexpr):
+    """A_ij (i > j block) = diag(b_i) Kn_i Kn_j^T * exp(G_i[t] - G_j[s])."""
+    kk = tl.dot(kn_i, kn_jT, input_precision=PREC)
+    return kk * b_i[:, None] * tl.exp(G_i[:, None] - G_j[None, :])
+
+
+@triton.jit
+def _sub_block(
+    k_base,
+    kt_base,
+    v_base,
+    g_base,
+    b_base,
+    t0,
+    T,
+    sk,
+    sv,
+    sg,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    BC: tl.constexpr,
+    USE_L2: tl.constexpr,
+):
+    k = _load_tile(k_base, t0, T, sk, K, BC, BK)
+    kT = _load_tile_t(kt_base, t0, T, sk, K, BC, BK)
+    if USE_L2:
+        rk = tl.rsqrt(tl.sum(k * k, 1) + 1e-6)
+        kn = k * rk[:, None]
+        rkT = tl.rsqrt(tl.sum(kT * kT, 0) + 1e-6)
+        knT = kT * rkT[None, :]
+    else:
+        rk = tl.full([BC], 1.0, tl.float32)
+        kn = k
+        knT = kT
+    v = _load_tile(v_base, t0, T, sv, V, BC, BV)
+    g = _load_vec(g_base, t0, T, sg, BC)
+    b = _load_vec(b_base, t0, T, sg, BC)
+    return kn, knT, v, tl.cumsum(g, 0), tl.sum(g, 0), b, rk
+
+
+# ----------------------------------------------------------------------------------------------
+# forward kernels
+# ----------------------------------------------------------------------------------------------
+@triton.jit(do_not_specialize=["T"])  # one compiled variant for every length
+def _fwd_prep(
+    k,
+    v,
+    g,
+    beta,
+    rk_out,
+    G_out,
+    w_out,
+    u_out,
+    m_out,
+    T,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    BT: tl.constexpr,
+    BC: tl.constexpr,
+    USE_L2: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    i_t, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
+    i_b, i_h = i_bh // H, i_bh % H
+    t0 = i_t * BT
+    sk, sv, sg = H * K, H * V, H
+    k_base = k + (i_b * T * H + i_h) * K
+    v_base = v + (i_b * T * H + i_h) * V
+    g_base = g + i_b * T * H + i_h
+    b_base = beta + i_b * T * H + i_h
+
+    kn0, knT0, v0, G0, s0, b0, rk0 = _sub_block(
+        k_base, k_base, v_base, g_base, b_base, t0, T, sk, sv, sg, K, V, BK, BV, BC, USE_L2
+    )
+    kn1, knT1, v1, G1, s1, b1, rk1 = _sub_block(
+        k_base, k_base, v_base, g_base, b_base, t0 + BC, T, sk, sv, sg, K, V, BK, BV, BC, USE_L2
+    )
+    kn2, knT2, v2, G2, s2, b2, rk2 = _sub_block(
+        k_base, k_base, v_base, g_base, b_base, t0 + 2 * BC, T, sk, sv, sg, K, V, BK, BV, BC, USE_L2
+    )
+    kn3, knT3, v3, G3, s3, b3, rk3 = _sub_block(
+        k_base, k_base, v_base, g_base, b_base, t0 + 3 * BC, T, sk, sv, sg, K, V, BK, BV, BC, USE_L2
+    )
+    G1 = G1 + s0
+    G2 = G2 + s0 + s1
+    G3 = G3 + s0 + s1 + s2
+
+    # diagonal inverses (exact) and off-diagonal blocks of A
+    X0 = _inv_unit_lower(tl.dot(kn0, knT0, input_precision="ieee"), b0, G0, BC)
+    X1 = _inv_unit_lower(tl.dot(kn1, knT1, input_precision="ieee"), b1, G1, BC)
+    X2 = _inv_unit_lower(tl.dot(kn2, knT2, input_precision="ieee"), b2, G2, BC)
+    X3 = _inv_unit_lower(tl.dot(kn3, knT3, input_precision="ieee"), b3, G3, BC)
+    A10 = _offdiag(kn1, knT0, b1, G1, G0, PREC)
+    A20 = _offdiag(kn2, knT0, b2, G2, G0, PREC)
+    A21 = _offdiag(kn2, knT1, b2, G2, G1, PREC)
+    A30 = _offdiag(kn3, knT0, b3, G3, G0, PREC)
+    A31 = _offdiag(kn3, knT1, b3, G3, G1, PREC)
+    A32 = _offdiag(kn3, knT2, b3, G3, G2, PREC)
+    # block merge: M_ij = -X_i sum_{j <= m < i} A_im M_mj
+    M10 = -tl.dot(X1, tl.dot(A10, X0, input_precision=PREC), input_precision=PREC)
+    M21 = -tl.dot(X2, tl.dot(A21, X1, input_precision=PREC), input_precision=PREC)
+    M20 = -tl.dot(
+        X2,
+        tl.dot(A20, X0, input_precision=PREC) + tl.dot(A21, M10, input_precision=PREC),
+        input_precision=PREC,
+    )
+    M32 = -tl.dot(X3, tl.dot(A32, X2, input_precision=PREC), input_precision=PREC)
+    M31 = -tl.dot(
+        X3,
+        tl.dot(A31, X1, input_precision=PREC) + tl.dot(A32, M21, input_precision=PREC),
+        input_precision=PREC,
+    )
+    M30 = -tl.dot(
+        X3,
+        tl.dot(A30, X0, input_precision=PREC)
+        + tl.dot(A31, M10, input_precision=PREC)
+        + tl.dot(A32, M20, input_precision=PREC),
+        input_precision=PREC,
+    )
+
+    # W = M diag(beta gamma) Kn, U = M diag(beta) V, block row by block row
+    kb0 = kn0 * (b0 * tl.exp(G0))[:, None]
+    kb1 = kn1 * (b1 * tl.exp(G1))[:, None]
+    kb2 = kn2 * (b2 * tl.exp(G2))[:, None]
+    kb3 = kn3 * (b3 * tl.exp(G3))[:, None]
+    vb0 = v0 * b0[:, None]
+    vb1 = v1 * b1[:, None]
+    vb2 = v2 * b2[:, None]
+    vb3 = v3 * b3[:, None]
+    w0 = tl.dot(X0, kb0, input_precision=PREC)
+    u0 = tl.dot(X0, vb0, input_precision=PREC)
+    w1 = tl.dot(M10, kb0, input_precision=PREC) + tl.dot(X1, kb1, input_precision=PREC)
+    u1 = tl.dot(M10, vb0, input_precision=PREC) + tl.dot(X1, vb1, input_precision=PREC)
+    w2 = (
+        tl.dot(M20, kb0, input_precision=PREC)
+        + tl.dot(M21, kb1, input_precision=PREC)
+        + tl.dot(X2, kb2, input_precision=PREC)
+    )
+    u2 = (
+        tl.dot(M20, vb0, input_precision=PREC)
+        + tl.dot(M21, vb1, input_precision=PREC)
+        + tl.dot(X2, vb2, input_precision=PREC)
+    )
+    w3 = (
+        tl.dot(M30, kb0, input_precision=PREC)
+        + tl.dot(M31, kb1, input_precision=PREC)
+        + tl.dot(M32, kb2, input_precision=PREC)
+        + tl.dot(X3, kb3, input_precision=PREC)
+    )
+    u3 = (
+        tl.dot(M30, vb0, input_precision=PREC)
+        + tl.dot(M31, vb1, input_precision=PREC)
+        + tl.dot(M32, vb2, input_precision=PREC)
+        + tl.dot(X3, vb3, input_precision=PREC)
+    )
+
+    w_base = w_out + (i_b * T * H + i_h) * K
+    u_base = u_out + (i_b * T * H + i_h) * V
+    _store_tile(w_base, w0, t0, T, sk, K, BC, BK)
+    _store_tile(w_base, w1, t0 + BC, T, sk, K, BC, BK)
+    _store_tile(w_base, w2, t0 + 2 * BC, T, sk, K, BC, BK)
+    _store_tile(w_base, w3, t0 + 3 * BC, T, sk, K, BC, BK)
+    _store_tile(u_base, u0, t0, T, sv, V, BC, BV)
+    _store_tile(u_base, u1, t0 + BC, T, sv, V, BC, BV)
+    _store_tile(u_base, u2, t0 + 2 * BC, T, sv, V, BC, BV)
+    _store_tile(u_base, u3, t0 + 3 * BC, T, sv, V, BC, BV)
+    G_base = G_out + i_b * T * H + i_h
+    _store_vec(G_base, G0, t0, T, sg, BC)
+    _store_vec(G_base, G1, t0 + BC, T, sg, BC)
+    _store_vec(G_base, G2, t0 + 2 * BC, T, sg, BC)
+    _store_vec(G_base, G3, t0 + 3 * BC, T, sg, BC)
+    rk_base = rk_out + i_b * T * H + i_h
+    _store_vec(rk_base, rk0, t0, T, sg, BC)
+    _store_vec(rk_base, rk1, t0 + BC, T, sg, BC)
+    _store_vec(rk_base, rk2, t0 + 2 * BC, T, sg, BC)
+    _store_vec(rk_base, rk3, t0 + 3 * BC, T, sg, BC)
+    # M as a full [BT, BT] lower-triangular block per chunk (rows = tokens), for the backward
+    m_base = m_out + (i_b * T * H + i_h) * BT
+    sm = H * BT
+    z = tl.zeros([BC, BC], dtype=tl.float32)
+    _store_tile(m_base, X0, t0, T, sm, BC, BC, BC)
+    _store_tile(m_base + BC, z, t0, T, sm, BC, BC, BC)
+    _store_tile(m_base + 2 * BC, z, t0, T, sm, BC, BC, BC)
+    _store_tile(m_base + 3 * BC, z, t0, T, sm, BC, BC, BC)
+    _store_tile(m_base, M10, t0 + BC, T, sm, BC, BC, BC)
+    _store_tile(m_base + BC, X1, t0 + BC, T, sm, BC, BC, BC)
+    _store_tile(m_base + 2 * BC, z, t0 + BC, T, sm, BC, BC, BC)
+    _store_tile(m_base + 3 * BC, z, t0 + BC, T, sm, BC, BC, BC)
+    _store_tile(m_base, M20, t0 + 2 * BC, T, sm, BC, BC, BC)
+    _store_tile(m_base + BC, M21, t0 + 2 * BC, T, sm, BC, BC, BC)
+    _store_tile(m_base + 2 * BC, X2, t0 + 2 * BC, T, sm, BC, BC, BC)
+    _store_tile(m_base + 3 * BC, z, t0 + 2 * BC, T, sm, BC, BC, BC)
+    _store_tile(m_base, M30, t0 + 3 * BC, T, sm, BC, BC, BC)
+    _store_tile(m_base + BC, M31, t0 + 3 * BC, T, sm, BC, BC, BC)
+    _store_tile(m_base + 2 * BC, M32, t0 + 3 * BC, T, sm, BC, BC, BC)
+    _store_tile(m_base + 3 * BC, X3, t0 + 3 * BC, T, sm, BC, BC, BC)
+
+
+@triton.jit(do_not_specialize=["T", "NT"])  # one compiled variant for every length
+def _fwd_state(
+    k,
+    w,
+    u,
+    G,
+    rk,
+    h0,
+    h_out,
+    vn_out,
+    ht_out,
+    T,
+    NT,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    BT: tl.constexpr,
+    USE_H0: tl.constexpr,
+    STORE_HT: tl.constexpr,
+    PREC: tl.constexpr,
+    DT: tl.constexpr,
+):
+    i_v, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
+    i_b, i_h = i_bh // H, i_bh % H
+    v0 = i_v * BV
+    sk, sv, sg = H * K, H * V, H
+    ok = tl.arange(0, BK)
+    ov = v0 + tl.arange(0, BV)
+    smask = (ok[:, None] < K) & (ov[None, :] < V)
+    S = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_H0:
+        S += tl.load(h0 + i_bh * K * V + ok[:, None] * V + ov[None, :], mask=smask, other=0.0).to(tl.float32)
+    k_base = k + (i_b * T * H + i_h) * K
+    w_base = w + (i_b * T * H + i_h) * K
+    u_base = u + (i_b * T * H + i_h) * V + v0
+    vn_base = vn_out + (i_b * T * H + i_h) * V + v0
+    g_base = G + i_b * T * H + i_h
+    rk_base = rk + i_b * T * H + i_h
+    h_base = h_out + i_bh * NT * K * V
+    for i_t in range(NT):
+        t0 = i_t * BT
+        tl.store(
+            h_base + i_t * K * V + ok[:, None] * V + ov[None, :], S.to(h_out.dtype.element_ty), mask=smask
+        )
+        wt = _load_tile(w_base, t0, T, sk, K, BT, BK)
+        ut = _load_tile(u_base, t0, T, sv, V - v0, BT, BV)
+        kT = _load_tile_t(k_base, t0, T, sk, K, BT, BK)
+        Gt = _load_G(g_base, t0, T, sg, BT)
+        rkt = _load_vec(rk_base, t0, T, sg, BT)
+        last = tl.minimum(t0 + BT, T) - 1
+        g_last = tl.load(g_base + last * sg).to(tl.float32)
+        vn = ut - _dot(wt, S, PREC, DT)
+        _store_tile(vn_base, vn, t0, T, sv, V - v0, BT, BV)
+        kd = kT * (rkt * tl.exp(g_last - Gt))[None, :]
+        S = S * tl.exp(g_last) + _dot(kd, vn, PREC, DT)
+    if STORE_HT:
+        tl.store(ht_out + i_bh * K * V + ok[:, None] * V + ov[None, :], S, mask=smask)
+
+
+@triton.jit(do_not_specialize=["T", "NT", "scale"])  # one compiled variant for every length
+def _fwd_output(
+    q,
+    k,
+    G,
+    rk,
+    h,
+    vn,
+    rq_out,
+    o,
+    scale,
+    T,
+    NT,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    BT: tl.constexpr,
+    USE_L2: tl.constexpr,
+    PREC: tl.constexpr,
+    DT: tl.constexpr,
+):
+    i_t, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
+    i_b, i_h = i_bh // H, i_bh % H
+    t0 = i_t * BT
+    sk, sv, sg = H * K, H * V, H
+    qt = _load_tile(q + (i_b * T * H + i_h) * K, t0, T, sk, K, BT, BK)
+    if USE_L2:
+        rq = tl.rsqrt(tl.sum(qt * qt, 1) + 1e-6)
+        _store_vec(rq_out + i_b * T * H + i_h, rq, t0, T, sg, BT)
+        qt = qt * rq[:, None]
+    kT = _load_tile_t(k + (i_b * T * H + i_h) * K, t0, T, sk, K, BT, BK)
+    if USE_L2:
+        rkT = tl.load(
+            rk + i_b * T * H + i_h + (t0 + tl.arange(0, BT)) * sg, mask=(t0 + tl.arange(0, BT)) < T, other=0.0
+        )
+        kT = kT * rkT[None, :]
+    Gt = _load_G(G + i_b * T * H + i_h, t0, T, sg, BT)
+    o_t = tl.arange(0, BT)
+    causal = o_t[:, None] >= o_t[None, :]
+    decay = tl.where(causal, tl.exp(tl.where(causal, Gt[:, None] - Gt[None, :], 0.0)), 0.0)
+    qs = qt * scale
+    P = _dot(qs, kT, PREC, DT) * decay
+    ok = tl.arange(0, BK)
+    ov = tl.arange(0, BV)
+    S = tl.load(
+        h + (i_bh * NT + i_t) * K * V + ok[:, None] * V + ov[None, :],
+        mask=(ok[:, None] < K) & (ov[None, :] < V),
+        other=0.0,
+    ).to(tl.float32)
+    vnt = _load_tile(vn + (i_b * T * H + i_h) * V, t0, T, sv, V, BT, BV)
+    out = _dot(qs * tl.exp(Gt)[:, None], S, PREC, DT) + _dot(P, vnt, PREC, DT)
+    _store_tile(o + (i_b * T * H + i_h) * V, out, t0, T, sv, V, BT, BV)
+
+
+# ----------------------------------------------------------------------------------------------
+# backward kernels
+# ----------------------------------------------------------------------------------------------
+@triton.jit(do_not_specialize=["T", "NT", "scale"])  # one compiled variant for every length
+def _bwd_state(
+    q,
+    k,
+    w,
+    G,
+    rq,
+    rk,
+    do,
+    dht,
+    dhs_out,
+    dvn_out,
+    dh0_out,
+    scale,
+    T,
+    NT,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    BT: tl.constexpr,
+    USE_DHT: tl.constexpr,
+    STORE_DH0: tl.constexpr,
+    PREC: tl.constexpr,
+    DT: tl.constexpr,
+):
+    i_v, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
+    i_b, i_h = i_bh // H, i_bh % H
+    v0 = i_v * BV
+    sk, sv, sg = H * K, H * V, H
+    ok = tl.arange(0, BK)
+    ov = v0 + tl.arange(0, BV)
+    smask = (ok[:, None] < K) & (ov[None, :] < V)
+    dS = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_DHT:
+        dS += tl.load(dht + i_bh * K * V + ok[:, None] * V + ov[None, :], mask=smask, other=0.0).to(
+            tl.float32
+        )
+    q_base = q + (i_b * T * H + i_h) * K
+    k_base = k + (i_b * T * H + i_h) * K
+    w_base = w + (i_b * T * H + i_h) * K
+    do_base = do + (i_b * T * H + i_h) * V + v0
+    dvn_base = dvn_out + (i_b * T * H + i_h) * V + v0
+    g_base = G + i_b * T * H + i_h
+    rq_base = rq + i_b * T * H + i_h
+    rk_base = rk + i_b * T * H + i_h
+    dh_base = dhs_out + i_bh * NT * K * V
+    o_t = tl.arange(0, BT)
+    upper = o_t[:, None] <= o_t[None, :]  # [s, t] with s <= t
+    for j in range(NT):
+        i_t = NT - 1 - j
+        t0 = i_t * BT
+        tl.store(
+            dh_base + i_t * K * V + ok[:, None] * V + ov[None, :], dS.to(dhs_out.dtype.element_ty), mask=smask
+        )
+        kt = _load_tile(k_base, t0, T, sk, K, BT, BK) * _load_vec(rk_base, t0, T, sg, BT)[:, None]
+        qT = _load_tile_t(q_base, t0, T, sk, K, BT, BK)
+        rqt = tl.load(rq_base + (t0 + o_t) * sg, mask=(t0 + o_t) < T, other=0.0)
+        Gt = _load_G(g_base, t0, T, sg, BT)
+        GtT = _load_G(g_base, t0, T, sg, BT)
+        qT = qT * (rqt * scale)[None, :]
+        last = tl.minimum(t0 + BT, T) - 1
+        g_last = tl.load(g_base + last * sg).to(tl.float32)
+        wT = _load_tile_t(w_base, t0, T, sk, K, BT, BK)
+        dot_ = _load_tile(do_base, t0, T, sv, V - v0, BT, BV)
+        # P^T[s, t] = scale qn_t.kn_s exp(G_t - G_s), s <= t
+        PT = _dot(kt, qT, PREC, DT) * tl.where(
+            upper, tl.exp(tl.where(upper, GtT[None, :] - Gt[:, None], 0.0)), 0.0
+        )
+        dvn = _dot(PT, dot_, PREC, DT) + _dot(kt * tl.exp(g_last - Gt)[:, None], dS, PREC, DT)
+        _store_tile(dvn_base, dvn, t0, T, sv, V - v0, BT, BV)
+        dS = dS * tl.exp(g_last) + _dot(qT * tl.exp(GtT)[None, :], dot_, PREC, DT) - _dot(wT, dvn, PREC, DT)
+    if STORE_DH0:
+        tl.store(dh0_out + i_bh * K * V + ok[:, None] * V + ov[None, :], dS, mask=smask)
+
+
+@triton.jit(do_not_specialize=["T", "NT", "scale"])  # one compiled variant for every length
+def _bwd_dqk(
+    q,
+    k,
+    G,
+    rq,
+    rk,
+    h,
+    dhs,
+    vn,
+    dvn,
+    do,
+    dq_out,
+    dk_out,
+    dw_out,
+    dg_out,
+    scale,
+    T,
+    NT,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    BT: tl.constexpr,
+    USE_L2: tl.constexpr,
+    PREC: tl.constexpr,
+    DT: tl.constexpr,
+):
+    i_t, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
+    i_b, i_h = i_bh // H, i_bh % H
+    t0 = i_t * BT
+    sk, sv, sg = H * K, H * V, H
+    o_t = tl.arange(0, BT)
+    tmask = (t0 + o_t) < T
+    q_base = q + (i_b * T * H + i_h) * K
+    k_base = k + (i_b * T * H + i_h) * K
+
+    acc_q = tl.zeros([BT, BK], dtype=tl.float32)  # dO S^T
+    acc_ks = tl.zeros([BT, BK], dtype=tl.float32)  # Vn dS'^T
+    acc_w = tl.zeros([BT, BK], dtype=tl.float32)  # -dVn S^T
+    dP = tl.zeros([BT, BT], dtype=tl.float32)  # dO Vn^T   [t, s]
+    dPT = tl.zeros([BT, BT], dtype=tl.float32)  # Vn dO^T   [s, t]
+    dsum = tl.sum(tl.zeros([BT], dtype=tl.float32), 0)  # <S, dS'>
+    ok = tl.arange(0, BK)
+    hb = h + (i_bh * NT + i_t) * K * V
+    dhb = dhs + (i_bh * NT + i_t) * K * V
+    vn_base = vn + (i_b * T * H + i_h) * V
+    dvn_base = dvn + (i_b * T * H + i_h) * V
+    do_base = do + (i_b * T * H + i_h) * V
+    for v0 in range(0, V, BV):
+        ov = v0 + tl.arange(0, BV)
+        tmask_kv = (ov[:, None] < V) & (ok[None, :] < K)
+        ST = tl.load(hb + ok[None, :] * V + ov[:, None], mask=tmask_kv, other=0.0).to(tl.float32)  # [BV, BK]
+        dST = tl.load(dhb + ok[None, :] * V + ov[:, None], mask=tmask_kv, other=0.0).to(
+            tl.float32
+        )  # [BV, BK]
+        vnt = _load_tile(vn_base + v0, t0, T, sv, V - v0, BT, BV)
+        vnT = _load_tile_t(vn_base + v0, t0, T, sv, V - v0, BT, BV)
+        dvnt = _load_tile(dvn_base + v0, t0, T, sv, V - v0, BT, BV)
+        dot_ = _load_tile(do_base + v0, t0, T, sv, V - v0, BT, BV)
+        doT = _load_tile_t(do_base + v0, t0, T, sv, V - v0, BT, BV)
+        acc_q += _dot(dot_, ST, PREC, DT)
+        acc_ks += _dot(vnt, dST, PREC, DT)
+        acc_w -= _dot(dvnt, ST, PREC, DT)
+        dP += _dot(dot_, vnT, PREC, DT)
+        dPT += _dot(vnt, doT, PREC, DT)
+        dsum += tl.sum(tl.sum(ST * dST, 1), 0)
+
+    # q, k and the decays only now (fewer tiles live through the loop)
+    qn = _load_tile(q_base, t0, T, sk, K, BT, BK) * _load_vec(rq + i_b * T * H + i_h, t0, T, sg, BT)[:, None]
+    rk_t = _load_vec(rk + i_b * T * H + i_h, t0, T, sg, BT)
+    kn = _load_tile(k_base, t0, T, sk, K, BT, BK) * rk_t[:, None]
+    rk_tT = tl.load(rk + i_b * T * H + i_h + (t0 + o_t) * sg, mask=tmask, other=0.0)
+    knT = _load_tile_t(k_base, t0, T, sk, K, BT, BK) * rk_tT[None, :]
+    g_base = G + i_b * T * H + i_h
+    Gt = _load_G(g_base, t0, T, sg, BT)
+    GtT = _load_G(g_base, t0, T, sg, BT)
+    last = tl.minimum(t0 + BT, T) - 1
+    g_last = tl.load(g_base + last * sg).to(tl.float32)
+    causal = o_t[:, None] >= o_t[None, :]  # [t, s]
+    decay = tl.where(causal, tl.exp(tl.where(causal, Gt[:, None] - GtT[None, :], 0.0)), 0.0)
+    decayT = tl.where(
+        o_t[:, None] <= o_t[None, :],
+        tl.exp(tl.where(o_t[:, None] <= o_t[None, :], GtT[None, :] - Gt[:, None], 0.0)),
+        0.0,
+    )
+    dPm = dP * decay * scale
+    dPmT = dPT * decayT * scale
+    dq_inter = acc_q * (scale * tl.exp(Gt))[:, None]
+    dqn = dq_inter + _dot(dPm, kn, PREC, DT)
+    dks = acc_ks * tl.exp(g_last - Gt)[:, None]
+    dkn = _dot(dPmT, qn, PREC, DT) + dks
+    # dG: output (inter + intra), state carry
+    P = _dot(qn, knT, PREC, DT) * decay
+    R = dP * P * scale
+    dG = tl.sum(dq_inter * qn, 1) + tl.sum(R, 1) - tl.sum(R, 0) - tl.sum(kn * dks, 1)
+    dG_last = tl.sum(tl.sum(kn * dks, 1), 0) + tl.exp(g_last) * dsum
+    dG += tl.where(t0 + o_t == last, dG_last, 0.0)
+    if USE_L2:
+        rq_t = _load_vec(rq + i_b * T * H + i_h, t0, T, sg, BT)
+        dq = rq_t[:, None] * (dqn - qn * tl.sum(qn * dqn, 1)[:, None])
+    else:
+        dq = dqn
+    _store_tile(dq_out + (i_b * T * H + i_h) * K, dq, t0, T, sk, K, BT, BK)
+    _store_tile(dk_out + (i_b * T * H + i_h) * K, dkn, t0, T, sk, K, BT, BK)
+    _store_tile(dw_out + (i_b * T * H + i_h) * K, acc_w, t0, T, sk, K, BT, BK)
+    _store_vec(dg_out + i_b * T * H + i_h, dG, t0, T, sg, BT)
+
+
+@triton.jit(do_not_specialize=["T"])  # one compiled variant for every length
+def _bwd_wy(
+    k,
+    v,
+    beta,
+    G,
+    rk,
+    m,
+    dw,
+    dvn,
+    dk_part,
+    dg_part,
+    dk_out,
+    dv_out,
+    db_out,
+    dg_out,
+    T,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    BT: tl.constexpr,
+    USE_L2: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    i_t, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
+    i_b, i_h = i_bh // H, i_bh % H
+    t0 = i_t * BT
+    sk, sv, sg = H * K, H * V, H
+    o_t = tl.arange(0, BT)
+    tmask = (t0 + o_t) < T
+    row = i_b * T * H + i_h
+    k_base = k + row * K
+    dw_base = dw + row * K
+    dkp_base = dk_part + row * K
+    rk_t = _load_vec(rk + row, t0, T, sg, BT)
+    rk_tT = tl.load(rk + row + (t0 + o_t) * sg, mask=tmask, other=0.0)
+    g_base = G + row
+    Gt = _load_G(g_base, t0, T, sg, BT)
+    GtT = _load_G(g_base, t0, T, sg, BT)
+    b = _load_vec(beta + row, t0, T, sg, BT)
+    bT = tl.load(beta + row + (t0 + o_t) * sg, mask=tmask, other=0.0).to(tl.float32)
+    gam = tl.exp(Gt)
+    gamT = tl.exp(GtT)
+    m_base = m + row * BT
+    Mt = _load_tile(m_base, t0, T, H * BT, BT, BT, BT)  # M   [t, s]
+    MT = _load_tile_t(m_base, t0, T, H * BT, BT, BT, BT)  # M^T [s, t]
+    # K in blocks of BK (shared memory): dM = dW Kb^T, dM^T = Kb dW^T, KK = Kn Kn^T, rowsum(dKb * Kn)
+    dM = tl.zeros([BT, BT], dtype=tl.float32)
+    dMT = tl.zeros([BT, BT], dtype=tl.float32)
+    KK = tl.zeros([BT, BT], dtype=tl.float32)
+    kdk = tl.zeros([BT], dtype=tl.float32)
+    for k0 in range(0, K, BK):
+        kn = _load_tile(k_base + k0, t0, T, sk, K - k0, BT, BK) * rk_t[:, None]
+        knT = _load_tile_t(k_base + k0, t0, T, sk, K - k0, BT, BK) * rk_tT[None, :]
+        dwt = _load_tile(dw_base + k0, t0, T, sk, K - k0, BT, BK)
+        dwT = _load_tile_t(dw_base + k0, t0, T, sk, K - k0, BT, BK)
+        dM += tl.dot(dwt, knT * (bT * gamT)[None, :], input_precision=PREC)
+        dMT += tl.dot(kn * (b * gam)[:, None], dwT, input_precision=PREC)
+        KK += tl.dot(kn, knT, input_precision=PREC)
+        kdk += tl.sum(tl.dot(MT, dwt, input_precision=PREC) * kn, 1)
+    db = tl.zeros([BT], dtype=tl.float32)
+    v_base = v + row * V
+    dvn_base = dvn + row * V
+    for v0 in range(0, V, BV):
+        vt = _load_tile(v_base + v0, t0, T, sv, V - v0, BT, BV)
+        vT = _load_tile_t(v_base + v0, t0, T, sv, V - v0, BT, BV)
+        du = _load_tile(dvn_base + v0, t0, T, sv, V - v0, BT, BV)
+        duT = _load_tile_t(dvn_base + v0, t0, T, sv, V - v0, BT, BV)
+        dM += tl.dot(du, vT * bT[None, :], input_precision=PREC)
+        dMT += tl.dot(vt * b[:, None], duT, input_precision=PREC)
+        dvb = tl.dot(MT, du, input_precision=PREC)
+        db += tl.sum(dvb * vt, 1)
+        _store_tile(dv_out + row * V + v0, dvb * b[:, None], t0, T, sv, V - v0, BT, BV)
+    # dA = -M^T dM M^T (strictly lower), and its transpose computed independently
+    dA = -tl.dot(tl.dot(MT, dM, input_precision=PREC), MT, input_precision=PREC)
+    dAT = -tl.dot(tl.dot(Mt, dMT, input_precision=PREC), Mt, input_precision=PREC)
+    lower = o_t[:, None] > o_t[None, :]  # [t, s], s < t
+    upper = o_t[:, None] < o_t[None, :]  # [s, t], s < t
+    Gam = tl.where(lower, tl.exp(tl.where(lower, Gt[:, None] - GtT[None, :], 0.0)), 0.0)
+    GamT = tl.where(upper, tl.exp(tl.where(upper, GtT[None, :] - Gt[:, None], 0.0)), 0.0)
+    dAG = dA * Gam  # [t, s]
+    dAGb = dAG * b[:, None]
+    dAGT = dAT * GamT * bT[None, :]  # [s, t] = dA_ts Gamma_ts beta_t
+    Z = dAGb * KK  # dA * A
+    db += tl.sum(dAG * KK, 1) + kdk * gam
+    dG = _load_vec(dg_part + row, t0, T, sg, BT)
+    dG += tl.sum(Z, 1) - tl.sum(Z, 0) + b * gam * kdk
+    dg = tl.sum(dG, 0) - tl.cumsum(dG, 0) + dG
+    _store_vec(db_out + row, db, t0, T, sg, BT)
+    _store_vec(dg_out + row, dg, t0, T, sg, BT)
+    # dKn = dk_part + (dA*Gamma*beta) Kn + (..)^T Kn + diag(beta gamma) M^T dW; then the L2 norm's backward,
+    # which needs the whole row's <Kn, dKn>: a first pass for that sum, a second that writes
+    if USE_L2:
+        kdot = tl.zeros([BT], dtype=tl.float32)
+        for k0 in range(0, K, BK):
+            kn = _load_tile(k_base + k0, t0, T, sk, K - k0, BT, BK) * rk_t[:, None]
+            dkn = _load_tile(dkp_base + k0, t0, T, sk, K - k0, BT, BK)
+            dkn += tl.dot(dAGb, kn, input_precision=PREC) + tl.dot(dAGT, kn, input_precision=PREC)
+            dkn += (
+                tl.dot(MT, _load_tile(dw_base + k0, t0, T, sk, K - k0, BT, BK), input_precision=PREC)
+                * (b * gam)[:, None]
+            )
+            kdot += tl.sum(kn * dkn, 1)
+    for k0 in range(0, K, BK):
+        kn = _load_tile(k_base + k0, t0, T, sk, K - k0, BT, BK) * rk_t[:, None]
+        dkn = _load_tile(dkp_base + k0, t0, T, sk, K - k0, BT, BK)
+        dkn += tl.dot(dAGb, kn, input_precision=PREC) + tl.dot(dAGT, kn, input_precision=PREC)
+        dkn += (
+            tl.dot(MT, _load_tile(dw_base + k0, t0, T, sk, K - k0, BT, BK), input_precision=PREC)
+            * (b * gam)[:, None]
+        )
+        if USE_L2:
+            dkn = rk_t[:, None] * (dkn - kn * kdot[:, None])
+        _store_tile(dk_out + row * K + k0, dkn, t0, T, sk, K - k0, BT, BK)
+
+
+# ----------------------------------------------------------------------------------------------
+# host side
+# ----------------------------------------------------------------------------------------------
+def _pow2(n: int) -> int:
+    return max(16, triton.next_power_of_2(n))
+
+
+def _interpreted() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def precision_mode() -> str:
+    """Operand precision for 16-bit inputs: ``tf32`` (default: float32 operands and intermediates,
+    TF32 products, errors ~1e-3) or ``bf16`` (16-bit operands and intermediates like fla, ~1.5e-2).
+    Set with ``NIRVANA_GDR_PRECISION``."""
+    mode = os.environ.get("NIRVANA_GDR_PRECISION", "tf32")
+    if mode not in ("tf32", "bf16"):
+        raise ValueError(f"NIRVANA_GDR_PRECISION must be tf32 or bf16, got {mode!r}")
+    return mode
+
+
+def _dot_cfg(dtype: torch.dtype):
+    """(precision, operand dtype, storage dtype of W / states / Vn) for inputs of ``dtype``."""
+    if dtype in (torch.float16, torch.bfloat16) and precision_mode() == "bf16":
+        dt = tl.bfloat16 if dtype == torch.bfloat16 else tl.float16
+        return ("emu" if _interpreted() else "tf32"), dt, dtype
+    if _interpreted():
+        return "ieee", tl.float32, torch.float32
+    if dtype in (torch.float16, torch.bfloat16):
+        return "tf32", tl.float32, torch.float32
+    # float32 inputs: 3xTF32 on the tensor cores (float32 accuracy; "ieee" compiles to FMA loops that
+    # spill heavily, e.g. 31 KB in _bwd_dqk, and take ~50 s to compile)
+    return "tf32x3", tl.float32, torch.float32
+
+
+def _prec32(prec: str) -> str:
+    """Precision of the products that keep float32 operands (the WY inverse and its backward)."""
+    return prec if prec in ("tf32", "tf32x3") else "ieee"
+
+
+def _seq_block_v(batch_heads: int, value_dim: int, device: torch.device) -> int:
+    """V-block of the sequential kernels: enough programs to fill the GPU, at least 16 wide."""
+    bv = min(_pow2(value_dim), 64)
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
+    while bv > 16 and batch_heads * triton.cdiv(value_dim, bv) < 2 * sms:
+        bv //= 2
+    return bv
+
+
+def _bwd_warps(head_dim: int) -> int:
+    """num_warps of the backward kernels (``NIRVANA_GDR_WARPS`` overrides). 8 by default: at 4 the
+    compiler spills (ptxas, sm_90: e.g. _bwd_wy 3.4 KB of spill stores at 4 warps, 1.3 KB at 8)."""
+    return int(os.environ.get("NIRVANA_GDR_WARPS", 8))
+
+
+def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    NT = triton.cdiv(T, CHUNK)
+    dev = q.device
+    prec, dt, store_dtype = _dot_cfg(q.dtype)
+    BK, BV = _pow2(K), _pow2(V)
+    f32 = dict(device=dev, dtype=torch.float32)
+    rk = torch.ones(B, T, H, **f32)
+    rq = torch.ones(B, T, H, **f32)
+    G = torch.empty(B, T, H, **f32)
+    w = torch.empty(B, T, H, K, device=dev, dtype=store_dtype)
+    u = torch.empty(B, T, H, V, device=dev, dtype=torch.float32)
+    M = torch.empty(B, T, H, CHUNK, **f32)
+    launch(
+        _fwd_prep,
+        (NT, B * H),
+        k,
+        v,
+        g,
+        beta,
+        rk,
+        G,
+        w,
+        u,
+        M,
+        T,
+        H=H,
+        K=K,
+        V=V,
+        BK=BK,
+        BV=BV,
+        BT=CHUNK,
+        BC=SUB,
+        USE_L2=use_l2,
+        PREC=_prec32(prec),
+        num_warps=8,
+    )
+    h = torch.empty(B, H, NT, K, V, device=dev, dtype=store_dtype)
+    vn = torch.empty(B, T, H, V, device=dev, dtype=store_dtype)
+    ht = torch.empty(B, H, K, V, **f32) if output_final_state else None
+    bv_seq = _seq_block_v(B * H, V, dev)
+    launch(
+        _fwd_state,
+        (triton.cdiv(V, bv_seq), B * H),
+        k,
+        w,
+        u,
+        G,
+        rk,
+        h0 if h0 is not None else G,
+        h,
+        vn,
+        ht if ht is not None else G,
+        T,
+        NT,
+        H=H,
+        K=K,
+        V=V,
+        BK=BK,
+        BV=bv_seq,
+        BT=CHUNK,
+        USE_H0=h0 is not None,
+        STORE_HT=ht is not None,
+        PREC=prec,
+        DT=dt,
+        num_warps=4 if max(K, V) <= 64 else 8,
+    )
+    o = torch.empty(B, T, H, V, device=dev, dtype=v.dtype)
+    launch(
+        _fwd_output,
+        (NT, B * H),
+        q,
+        k,
+        G,
+        rk,
+        h,
+        vn,
+        rq,
+        o,
+        scale,
+        T,
+        NT,
+        H=H,
+        K=K,
+        V=V,
+        BK=BK,
+        BV=BV,
+        BT=CHUNK,
+        USE_L2=use_l2,
+        PREC=prec,
+        DT=dt,
+        num_warps=4 if max(K, V) <= 64 else 8,
+    )
+    return o, ht, (rq, rk, G, w, M, h, vn)
+
+
+def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht):
+    rq, rk, G, w, M, h, vn = saved
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    NT = triton.cdiv(T, CHUNK)
+    dev = q.device
+    prec, dt, _ = _dot_cfg(q.dtype)
+    BK, BV = _pow2(K), _pow2(V)
+    warps = _bwd_warps(max(K, V))
+    f32 = dict(device=dev, dtype=torch.float32)
+    dhs = torch.empty(B, H, NT, K, V, device=dev, dtype=h.dtype)
+    dvn = torch.empty(B, T, H, V, **f32)
+    dh0 = torch.empty(B, H, K, V, **f32) if h0 is not None else None
+    bv_seq = _seq_block_v(B * H, V, dev)
+    do = do.contiguous()
+    launch(
+        _bwd_state,
+        (triton.cdiv(V, bv_seq), B * H),
+        q,
+        k,
+        w,
+        G,
+        rq,
+        rk,
+        do,
+        dht if dht is not None else G,
+        dhs,
+        dvn,
+        dh0 if dh0 is not None else G,
+        scale,
+        T,
+        NT,
+        H=H,
+        K=K,
+        V=V,
+        BK=BK,
+        BV=bv_seq,
+        BT=CHUNK,
+        USE_DHT=dht is not None,
+        STORE_DH0=dh0 is not None,
+        PREC=prec,
+        DT=dt,
+        num_warps=warps,
+    )
+    dq = torch.empty_like(q)
+    dk_part = torch.empty(B, T, H, K, **f32)
+    dw = torch.empty(B, T, H, K, **f32)
+    dg_part = torch.empty(B, T, H, **f32)
+    bv_loop = min(BV, 32 if BK >= 128 else 64)  # V-block of the chunk kernels' loops (shared memory)
+    launch(
+        _bwd_dqk,
+        (NT, B * H),
+        q,
+        k,
+        G,
+        rq,
+        rk,
+        h,
+        dhs,
+        vn,
+        dvn,
+        do,
+        dq,
+        dk_part,
+        dw,
+        dg_part,
+        scale,
+        T,
+        NT,
+        H=H,
+        K=K,
+        V=V,
+        BK=BK,
+        BV=bv_loop,
+        BT=CHUNK,
+        USE_L2=use_l2,
+        PREC=prec,
+        DT=dt,
+        num_warps=warps,
+    )
+    dk = torch.empty_like(k)
+    dv = torch.empty_like(v)
+    dbeta = torch.empty(B, T, H, device=dev, dtype=beta.dtype)
+    dg = torch.empty(B, T, H, device=dev, dtype=g.dtype)
+    launch(
+        _bwd_wy,
+        (NT, B * H),
+        k,
+        v,
+        beta,
+        G,
+        rk,
+        M,
+        dw,
+        dvn,
+        dk_part,
+        dg_part,
+        dk,
+        dv,
+        dbeta,
+        dg,
+        T,
+        H=H,
+        K=K,
+        V=V,
+        BK=min(BK, int(os.environ.get("NIRVANA_GDR_WY_BK", 64))),
+        BV=bv_loop,
+        BT=CHUNK,
+        USE_L2=use_l2,
+        PREC=_prec32(prec),
+        num_warps=warps,
+    )
+    return dq, dk, dv, dg, dbeta, dh0
+
+
+class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l2norm):
+        q, k, v, g, beta = (x.contiguous() for x in (q, k, v, g, beta))
+        h0 = initial_state.contiguous() if initial_state is not None else None
+        o, ht, saved = gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_qk_l2norm)
+        ctx.save_for_backward(q, k, v, g, beta, h0, *saved)
+        ctx.scale, ctx.use_l2 = scale, use_qk_l2norm
+        ctx.has_h0 = h0 is not None
+        return o, ht
+
+    @staticmethod
+    def backward(ctx, do, dht):
+        q, k, v, g, beta, h0, *saved = ctx.saved_tensors
+        if os.environ.get("NIRVANA_GDR_BWD", "triton") == "torch":
+            return _reference_backward(ctx, q, k, v, g, beta, h0, do, dht)
+        dq, dk, dv, dg, dbeta, dh0 = gdr_backward(
+            q,
+            k,
+            v,
+            g,
+            beta,
+            ctx.scale,
+            h0,
+            ctx.use_l2,
+            saved,
+            do,
+            dht.contiguous() if dht is not None else None,
+        )
+        return dq, dk, dv, dg, dbeta, None, (dh0 if ctx.has_h0 else None), None, None
+
+
+def _reference_backward(ctx, q, k, v, g, beta, h0, do, dht):
+    """Fallback: gradients through autograd on the PyTorch chunked reference (float32)."""
+    from .gated_delta_rule_reference import chunk_gated_delta_rule_reference
+
+    with torch.enable_grad():
+        inputs = [x.detach().float().requires_grad_(True) for x in (q, k, v, g, beta)]
+        h0_ = h0.detach().float().requires_grad_(True) if h0 is not None else None
+        o, ht = chunk_gated_delta_rule_reference(
+            *inputs,
+            scale=ctx.scale,
+            initial_state=h0_,
+            output_final_state=dht is not None,
+            use_qk_l2norm=ctx.use_l2,
+        )
+        outs, grads = [o], [do.float()]
+        if dht is not None:
+            outs.append(ht)
+            grads.append(dht.float())
+        wrt = inputs + ([h0_] if h0_ is not None else [])
+        res = torch.autograd.grad(outs, wrt, grads, allow_unused=True)
+    dq, dk, dv, dg, db = (
+        r.to(x.dtype) if r is not None else torch.zeros_like(x)
+        for r, x in zip(res[:5], (q, k, v, g, beta), strict=True)
+    )
+    dh0 = res[5] if h0 is not None else None
+    return dq, dk, dv, dg, db, None, dh0, None, None
+
+
+def chunk_gated_delta_rule_triton(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor,
+    beta: torch.Tensor,
+    scale: float | None = None,
+    initial_state: torch.Tensor | None = None,
+    output_final_state: bool = False,
+    use_qk_l2norm: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Triton chunked gated delta rule (same contract as ``chunk_gated_delta_rule_reference``)."""
+    scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
+    if q.dtype == torch.float64:  # computed in float32, returned in float64
+        o, ht = ChunkGatedDeltaRuleFunction.apply(
+            q.float(),
+            k.float(),
+            v.float(),
+            g.float(),
+            beta.float(),
+            scale,
+            initial_state.float() if initial_state is not None else None,
+            output_final_state,
+            use_qk_l2norm,
+        )
+        return o.double(), (ht.double() if ht is not None else None)
+    return ChunkGatedDeltaRuleFunction.apply(
+        q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l2norm
+    )
