@@ -20,7 +20,8 @@ def _check(target: np.ndarray, recon: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def ssim(target: np.ndarray, recon: np.ndarray) -> float:
     """Mean SSIM over slices (7x7 window, data range = target max over the volume), as fastMRI."""
     target, recon = _check(target, recon)
-    return float(evaluate.ssim(target, recon, maxval=float(target.max())))
+    # fastmri.evaluate.ssim returns a 1-element array; numpy >= 2.4 refuses float() on it
+    return float(np.asarray(evaluate.ssim(target, recon, maxval=float(target.max()))).reshape(-1)[0])
 
 
 def psnr(target: np.ndarray, recon: np.ndarray) -> float:
