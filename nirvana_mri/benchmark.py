@@ -225,7 +225,10 @@ def make_mask(shape: tuple[int, int], accel: int, seed: int, fname: str) -> tupl
     except ImportError:
         data_make_mask = None
     if data_make_mask is not None:
-        mask, num_low = data_make_mask(tuple(shape), accel, MASK_TYPE, seed, center_fraction, fname)
+        mask, num_low = data_make_mask(
+            shape=tuple(shape), acceleration=accel, mask_type=MASK_TYPE, seed=seed,
+            center_fraction=center_fraction, fname=fname,
+        )  # fmt: skip
         return np.asarray(mask, dtype=bool), int(num_low)
     from fastmri.data.subsample import EquispacedMaskFractionFunc
 

@@ -14,6 +14,7 @@ import html
 import io
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -371,6 +372,50 @@ def training_lines(results: dict[str, Any]) -> list[str]:
     return out
 
 
+STEP_KEYS = ("train_steps", "steps", "max_steps", "num_steps")
+BATCH_KEYS = ("batch_size", "global_batch_size", "batch")
+
+
+def training_budgets(results: dict[str, Any]) -> dict[str, tuple[int, int] | None]:
+    """(steps, batch size) per learned method, from the training metadata its folder recorded."""
+    out: dict[str, tuple[int, int] | None] = {}
+    for row in results.get("rows", []):
+        if row.get("kind") != "learned" or row["method"] in out:
+            continue
+        meta = row.get("training") or {}
+        steps = next((meta[k] for k in STEP_KEYS if isinstance(meta.get(k), int)), None)
+        batch = next((meta[k] for k in BATCH_KEYS if isinstance(meta.get(k), int)), None)
+        out[row["method"]] = (steps, batch) if steps is not None and batch is not None else None
+    return out
+
+
+def budget_sentence(results: dict[str, Any]) -> str | None:
+    """Whether the learned models were trained with the same budget (steps x batch), as recorded."""
+    budgets = training_budgets(results)
+    if not budgets:
+        return None
+    known = {m: b for m, b in budgets.items() if b is not None}
+    unknown = sorted(m for m, b in budgets.items() if b is None)
+    parts = []
+    if known:
+        listed = ", ".join(f"`{m}` {s} x {b} = {s * b}" for m, (s, b) in sorted(known.items()))
+        products = {s * b for s, b in known.values()}
+        if len(known) == 1:
+            verdict = "no other model recorded one to compare with"
+        elif len(products) == 1:
+            verdict = "equal"
+        else:
+            verdict = "NOT equal: the comparison is not at equal budget"
+        parts.append(f"Training budgets (steps x batch size, as recorded): {listed}; {verdict}.")
+    if unknown:
+        parts.append(
+            "No steps / batch size recorded for "
+            + ", ".join(f"`{m}`" for m in unknown)
+            + ", so equal budgets cannot be confirmed for them."
+        )
+    return " ".join(parts)
+
+
 def published_lines(results: dict[str, Any]) -> list[str]:
     rows = _rows_by(results)
     out = []
@@ -428,16 +473,27 @@ def to_json(results: dict[str, Any]) -> str:
     return json.dumps(_jsonable(data), indent=2) + "\n"
 
 
+def _compact(image: Any, scale: float) -> np.ndarray:
+    """Images for figures only: float16 of ``image / scale`` (relative precision 1e-3, half the bytes;
+    dividing by the target's maximum keeps raw fastMRI magnitudes ~1e-4 out of float16's subnormals)."""
+    image = np.asarray(image)
+    return image if image.dtype == bool else (image / scale).astype(np.float16)
+
+
 def save_examples(results: dict[str, Any], path: Path) -> None:
     ex = results.get("examples") or {}
     arrays: dict[str, np.ndarray] = {}
+    scales = {}
     for accel, block in (ex.get("accels") or {}).items():
+        scale = float(np.max(block["target"])) if "target" in block else 1.0
+        scale = scale if np.isfinite(scale) and scale > 0 else 1.0
+        scales[str(accel)] = scale
         for key in ("target", "zero_filled", "mask"):
             if key in block:
-                arrays[f"{accel}/{key}"] = np.asarray(block[key])
+                arrays[f"{accel}/{key}"] = _compact(block[key], scale)
         for name, image in block.get("methods", {}).items():
-            arrays[f"{accel}/method/{name}"] = np.asarray(image)
-    meta = json.dumps({"volume": ex.get("volume"), "slice": ex.get("slice")})
+            arrays[f"{accel}/method/{name}"] = _compact(image, scale)
+    meta = json.dumps({"volume": ex.get("volume"), "slice": ex.get("slice"), "scales": scales})
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, __meta__=np.array(meta), **arrays)
@@ -452,22 +508,35 @@ def load_results(json_path: str | Path) -> dict[str, Any]:
     if npz.exists():
         with np.load(npz) as data:
             meta = json.loads(str(data["__meta__"]))
+            scales = meta.pop("scales", {})
             examples.update(meta)
             for key in data.files:
                 if key == "__meta__":
                     continue
                 parts = key.split("/")
                 block = examples["accels"].setdefault(int(parts[0]), {"methods": {}})
+                scale = scales.get(parts[0], 1.0)
+                value = data[key] if data[key].dtype == bool else data[key].astype(np.float32) * scale
                 if parts[1] == "method":
-                    block["methods"][parts[2]] = data[key]
+                    block["methods"][parts[2]] = value
                 else:
-                    block[parts[1]] = data[key]
+                    block[parts[1]] = value
     results["examples"] = examples
     return results
 
 
 # --------------------------------------------------------------------------------------------------
 # Markdown
+
+
+def _cpu_note(results: dict[str, Any]) -> str:
+    counts = sorted({r["cpu_timing_slices"] for r in results.get("rows", []) if r.get("cpu_timing_slices")})
+    if not counts:
+        return ""
+    return (
+        f" On this GPU run, learned models' CPU times come from the first {'/'.join(map(str, counts))} "
+        "slice(s) of the first volume only."
+    )
 
 
 def results_table(results: dict[str, Any]) -> list[list[str]]:
@@ -548,7 +617,8 @@ def markdown_report(results: dict[str, Any], title: str = "Reconstruction qualit
         "SSIM / PSNR / NMSE: mean ± standard deviation over volumes (each volume scored as a whole, the "
         "fastMRI way). Seconds per slice are wall-clock times of the reconstruction alone; GPU times "
         "include host-device transfers. `params`: learned parameters (trainable ones in brackets when "
-        "some are frozen); classical methods have none. Per-volume values are in the JSON.",
+        "some are frozen); classical methods have none. Per-volume values are in the JSON."
+        + _cpu_note(results),
         "",
     ]
     lines += ["## Summary", "", *[f"- {s}" for s in summary_sentences(results)], ""]
@@ -557,12 +627,14 @@ def markdown_report(results: dict[str, Any], title: str = "Reconstruction qualit
         lines += ["## Target check (issue 7)", "", *[f"- {s}" for s in checks], ""]
     lines += ["## What the ablations show", "", " ".join(ablation_paragraph(results)), ""]
     training = training_lines(results)
+    budget = budget_sentence(results)
     if training:
         lines += [
             "## Learned models and their training budgets",
             "",
-            "As recorded in each model folder's `config.json` (equal budgets are the trainer's "
-            "responsibility; check them here):",
+            budget,
+            "",
+            "As recorded in each model folder's `config.json`:",
             "",
             *[f"- {t}" for t in training],
             "",
@@ -747,7 +819,8 @@ def html_report(results: dict[str, Any], title: str = "Reconstruction quality be
     training = training_lines(results)
     if training:
         parts += [
-            "<h2>Learned models and their training budgets</h2><ul>",
+            "<h2>Learned models and their training budgets</h2>",
+            f"<p>{_inline(budget_sentence(results) or '')}</p><ul>",
             *[f"<li>{_inline(t)}</li>" for t in training],
             "</ul>",
         ]
@@ -791,4 +864,6 @@ def write_report(
     save_examples(results, paths["examples"])
     atomic_write_text(paths["md"], markdown_report(results, title))
     atomic_write_text(paths["html"], html_report(results, title))
+    for path in paths.values():  # readable like any report (temporary files are created 0600)
+        os.chmod(path, 0o644)
     return paths

@@ -19,7 +19,8 @@ kernels' autocorrelation with two small DFT matrix products instead of one FFT p
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import sigpy as sp
@@ -28,13 +29,16 @@ import torch
 
 from nirvana_mri.physics import ifft2c_np, rss_np
 
-# Defaults. CS_LAMBDA applies to k-space normalised so that the 99th percentile of the zero-filled RSS
-# image is 1 (see _normalisation); it was chosen by benchmarks/tune_cs_lambda.py (results in
-# benchmarks/results/cs_lambda_sweep.json).
+# Defaults, chosen by benchmarks/tune_cs_lambda.py on 6 simulated 16-coil 256x256 brain slices at 4x and
+# 8x (benchmarks/results/cs_lambda_sweep.md). CS_LAMBDA applies to k-space normalised so that the 99th
+# percentile of the zero-filled RSS image is 1 (see _normalisation): lambda 3e-4 with 100 FISTA
+# iterations had the best mean SSIM over both accelerations (4x 0.854, 8x 0.625; 1e-3: 0.828 / 0.613;
+# 1e-4: 0.831 / 0.620; 60 iterations: 0.842 / 0.621). SENSE: lambda 1e-3 and 30 CG iterations (more
+# iterations amplify noise: 100 gave lower SSIM than 30).
 SENSE_LAMBDA = 1e-3
 SENSE_ITERS = 30
-CS_LAMBDA = 1e-3
-CS_ITERS = 60
+CS_LAMBDA = 3e-4
+CS_ITERS = 100
 ESPIRIT_KERNEL = 6
 ESPIRIT_CALIB_LIMIT = 128  # at most this many central rows (and columns) of the ACS region are used
 ESPIRIT_THRESHOLD = 0.02
@@ -42,7 +46,7 @@ ESPIRIT_THRESHOLD = 0.02
 # background, which cost 0.03-0.1 SSIM for SENSE and CS on simulated 16-coil brain slices at 4x and 8x.
 ESPIRIT_CROP = 0.0
 ESPIRIT_CHECK = 0.8  # eigenvalue above which a pixel counts as "explained by the maps" (fallback check)
-ESPIRIT_POWER_ITERS = 30
+ESPIRIT_POWER_ITERS = 15  # from the ACS coil images; 10 to 60 give the same SENSE SSIM
 
 
 # --------------------------------------------------------------------------------------------------
@@ -104,6 +108,18 @@ def acs_region(mask: np.ndarray) -> tuple[slice, slice]:
 
 # --------------------------------------------------------------------------------------------------
 # coil sensitivities
+
+
+@contextlib.contextmanager
+def _blas_threads(n: int) -> Iterator[None]:
+    """Limit BLAS/LAPACK threads (threadpoolctl, when installed) for a block."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield
 
 
 def _centre(region: slice, limit: int) -> slice:
@@ -172,7 +188,8 @@ def espirit_maps(
     mat = blocks.reshape(n_coils, -1, kh * kw).transpose(1, 0, 2).reshape(-1, n_coils * kh * kw)
     # right singular vectors of the calibration matrix above the threshold (eigh of the small Gram
     # matrix: cheaper than an SVD of the tall matrix, same subspace)
-    evals, evecs = np.linalg.eigh(mat.conj().T @ mat)
+    with _blas_threads(1):  # small LAPACK problem: threads only fight for a busy CPU (5-10x slower)
+        evals, evecs = np.linalg.eigh(mat.conj().T @ mat)
     sing = np.sqrt(np.clip(evals, 0, None))
     vh = evecs[:, sing > threshold * sing.max()].T.conj()  # rows: kernels K_n
     gram = (vh.T @ vh.conj()).reshape(n_coils, kh, kw, n_coils, kh, kw)
@@ -185,13 +202,13 @@ def espirit_maps(
     dys, dxs = np.arange(-(kh - 1), kh), np.arange(-(kw - 1), kw)
     e_h = np.exp(2j * np.pi * np.outer(np.arange(h) - h // 2, dys) / h)  # [H, 2kh-1]
     e_w = np.exp(2j * np.pi * np.outer(dxs, np.arange(w) - w // 2) / w)  # [2kw-1, W]
-    half = (auto @ e_w).astype(np.complex64)  # [C, C, 2kh-1, W]
-    aha = np.einsum("yd,abdx->yxab", e_h.astype(np.complex64), half, optimize=True) / (kh * kw)
+    half = torch.from_numpy((auto @ e_w).astype(np.complex64))  # [C, C, 2kh-1, W]
+    aha = torch.einsum("yd,abdx->yxab", torch.from_numpy(e_h.astype(np.complex64)), half) / (kh * kw)
 
     # leading eigenvector per pixel by power iteration, started from the ACS coil images (close to the
     # answer already). The signal region has an eigenvalue ~1 and a clear gap; pixels without one are
     # cropped anyway.
-    gram_t = torch.from_numpy(np.ascontiguousarray(aha.reshape(h * w, n_coils, n_coils)))
+    gram_t = aha.contiguous().reshape(h * w, n_coils, n_coils)
     low = np.zeros_like(kspace)
     low[:, rows, cols] = kspace[:, rows, cols]
     low_images = ifft2c_np(low)
