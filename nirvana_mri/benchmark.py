@@ -343,7 +343,7 @@ def reconstruct_learned(
     """All slices through the model in batches; returns (magnitudes [S,H,W], seconds) with the time
     measured around each batch (after a synchronise on GPU), transfers to and from the device included."""
     outputs, seconds = [], 0.0
-    with torch.inference_mode():
+    with torch.no_grad():
         for start in range(0, kspace.shape[0], batch_size):
             _sync(device)
             t0 = time.perf_counter()
@@ -366,6 +366,27 @@ def reconstruct_classical(
         outputs.append(fn(masked, mask, num_low))
         seconds += time.perf_counter() - t0
     return np.stack(outputs).astype(np.float32), seconds
+
+
+def _time_on_cpu(
+    model: torch.nn.Module,
+    kspace: np.ndarray,
+    mask: np.ndarray,
+    num_low: int,
+    batch_size: int,
+    device: torch.device,
+) -> tuple[float, int] | str:
+    """(seconds, slices) of the model on the CPU for a few slices, or the error text; the model goes back
+    to ``device`` either way. A model that cannot run on the CPU keeps its GPU results."""
+    try:
+        model.cpu()
+        reconstruct_learned(model, kspace[:1], mask, num_low, torch.device("cpu"), batch_size)  # warm-up
+        _, seconds = reconstruct_learned(model, kspace, mask, num_low, torch.device("cpu"), batch_size)
+        return seconds, int(kspace.shape[0])
+    except Exception as err:  # noqa: BLE001
+        return _error_text(err)
+    finally:
+        model.to(device)
 
 
 def _error_text(err: BaseException) -> str:
@@ -547,13 +568,9 @@ def run_benchmark(
                             model, vol.kspace, mask, num_low, torch_device, batch_size
                         )
                         if torch_device.type == "cuda" and cpu_timing_slices > 0 and accel not in cpu_seconds:
-                            n = min(cpu_timing_slices, vol.kspace.shape[0])
-                            model.cpu()
-                            _, cpu_t = reconstruct_learned(
-                                model, vol.kspace[:n], mask, num_low, torch.device("cpu"), batch_size
+                            cpu_seconds[accel] = _time_on_cpu(
+                                model, vol.kspace[:cpu_timing_slices], mask, num_low, batch_size, torch_device
                             )
-                            model.to(torch_device)
-                            cpu_seconds[accel] = (cpu_t, n)
                     target, cropped = _crop_pair(vol.target, recon)
                     scores = metrics.all_metrics(target, cropped)
                     entry = {
@@ -576,9 +593,11 @@ def run_benchmark(
             tick(f"{spec.name} {vol.name}")
         for accel in accels:
             row = _summary_row(spec.name, accel, results[accel], extra)
-            if accel in cpu_seconds:
+            if isinstance(cpu_seconds.get(accel), tuple):
                 row["sec_per_slice_cpu"] = cpu_seconds[accel][0] / cpu_seconds[accel][1]
                 row["cpu_timing_slices"] = cpu_seconds[accel][1]
+            elif accel in cpu_seconds:
+                row["cpu_timing_error"] = cpu_seconds[accel]
             row["errors"] = sum(1 for e in errors if e["method"] == spec.name and e["accel"] in (accel, None))
             rows.append(row)
         del model

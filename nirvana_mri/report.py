@@ -530,13 +530,18 @@ def load_results(json_path: str | Path) -> dict[str, Any]:
 
 
 def _cpu_note(results: dict[str, Any]) -> str:
-    counts = sorted({r["cpu_timing_slices"] for r in results.get("rows", []) if r.get("cpu_timing_slices")})
-    if not counts:
-        return ""
-    return (
-        f" On this GPU run, learned models' CPU times come from the first {'/'.join(map(str, counts))} "
-        "slice(s) of the first volume only."
-    )
+    rows = results.get("rows", [])
+    counts = sorted({r["cpu_timing_slices"] for r in rows if r.get("cpu_timing_slices")})
+    note = ""
+    if counts:
+        note += (
+            f" On this GPU run, learned models' CPU times come from the first {'/'.join(map(str, counts))} "
+            "slice(s) of the first volume only."
+        )
+    for r in rows:
+        if r.get("cpu_timing_error"):
+            note += f" CPU timing of `{r['method']}` at {r['accel']}x failed ({r['cpu_timing_error']})."
+    return note
 
 
 def results_table(results: dict[str, Any]) -> list[list[str]]:

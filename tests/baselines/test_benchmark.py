@@ -200,3 +200,18 @@ def test_training_budget_check():
     unknown = {"rows": [row("unet")]}
     assert "cannot be confirmed" in report.budget_sentence(unknown)
     assert report.budget_sentence({"rows": []}) is None
+
+
+def test_cpu_timing_helper_survives_models_that_fail_on_cpu():
+    torch.manual_seed(0)
+    model = UNetRecon(**UNetRecon.default_args("tiny")).eval()
+    kspace = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.complex64)
+    mask = np.ones((1, 32), bool)
+    seconds, n = benchmark._time_on_cpu(model, kspace, mask, 4, 2, torch.device("cpu"))
+    assert seconds > 0 and n == 2
+
+    class CudaOnly(torch.nn.Module):
+        def forward(self, *args):
+            raise RuntimeError("no CPU kernel")
+
+    assert "no CPU kernel" in benchmark._time_on_cpu(CudaOnly(), kspace, mask, 4, 2, torch.device("cpu"))
