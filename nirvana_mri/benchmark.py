@@ -177,7 +177,8 @@ def _read_scan(path: Path) -> tuple[np.ndarray, Any, Any, dict[str, Any]]:
     with h5py.File(path, "r") as f:
         kspace = np.asarray(f["kspace"])
         mask = np.asarray(f["mask"]) if "mask" in f else None
-        target = np.asarray(f["reconstruction_rss"]) if "reconstruction_rss" in f else None
+        key = next((k for k in ("reconstruction_rss", "reconstruction_esc") if k in f), None)
+        target = np.asarray(f[key]) if key else None  # multi-coil RSS, or single-coil ESC
         attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
     if kspace.ndim == 3:  # single-coil files: [slices, H, W]
         kspace = kspace[:, None]
