@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     kspace, _ = simulate(image, args.coils, seed=0)
     methods = dict(classical.CLASSICAL)
     methods["espirit_maps (part of sense and cs)"] = classical.espirit_maps
-    load_before = os.getloadavg()
+    load_before = tuple(round(x, 2) for x in os.getloadavg())
     timings = []
     for accel in (4, 8):
         mask, num_low = equispaced(kspace.shape[-1], accel, seed=0)
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                             "wall_median_s": float(np.median(wall)), "cpu_min_s": min(cpu)})  # fmt: skip
             print(f"{accel}x {method}: wall min {min(wall):.2f} s, median {np.median(wall):.2f} s, "
                   f"CPU {min(cpu):.2f} s", flush=True)  # fmt: skip
-    load_after = os.getloadavg()
+    load_after = tuple(round(x, 2) for x in os.getloadavg())
     result = {
         "command": shlex.join(
             ["python", "benchmarks/classical_timing.py", *(sys.argv[1:] if argv is None else argv)]

@@ -31,10 +31,11 @@ from nirvana_mri.physics import ifft2c_np, rss_np
 
 # Defaults, chosen by benchmarks/tune_cs_lambda.py on 6 simulated 16-coil 256x256 brain slices at 4x and
 # 8x (benchmarks/results/cs_lambda_sweep.md). CS_LAMBDA applies to k-space normalised so that the 99th
-# percentile of the zero-filled RSS image is 1 (see _normalisation): lambda 3e-4 with 100 FISTA
-# iterations had the best mean SSIM over both accelerations (4x 0.854, 8x 0.625; 1e-3: 0.828 / 0.613;
-# 1e-4: 0.831 / 0.620; 60 iterations: 0.842 / 0.621). SENSE: lambda 1e-3 and 30 CG iterations (more
-# iterations amplify noise: 100 gave lower SSIM than 30).
+# percentile of the zero-filled RSS image is 1 (see _normalisation). Mean SSIM 4x / 8x with 100 FISTA
+# iterations: lambda 1e-4 0.831 / 0.618, 3e-4 0.855 / 0.625 (best on both), 1e-3 0.828 / 0.613,
+# 3e-3 0.789 / 0.590, 1e-2 0.744 / 0.562; lambda 3e-4 with 60 iterations 0.842 / 0.621 (zero-filled
+# 0.661 / 0.520). SENSE: lambda 1e-3 (0.800 / 0.617; 1e-2: 0.806 / 0.609) and 30 CG iterations (more
+# iterations amplify noise).
 SENSE_LAMBDA = 1e-3
 SENSE_ITERS = 30
 CS_LAMBDA = 3e-4
