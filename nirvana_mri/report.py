@@ -76,7 +76,7 @@ def _fmt(value: Any, digits: int = 4) -> str:
 def _fmt_seconds(value: float | None) -> str:
     if value is None:
         return "—"
-    return f"{value:.3g}"
+    return f"{value:.2f}" if value >= 0.1 else f"{value:.2g}"
 
 
 def _fmt_nmse(value: float | None) -> str:
