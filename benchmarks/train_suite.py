@@ -37,8 +37,9 @@ def method_specs(backbone: str, transformer_backbone: str | None, codec: dict) -
         "transformer_backbone": ("nirvana_mri", {**transformer, **codec}),
         "codecs_only": ("nirvana_mri", {"backbone": None, "backbone_config": {"hidden_size": config["hidden_size"]},
                                         **codec}),
-        "unet": ("unet", {}),
-        "e2e_varnet": ("e2e_varnet", {}),
+        # fastMRI baselines sized near the Nirvana codecs' trainable count (U-Net 1.9M, E2E-VarNet 2.7M)
+        "unet": ("unet", {"in_chans": 1, "chans": 16, "num_pool_layers": 4}),
+        "e2e_varnet": ("e2e_varnet", {"num_cascades": 8, "sens_chans": 8, "sens_pools": 4, "chans": 12, "pools": 3}),
     }
 
 

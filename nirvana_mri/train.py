@@ -169,9 +169,14 @@ class Trainer:
     def _save(self, folder: Path, val_scores: dict[str, float] | None = None) -> None:
         if self.rank != 0:
             return
-        trainable_only = self.config.save_trainable_only and self.model_args.get("backbone") not in ("random", None)
-        save_recon_model(self.model, folder, self.method, self.model_args, trainable_only=trainable_only,
-                         step=self.step, val=val_scores, train_config=asdict(self.config))
+        model_args = dict(self.model_args)
+        checksum = getattr(self.model, "backbone_checksum", None)
+        if model_args.get("backbone") == "random" and checksum is not None:
+            model_args["backbone_checksum"] = checksum()  # the seeded backbone is rebuilt, and verified, on load
+        save_recon_model(self.model, folder, self.method, model_args, trainable_only=self.config.save_trainable_only,
+                         train_steps=self.step, batch_size=self.config.batch_size * self.world,
+                         device=torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
+                         val=val_scores, train_config=asdict(self.config))
 
     def _save_state(self) -> None:
         self._save(self.out / "last")

@@ -118,6 +118,7 @@ class NirvanaMRI(nn.Module):
         sens_pools: int = 4,
         tune: str = "codecs",
         gradient_checkpointing: bool = False,
+        backbone_checksum: float | None = None,
     ) -> None:
         super().__init__()
         if tune not in TUNE_PATTERNS:
@@ -128,6 +129,10 @@ class NirvanaMRI(nn.Module):
             model.gradient_checkpointing = gradient_checkpointing
             self._freeze(model, TUNE_PATTERNS[tune])
         self.backbone = BidirectionalBackbone(model)
+        if backbone_checksum is not None and abs(self.backbone_checksum() - backbone_checksum) > 1e-6 * (
+                1 + abs(backbone_checksum)):
+            raise ValueError("the seeded random backbone differs from the one this model was trained with "
+                             f"(checksum {self.backbone_checksum():.6f} vs {backbone_checksum:.6f})")
         self.sensitivity = SensitivityEstimator(sens_chans, sens_pools)
         self.cascades = nn.ModuleList(Cascade(hidden_size, patch_size, codec_channels) for _ in range(num_cascades))
 
@@ -147,6 +152,10 @@ class NirvanaMRI(nn.Module):
             kspace = data_consistency(sens_expand(image, sens_maps), masked_kspace, mask)
         magnitude = rss(kspace)
         return (magnitude, kspace) if return_kspace else magnitude
+
+    def backbone_checksum(self) -> float:
+        """Sum of |w| over the backbone's tensors: identifies a seeded random backbone cheaply."""
+        return float(sum(p.detach().double().abs().sum() for p in self.backbone.parameters()))
 
     def parameter_counts(self) -> dict[str, int]:
         params = list(self.parameters())
