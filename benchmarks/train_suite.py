@@ -43,6 +43,22 @@ def method_specs(backbone: str, transformer_backbone: str | None, codec: dict) -
     }
 
 
+def plan_from_probe(probe_path: str, names: list[str], gpus: list, seconds: float) -> tuple[int, dict]:
+    """Equal steps for every method so that the most loaded GPU finishes in ``seconds``: methods are
+    spread over the GPUs largest-first (processes sharing a GPU add up their step times)."""
+    rows = {r["method"]: r for r in json.loads(Path(probe_path).read_text())["rows"] if "train_step_seconds" in r}
+    missing = [n for n in names if n not in rows]
+    if missing:
+        raise ValueError(f"probe has no timing for {', '.join(missing)}")
+    load = {gpu: 0.0 for gpu in gpus}
+    assignment = {}
+    for name in sorted(names, key=lambda n: -rows[n]["train_step_seconds"]):
+        gpu = min(load, key=load.get)
+        assignment[name] = gpu
+        load[gpu] += rows[name]["train_step_seconds"]
+    return max(50, int(0.85 * seconds / max(load.values()))), assignment
+
+
 def launch(name: str, method: str, model_args: dict, args: argparse.Namespace, gpu: int | None) -> subprocess.Popen:
     out = Path(args.out) / name
     out.mkdir(parents=True, exist_ok=True)
@@ -77,6 +93,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-minutes", type=float, help="hard stop per method (reported when it binds)")
+    parser.add_argument("--steps-from-probe", help="mri_probe.py JSON: set --steps so the suite fits --seconds")
+    parser.add_argument("--seconds", type=float, default=390, help="training time available (with the probe)")
     parser.add_argument("--codec", default='{"num_cascades": 2, "patch_size": 8, "codec_channels": 16}',
                         help="JSON codec arguments shared by every nirvana_mri variant")
     args = parser.parse_args()
@@ -87,9 +105,14 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown methods: {', '.join(unknown)}")
     gpus = list(range(torch.cuda.device_count())) or [None]
+    assignment = {name: gpus[i % len(gpus)] for i, name in enumerate(names)}
+    if args.steps_from_probe:
+        args.steps, assignment = plan_from_probe(args.steps_from_probe, names, gpus, args.seconds)
+        args.max_minutes = args.max_minutes or 1.3 * args.seconds / 60
+        args.val_every = max(args.steps // 3, 1)
+        print(f"planned {args.steps} steps per method; GPUs {assignment}", flush=True)
     started = time.time()
-    running = {name: (launch(name, *specs[name], args, gpus[i % len(gpus)]), gpus[i % len(gpus)])
-               for i, name in enumerate(names)}
+    running = {name: (launch(name, *specs[name], args, assignment[name]), assignment[name]) for name in names}
     results = {}
     for name, (process, gpu) in running.items():
         code = process.wait()
