@@ -3,7 +3,7 @@
 # the quality benchmark's seven learned methods trained side by side at an equal step budget (set from
 # call A's speed probe), then the multi-GPU fine-tuning speed-up. Carry: .carry (anatomy/, backbone/,
 # probe.json) and .whl. Uses call A's data, backbone and kernel check when the machine is still warm.
-#   SECONDS=360 KERNELS=auto bash benchmarks/gpu/call_b.sh
+#   TRAIN_SECONDS=360 KERNELS=auto bash benchmarks/gpu/call_b.sh
 set -u
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 T0=$(date +%s); W=runs/call_b; mkdir -p "$W"
@@ -21,7 +21,7 @@ if [ ! -f data/mni/manifest.json ] || [ ! -f data/ixi/manifest.json ]; then
 fi
 python3 benchmarks/train_suite.py --train data/ixi/train data/ants/train data/mni/train \
   --val data/ixi/val data/mni/val --out runs/suite --backbone "$BB" --steps-from-probe "$PROBE" \
-  --seconds "${SECONDS:-360}" --batch-size 4 --workers 3 > "$W/suite.log" 2>&1
+  --seconds "${TRAIN_SECONDS:-360}" --batch-size 4 --workers 3 > "$W/suite.log" 2>&1
 stamp "suite $?"
 timeout 150 python3 benchmarks/finetune_scaling.py --train data/ixi/train data/mni/train --val data/mni/val \
   --init runs/suite/nirvana_mri/best --steps 60 --batch-size 4 --out "$W/scaling" > "$W/scaling.log" 2>&1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 HELP = ("Fine-tune a reconstruction model on fastMRI-format paired data (k-space + reconstruction_rss). "
@@ -77,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, num_workers=args.workers, device=args.device, resume=not args.no_resume,
     )
     summary = train(config)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun, rank 0 reports
     print(f"done: {summary['steps']} steps, best validation SSIM {summary['best_val_ssim']:.4f}, "
           f"{summary['train_slices_per_second']:.1f} slices/s; model in {Path(args.out) / 'best'}")
     return 0
