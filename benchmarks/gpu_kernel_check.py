@@ -282,6 +282,8 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU under the interpreter")
     parser.add_argument("--skip-fla", action="store_true")
     parser.add_argument("--budget", type=float, default=150.0, help="seconds; stop trying variants past it")
+    parser.add_argument("--gdr-shapes", default="mri,long,lang",
+                        help="which delta-rule shapes to check (a CUDA fault poisons the rest of the process)")
     args = parser.parse_args()
     PARTIAL_OUT = args.out
     DEVICE = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
@@ -294,6 +296,7 @@ def main() -> int:
         gdr_shapes = {"mri": (8, 1600, 16, 64), "long": (2, 6400, 16, 64), "lang": (4, 4096, 16, 128)}
         # the 1024-wide preset's heads (16 x 64) and Trigger (64, 32) reuse the kernels compiled above
         trig_shape, model_cfg = (8, 1600, 64, 32), ("1024x12", 2, 320)
+    gdr_shapes = {key: shape for key, shape in gdr_shapes.items() if key in args.gdr_shapes.split(",")}
     bf16 = torch.bfloat16
 
     # gated delta rule: bf16 at every shape; backward variants tried until one passes everywhere

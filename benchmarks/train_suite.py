@@ -93,6 +93,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-minutes", type=float, help="hard stop per method (reported when it binds)")
+    parser.add_argument("--gpus", help="comma-separated GPU indices to use (default: all visible)")
     parser.add_argument("--steps-from-probe", help="mri_probe.py JSON: set --steps so the suite fits --seconds")
     parser.add_argument("--seconds", type=float, default=390, help="training time available (with the probe)")
     parser.add_argument("--codec", default='{"num_cascades": 2, "patch_size": 8, "codec_channels": 16}',
@@ -104,7 +105,7 @@ def main() -> int:
     unknown = [n for n in names if n not in specs]
     if unknown:
         parser.error(f"unknown methods: {', '.join(unknown)}")
-    gpus = list(range(torch.cuda.device_count())) or [None]
+    gpus = ([int(g) for g in args.gpus.split(",")] if args.gpus else list(range(torch.cuda.device_count()))) or [None]
     assignment = {name: gpus[i % len(gpus)] for i, name in enumerate(names)}
     if args.steps_from_probe:
         args.steps, assignment = plan_from_probe(args.steps_from_probe, names, gpus, args.seconds)

@@ -69,3 +69,26 @@ def test_padding_tail_leaves_final_state_unchanged():
                                                   output_final_state=True)
     assert (s_tail - s_naive).abs().max() < 1e-10
     assert (s_tail - s_full).abs().max() > 1e-3  # the last 14 tokens do change the state
+
+
+def test_correlated_keys_stay_accurate_in_float32():
+    """Trained keys are often nearly parallel with strong writes and slow decay; the chunk's triangular
+    system is then ill-suited to power-series inverses (a regression: those lost every digit)."""
+    gen = torch.Generator().manual_seed(11)
+    q = torch.randn(1, 128, 2, 32, generator=gen, dtype=torch.float64)
+    k = torch.randn(1, 128, 2, 32, generator=gen, dtype=torch.float64) * 0.3 + 1.0
+    v = torch.randn(1, 128, 2, 32, generator=gen, dtype=torch.float64)
+    g = -torch.rand(1, 128, 2, generator=gen, dtype=torch.float64) * 0.01
+    beta = 0.5 + 0.5 * torch.rand(1, 128, 2, generator=gen, dtype=torch.float64)
+    o_ref, _ = naive_recurrent_gated_delta_rule(q, k, v, g, beta, use_qk_l2norm=True)
+    o, _ = chunk_gated_delta_rule_reference(*(x.float() for x in (q, k, v, g, beta)), use_qk_l2norm=True)
+    assert ((o.double() - o_ref).norm() / o_ref.norm()) < 1e-4
+
+
+def test_reference_keeps_float32_under_bf16_autocast():
+    q, k, v, g, beta, _ = _inputs(1, 100, 2, 32, 32, seed=9)
+    o_ref, _ = naive_recurrent_gated_delta_rule(q, k, v, g, beta, use_qk_l2norm=True)
+    args = [x.float() for x in (q, k, v, g, beta)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        o, _ = chunk_gated_delta_rule_reference(*args, use_qk_l2norm=True)
+    assert ((o.double() - o_ref).norm() / o_ref.norm()) < 1e-5

@@ -91,3 +91,13 @@ def test_tiny_model_triton_matches_torch(monkeypatch, rel):
     yr.backward(dy)
     yf.backward(dy)
     assert rel(xf.grad, xr.grad) < 1e-4
+
+
+def test_per_kernel_environment_override(monkeypatch):
+    from nirvana_mri.backbone.kernels import resolve_backend
+
+    monkeypatch.setenv("NIRVANA_KERNELS", "triton")
+    monkeypatch.setenv("NIRVANA_KERNELS_TRIGGER", "torch")
+    assert resolve_backend("auto", torch.device("cpu"), "TRIGGER") == "torch"
+    assert resolve_backend("auto", torch.device("cpu"), "GDR") == "triton"
+    assert resolve_backend("torch", torch.device("cpu"), "GDR") == "torch"  # an explicit argument wins

@@ -2,7 +2,8 @@
 
 ``gated_delta_rule`` and ``trigger_step`` run the Triton kernels on CUDA tensors and the PyTorch
 reference elsewhere. Force one with ``backend="torch" | "triton"`` or the environment variable
-``NIRVANA_KERNELS`` (which wins over ``"auto"`` only). Each Triton kernel file is self-contained (its
+``NIRVANA_KERNELS`` (which wins over ``"auto"`` only); ``NIRVANA_KERNELS_GDR`` and
+``NIRVANA_KERNELS_TRIGGER`` do the same for one kind of kernel. Each Triton kernel file is self-contained (its
 autograd Function included) and tested against the reference in this folder.
 """
 
@@ -38,8 +39,10 @@ def triton_available() -> bool:
     return True
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
+def resolve_backend(backend: str, device: torch.device, op: str = "") -> str:
     """``"torch"`` or ``"triton"`` for a requested backend (``auto``/``torch``/``triton``) and device."""
+    if backend == "auto" and op:
+        backend = os.environ.get(f"NIRVANA_KERNELS_{op}", "auto")
     if backend == "auto":
         backend = os.environ.get("NIRVANA_KERNELS", "auto")
     if backend == "auto":
@@ -54,7 +57,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
                      use_qk_l2norm=True, backend: str = "auto"):
     """Chunked gated delta rule (see ``gated_delta_rule_reference`` for the semantics)."""
-    if resolve_backend(backend, q.device) == "triton":
+    if resolve_backend(backend, q.device, "GDR") == "triton":
         from .gated_delta_rule_triton import chunk_gated_delta_rule_triton
 
         return chunk_gated_delta_rule_triton(q, k, v, g, beta, scale, initial_state, output_final_state,
@@ -66,7 +69,7 @@ def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_fi
 def trigger_step(q, k, v, weights: TriggerWeights, state: TriggerState, lr_linear: float = 1e-2,
                  lr_ln: float = 1e-2, learn: bool = True, backend: str = "auto"):
     """One layer of the Trigger: learn(k, v) then predict(q); returns ``(h, new_state)``."""
-    if resolve_backend(backend, q.device) == "triton":
+    if resolve_backend(backend, q.device, "TRIGGER") == "triton":
         from .trigger_triton import trigger_step_triton
 
         return trigger_step_triton(q, k, v, weights, state, lr_linear, lr_ln, learn)

@@ -92,6 +92,8 @@ def trigger_predict(q: torch.Tensor, weights: TriggerWeights, state: TriggerStat
     return out
 
 
+@torch.autocast("cuda", enabled=False)
+@torch.autocast("cpu", enabled=False)
 def trigger_step_reference(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -102,7 +104,15 @@ def trigger_step_reference(
     lr_ln: float = 1e-2,
     learn: bool = True,
 ) -> tuple[torch.Tensor, TriggerState]:
-    """One layer of the Trigger: ``learn(k, v)`` (unless ``learn`` is False), then ``predict(q)``."""
+    """One layer of the Trigger: ``learn(k, v)`` (unless ``learn`` is False), then ``predict(q)``.
+
+    16-bit inputs are computed in float32 (LayerNorm statistics of a tiny per-token model are fragile
+    in bf16) and the prediction returned in the input dtype; the logit state stays float32."""
+    out_dtype = q.dtype
+    if out_dtype in (torch.float16, torch.bfloat16):
+        q, k, v = q.float(), k.float(), v.float()
+        weights = TriggerWeights(*(w.float() for w in weights))
+        state = TriggerState(*(s.float() for s in state))
     if learn:
         state = trigger_learn(k, v, weights, state, lr_linear, lr_ln)
-    return trigger_predict(q, weights, state), state
+    return trigger_predict(q, weights, state).to(out_dtype), state
