@@ -272,18 +272,32 @@ def sense(
     maps are unit-norm over coils inside the object and zero outside). ``lamda`` is relative to the
     operator's norm (<= 1), so it needs no data scaling; it and the iteration cap regularise mildly.
     """
+    image, maps = sense_image(masked_kspace, mask, num_low_frequencies, lamda=lamda, max_iter=max_iter, maps=maps)
+    return (np.abs(image) * rss_np(maps, axis=0)).astype(np.float32)
+
+
+def sense_image(
+    masked_kspace: np.ndarray,
+    mask: np.ndarray | None = None,
+    num_low_frequencies: int | None = None,
+    *,
+    lamda: float = SENSE_LAMBDA,
+    max_iter: int = SENSE_ITERS,
+    maps: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The complex SENSE image ``[H, W]`` and the maps ``[C, H, W]`` it was solved with (see :func:`sense`);
+    ``fft2c(maps * image)`` is then SENSE's estimate of the full coil k-space."""
     kspace, mask2d = _as_inputs(masked_kspace, mask)
     if maps is None:
         maps = espirit_maps(kspace, mask2d, num_low_frequencies)
     maps = np.asarray(maps, dtype=np.complex64)
     scale = _normalisation(kspace)
     if scale <= 0:
-        return np.zeros(kspace.shape[-2:], dtype=np.float32)
+        return np.zeros(kspace.shape[-2:], dtype=np.complex64), maps
     app = mri_app.SenseRecon(
         kspace / scale, maps, lamda=lamda, weights=_weights(mask2d), max_iter=max_iter, show_pbar=False
     )
-    image = app.run()
-    return (np.abs(image) * rss_np(maps, axis=0) * scale).astype(np.float32)
+    return (np.asarray(app.run()) * scale).astype(np.complex64), maps
 
 
 def cs_l1_wavelet(
