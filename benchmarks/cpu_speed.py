@@ -1,0 +1,75 @@
+"""Seconds per slice of the default Nirvana-MRI model on the CPU (issue 5's target: <= 3 s for a
+256 x 256 16-coil slice on 2 cores). One simulated slice (MNI152), 4x equispaced-fraction mask, the
+model's forward pass alone (no file I/O), median of ``--repeats`` after one warm-up, fp32 and bf16 autocast.
+
+    python benchmarks/cpu_speed.py [--threads 2] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from nirvana_mri.data import read_scan, simulate_demo_scan
+from nirvana_mri.io_utils import atomic_write_text
+from nirvana_mri.reconstruct import load_model, prepare_scan
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--coils", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    model, _ = load_model("bundled", "cpu")
+    with tempfile.TemporaryDirectory() as scratch:
+        path = simulate_demo_scan(Path(scratch) / "slice.h5", slices=1, coils=args.coils)
+        prepared = prepare_scan(read_scan(path), 4, "equispaced_fraction", 0, path.name)
+    kspace, mask = prepared.masked_kspace[:1], prepared.mask[:1]
+    rows = {}
+    for mode in ("fp32", "bf16"):
+        times = []
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16"):
+            model(kspace, mask)
+            for _ in range(args.repeats):
+                tic = time.perf_counter()
+                model(kspace, mask)
+                times.append(time.perf_counter() - tic)
+        rows[mode] = {"median_s": statistics.median(times), "min_s": min(times), "all_s": times}
+        print(mode, rows[mode]["median_s"], flush=True)
+    load = os.getloadavg()
+    result = {"command": " ".join(["python", *sys.argv]), "cpu": cpu_name(), "threads": args.threads,
+              "torch": torch.__version__, "load_average_1_5_15": load, "input": list(kspace.shape), "rows": rows}
+    atomic_write_text(args.out / "cpu_speed.json", json.dumps(result, indent=2) + "\n")
+    md = ["# Default model on the CPU: seconds per 256 x 256 slice", "",
+          f"`{result['command']}` — {result['cpu']}, {args.threads} threads, torch {torch.__version__}, load "
+          f"average {load[0]:.2f} at the end; k-space {list(kspace.shape)} (slice, coils, H, W, re/im), 4x.", "",
+          "| precision | median s | min s |", "|---|---:|---:|"]
+    md += [f"| {mode} | {r['median_s']:.2f} | {r['min_s']:.2f} |" for mode, r in rows.items()]
+    atomic_write_text(args.out / "cpu_speed.md", "\n".join(md) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
