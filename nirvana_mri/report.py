@@ -625,6 +625,8 @@ def markdown_report(results: dict[str, Any], title: str = "Reconstruction qualit
         "some are frozen); classical methods have none. Per-volume values are in the JSON."
         + _cpu_note(results),
         "",
+        *[f"- {note}" for note in results.get("notes", [])],
+        *([""] if results.get("notes") else []),
     ]
     lines += ["## Summary", "", *[f"- {s}" for s in summary_sentences(results)], ""]
     checks = target_check(results)
@@ -799,6 +801,7 @@ def html_report(results: dict[str, Any], title: str = "Reconstruction quality be
         _html_table(results_table(results)),
         "<p>Mean ± standard deviation over volumes (volume-wise fastMRI metrics). Seconds per slice are "
         "wall-clock reconstruction times; GPU times include host-device transfers.</p>",
+        *([f"<ul>{''.join(f'<li>{_inline(n)}</li>' for n in results['notes'])}</ul>"] if results.get("notes") else []),
         "<h2>Summary</h2><ul>",
         *[f"<li>{_inline(s)}</li>" for s in summary_sentences(results)],
         "</ul>",
