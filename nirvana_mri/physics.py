@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fastmri
 import numpy as np
+import scipy.fft
 import torch
 
 fft2c = fastmri.fft2c
@@ -23,15 +24,15 @@ complex_abs = fastmri.complex_abs
 
 
 def fft2c_np(image: np.ndarray) -> np.ndarray:
-    """Centred orthonormal 2-D FFT over the last two axes of a complex array."""
-    shifted = np.fft.ifftshift(image, axes=(-2, -1))
-    return np.fft.fftshift(np.fft.fft2(shifted, norm="ortho"), axes=(-2, -1))
+    """Centred orthonormal 2-D FFT over the last two axes, in the input's precision (scipy, threaded)."""
+    shifted = scipy.fft.ifftshift(image, axes=(-2, -1))
+    return scipy.fft.fftshift(scipy.fft.fft2(shifted, norm="ortho", workers=-1), axes=(-2, -1))
 
 
 def ifft2c_np(kspace: np.ndarray) -> np.ndarray:
-    """Centred orthonormal inverse 2-D FFT over the last two axes of a complex array."""
-    shifted = np.fft.ifftshift(kspace, axes=(-2, -1))
-    return np.fft.fftshift(np.fft.ifft2(shifted, norm="ortho"), axes=(-2, -1))
+    """Centred orthonormal inverse 2-D FFT over the last two axes, in the input's precision."""
+    shifted = scipy.fft.ifftshift(kspace, axes=(-2, -1))
+    return scipy.fft.fftshift(scipy.fft.ifft2(shifted, norm="ortho", workers=-1), axes=(-2, -1))
 
 
 def rss_np(coil_images: np.ndarray, axis: int = -3) -> np.ndarray:

@@ -26,12 +26,12 @@ from typing import Any
 
 import h5py
 import numpy as np
-import scipy.fft
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..io_utils import atomic_path, atomic_write_text
+from ..physics import fft2c_np, ifft2c_np
 from .coils import coarse_grid, coarse_maps, head_array, noise_covariance, normalise_maps, upsample_maps
 from .header import make_header
 from .scan import center_crop_np, stable_id
@@ -41,20 +41,9 @@ SPLITS = ("train", "val", "test")
 DEFAULT_SNR = 30.0
 
 
-def fft2c(images: np.ndarray) -> np.ndarray:
-    """Centred orthonormal 2-D FFT over the last two axes, in the input's precision (scipy, threaded)."""
-    shifted = scipy.fft.ifftshift(images, axes=(-2, -1))
-    return scipy.fft.fftshift(scipy.fft.fft2(shifted, norm="ortho", workers=-1), axes=(-2, -1))
-
-
-def ifft2c(kspace: np.ndarray) -> np.ndarray:
-    shifted = scipy.fft.ifftshift(kspace, axes=(-2, -1))
-    return scipy.fft.fftshift(scipy.fft.ifft2(shifted, norm="ortho", workers=-1), axes=(-2, -1))
-
-
 def rss_target(kspace: np.ndarray, recon_size: tuple[int, int]) -> np.ndarray:
     """fastMRI's target: RSS over coils of the inverse FFT of k-space ``[..., C, H, W]``, centre-cropped."""
-    images = ifft2c(kspace)
+    images = ifft2c_np(kspace)
     rss = np.sqrt(np.sum(images.real.astype(np.float64) ** 2 + images.imag.astype(np.float64) ** 2, axis=-3))
     return center_crop_np(rss, recon_size).astype(np.float32)
 
@@ -211,7 +200,7 @@ def _simulate_slice_into(
         scaled = mixing * np.float32(noise_std / np.sqrt(2))  # [C, 1] gains, or the Cholesky factor
         noise = noise * scaled if diagonal else scaled @ noise
         coil_images += noise.reshape(coils, full_h, width)
-    kspace[index] = fft2c(coil_images)
+    kspace[index] = fft2c_np(coil_images)
     # fastMRI's target is the RSS of ifft2c(k-space); ifft2c(fft2c(x)) = x up to float rounding
     # (~1e-7 relative, checked by the tests), so take it from the coil images and save an FFT
     power = np.sum(np.square(coil_images.view(np.float32)), axis=0)  # [H, 2W]: re^2, im^2 interleaved
