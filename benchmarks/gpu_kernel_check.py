@@ -339,6 +339,16 @@ def main() -> int:
         lambda: check_gdr(tail, bf16, final=True, h0=True, variant_env=env),
     )
     record("gdr determinism", ("mri", mri), bf16, lambda: check_gdr_determinism(mri, bf16))
+    if "lang" in gdr_shapes:  # head dim 128 (the published 1.3B config): float32, a tail, both states
+        lang = gdr_shapes["lang"]
+        lang_tail = (2, 1601, 4, lang[3]) if not args.smoke else (1, lang[1] + 1, 1, lang[3])
+        for dtype in (torch.float32, bf16):
+            record(
+                f"gdr {'fp32' if dtype == torch.float32 else 'bf16'} tail+h0+ht D{lang[3]}",
+                ("lang-tail", lang_tail),
+                dtype,
+                lambda d=dtype: check_gdr(lang_tail, d, final=True, h0=True, variant_env=env),
+            )
 
     # Trigger
     for dtype in (torch.float32, bf16):
@@ -358,6 +368,14 @@ def main() -> int:
         torch.float32,
         lambda: check_model(name, B, T, torch.float32, layers=4),
     )
+
+    if "lang" in gdr_shapes and not args.smoke:  # the published 1.3B layout: head dim 128
+        record(
+            "model nirvana-1.3b (2 layers) triton vs torch",
+            (1, 320),
+            torch.float32,
+            lambda: check_model("nirvana-1.3b", 1, 320, torch.float32, layers=2),
+        )
 
     # informative rows last, while the budget lasts (fla's first call autotunes: slow)
     informative = [

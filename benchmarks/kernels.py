@@ -213,6 +213,41 @@ def bench_gdr(shapes, skip_fla: bool, fla_only: bool = False, impl_label: str | 
             torch.cuda.empty_cache()
 
 
+def record_launches(gdr, xs) -> list:
+    """(kernel, grid, args, kwargs) of every launch of one forward+backward of our delta rule."""
+    recorded = []
+    original = gdr.launch
+
+    def recording_launch(kernel, grid, *args, **kwargs):
+        recorded.append((kernel, grid, args, dict(kwargs)))
+        return original(kernel, grid, *args, **kwargs)
+
+    gdr.launch = recording_launch
+    try:
+        o, _ = gdr.chunk_gated_delta_rule_triton(*xs, None, None, False, True)
+        o.backward(torch.randn_like(o))
+    finally:
+        gdr.launch = original
+    return recorded
+
+
+def bench_gdr_breakdown(shapes):
+    """Median ms of each of our six delta-rule launches (replayed from one forward+backward)."""
+    from nirvana_mri.backbone.kernels import gated_delta_rule_triton as gdr
+
+    for B, T, H, D in shapes.values():
+        shape = f"B{B} T{T} H{H} D{D}"
+        log(f"[gdr-breakdown] {shape}")
+        xs, _ = gdr_inputs(B, T, H, D, torch.bfloat16, DEVICE, seed=0)
+        recorded = record_launches(gdr, xs)
+        for kernel, grid, args, kwargs in recorded:
+            name = kernel.fn.__name__
+            ms = measure(name, lambda k=kernel, g=grid, a=args, kw=kwargs: k[g](*a, **kw), need_s=2)
+            add({"op": "gdr_kernel", "shape": shape, "impl": name, "fwd_ms": ms, "grid": list(grid),
+                 "num_warps": kwargs.get("num_warps"), "BV": kwargs.get("BV")})
+        del xs, recorded
+
+
 def bench_fla_alt(site: str, out_json: str) -> None:
     """The other fla version (e.g. fla-core 0.6.0) in a subprocess: its package cannot share a process."""
     if left() < 40:
@@ -569,7 +604,13 @@ def main() -> int:
     parser.add_argument("--fla-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--skip-fla", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU under the interpreter")
-    parser.add_argument("--sections", default="gdr,trigger,backbone,attention,fla-alt,compiled-norms")
+    parser.add_argument(
+        "--sections", default="gdr,trigger,backbone,attention,fla-alt,compiled-norms,gdr-breakdown"
+    )
+    parser.add_argument("--gdr-shapes", default="mri,long,lang", help="subset of mri,long,lang")
+    parser.add_argument(
+        "--backbones", default="1024x12:8:1600,1024x12:2:6400,nirvana-1.3b:4:4096", help="CONFIG:B:T,..."
+    )
     args = parser.parse_args()
     BUDGET = args.budget
     env = {}
@@ -588,9 +629,10 @@ def main() -> int:
         backbones = [("tiny", 1, 16)]
     else:
         gdr_shapes = {"mri": (8, 1600, 16, 64), "long": (2, 6400, 16, 64), "lang": (4, 4096, 16, 128)}
+        gdr_shapes = {name: gdr_shapes[name] for name in args.gdr_shapes.split(",")}
         trig_shapes = [(8, 1600, 64, 32), (4, 4096, 64, 32), (2, 6400, 64, 32)]
         att_shapes, win_shape, window = [(8, 1600, 16, 64), (4, 4096, 16, 128)], (2, 6400, 16, 64), 512
-        backbones = [("1024x12", 8, 1600), ("1024x12", 2, 6400), ("nirvana-1.3b", 4, 4096)]
+        backbones = [(c, int(b), int(t)) for c, b, t in (spec.split(":") for spec in args.backbones.split(","))]
 
     if args.fla_only:
         bench_gdr(gdr_shapes, skip_fla=False, fla_only=True)
@@ -610,6 +652,7 @@ def main() -> int:
         ("attention", lambda: bench_attention(att_shapes, win_shape, window)),
         ("fla-alt", lambda: args.fla_alt and bench_fla_alt(args.fla_alt, args.out + ".fla_alt.json")),
         ("compiled-norms", lambda: bench_backbone(backbones[:1], have_fla, only="ours+compiled-norms")),
+        ("gdr-breakdown", lambda: bench_gdr_breakdown(gdr_shapes)),
     ]
     for name, step in steps:
         if name not in sections:

@@ -140,3 +140,28 @@ def test_key_blocks_of_the_wy_backward(monkeypatch, rel):
     do = torch.randn(o.shape)
     for a, b in zip(torch.autograd.grad(o, xs, do), torch.autograd.grad(o_ref, ys, do.double()), strict=True):
         assert rel(a, b) < 1e-5
+
+
+def test_head_dim_128(rel):
+    """Head dim 128 (the published 1.3B config): values and gradients, tail and both states."""
+    xs, state = _inputs(1, 70, 1, 128, 128, torch.float32, True, True, seed=2)
+    xs = [x.requires_grad_(True) for x in xs]
+    state.requires_grad_(True)
+    o, ht = triton_mod.chunk_gated_delta_rule_triton(*xs, None, state, True, True)
+    ys = [x.detach().double().requires_grad_(True) for x in xs]
+    s_ref = state.detach().double().requires_grad_(True)
+    o_ref, ht_ref = chunk_gated_delta_rule_reference(*ys, None, s_ref, True, True)
+    assert rel(o, o_ref) < 1e-5 and rel(ht, ht_ref) < 1e-5
+    do, dht = torch.randn_like(o), torch.randn_like(ht)
+    got = torch.autograd.grad([o, ht], xs + [state], [do, dht])
+    want = torch.autograd.grad([o_ref, ht_ref], ys + [s_ref], [do.double(), dht.double()])
+    for name, a, b in zip(["q", "k", "v", "g", "beta", "h0"], got, want, strict=True):
+        assert rel(a, b) < 1e-5, (name, rel(a, b))
+
+
+def test_backward_warps_by_head_dim(monkeypatch):
+    """4 warps at head dim 128 (8 miscompiles _bwd_state on Hopper with Triton 3.6), 8 at 64; env wins."""
+    monkeypatch.delenv("NIRVANA_GDR_WARPS", raising=False)
+    assert triton_mod._bwd_warps(64) == 8 and triton_mod._bwd_warps(128) == 4
+    monkeypatch.setenv("NIRVANA_GDR_WARPS", "2")
+    assert triton_mod._bwd_warps(128) == 2

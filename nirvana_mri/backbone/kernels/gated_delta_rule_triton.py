@@ -30,7 +30,8 @@ accuracy for float32 inputs (3xTF32 on GPUs, exact under the interpreter); for 1
 float32 operands by default, or 16-bit operands and 16-bit stored intermediates like fla with
 ``NIRVANA_GDR_PRECISION=bf16`` (faster, less exact).
 float64 inputs are computed in float32 and cast back.
-Environment: ``NIRVANA_GDR_WARPS`` (num_warps of the backward kernels, default 4),
+Environment: ``NIRVANA_GDR_WARPS`` (num_warps of the backward kernels, default 8 at head dim <= 64 and
+4 above: see ``_bwd_warps``),
 ``NIRVANA_GDR_BWD=torch`` (backward through the PyTorch reference: a slow but independent fallback).
 """
 
@@ -808,9 +809,22 @@ def _seq_block_v(batch_heads: int, value_dim: int, device: torch.device) -> int:
 
 
 def _bwd_warps(head_dim: int) -> int:
-    """num_warps of the backward kernels (``NIRVANA_GDR_WARPS`` overrides). 8 by default: at 4 the
-    compiler spills (ptxas, sm_90: e.g. _bwd_wy 3.4 KB of spill stores at 4 warps, 1.3 KB at 8)."""
-    return int(os.environ.get("NIRVANA_GDR_WARPS", 8))
+    """num_warps of the backward kernels (``NIRVANA_GDR_WARPS`` overrides).
+
+    Head dim <= 64: 8 (at 4 the compiler spills: ptxas, sm_90, e.g. _bwd_wy 3.4 KB of spill stores at
+    4 warps, 1.3 KB at 8). Head dim 128: 4, because Triton 3.6 on Hopper miscompiles ``_bwd_state`` at
+    8 warps there (compute-sanitizer: an out-of-bounds shared-memory read inside a ``tl.dot``; an
+    illegal memory access or silently wrong gradients), while 4 warps passes every check
+    (benchmarks/results/kernels/call_f_probe.json).
+    """
+    if "NIRVANA_GDR_WARPS" in os.environ:
+        return int(os.environ["NIRVANA_GDR_WARPS"])
+    return 8 if head_dim <= 64 else 4
+
+
+def _fwd_warps(env_name: str, K: int, V: int) -> int:
+    """num_warps of a forward kernel: 4 up to head dim 64, 8 above; ``env_name`` overrides (tuning)."""
+    return int(os.environ.get(env_name, 0)) or (4 if max(K, V) <= 64 else 8)
 
 
 def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
@@ -854,7 +868,9 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
     h = torch.empty(B, H, NT, K, V, device=dev, dtype=store_dtype)
     vn = torch.empty(B, T, H, V, device=dev, dtype=store_dtype)
     ht = torch.empty(B, H, K, V, **f32) if output_final_state else None
-    bv_seq = _seq_block_v(B * H, V, dev)
+    # V-block of the state pass: 64 wide (fewer re-reads of K and W) beat narrower blocks that make
+    # more programs, at both head dims (benchmarks/results/kernels/call_h_tune.json)
+    bv_seq = int(os.environ.get("NIRVANA_GDR_FWD_BV", 0)) or min(_pow2(V), 64)
     launch(
         _fwd_state,
         (triton.cdiv(V, bv_seq), B * H),
@@ -879,7 +895,7 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
         STORE_HT=ht is not None,
         PREC=prec,
         DT=dt,
-        num_warps=4 if max(K, V) <= 64 else 8,
+        num_warps=_fwd_warps("NIRVANA_GDR_FWD_STATE_WARPS", K, V),
     )
     o = torch.empty(B, T, H, V, device=dev, dtype=v.dtype)
     launch(
@@ -905,7 +921,7 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
         USE_L2=use_l2,
         PREC=prec,
         DT=dt,
-        num_warps=4 if max(K, V) <= 64 else 8,
+        num_warps=_fwd_warps("NIRVANA_GDR_FWD_OUT_WARPS", K, V),
     )
     return o, ht, (rq, rk, G, w, M, h, vn)
 
@@ -923,7 +939,7 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht):
     dhs = torch.empty(B, H, NT, K, V, device=dev, dtype=h.dtype)
     dvn = torch.empty(B, T, H, V, **f32)
     dh0 = torch.empty(B, H, K, V, **f32) if h0 is not None else None
-    bv_seq = _seq_block_v(B * H, V, dev)
+    bv_seq = int(os.environ.get("NIRVANA_GDR_BWD_BV", 0)) or _seq_block_v(B * H, V, dev)
     do = do.contiguous()
     launch(
         _bwd_state,
