@@ -159,9 +159,32 @@ def test_head_dim_128(rel):
         assert rel(a, b) < 1e-5, (name, rel(a, b))
 
 
-def test_backward_warps_by_head_dim(monkeypatch):
-    """4 warps at head dim 128 (8 miscompiles _bwd_state on Hopper with Triton 3.6), 8 at 64; env wins."""
+def test_backward_warps(monkeypatch):
+    """4 warps at every head dim (8 miscompiles _bwd_state at head dim 128 on Hopper, Triton 3.6); env wins."""
     monkeypatch.delenv("NIRVANA_GDR_WARPS", raising=False)
-    assert triton_mod._bwd_warps(64) == 8 and triton_mod._bwd_warps(128) == 4
+    assert triton_mod._bwd_warps(64) == 4 and triton_mod._bwd_warps(128) == 4
     monkeypatch.setenv("NIRVANA_GDR_WARPS", "2")
     assert triton_mod._bwd_warps(128) == 2
+
+
+def test_state_pass_falls_back_to_narrow_blocks(monkeypatch, rel):
+    """A shared-memory overflow at 64-wide state blocks (float32, head dim 128 on Hopper) retries at 16."""
+    from triton.runtime.errors import OutOfResources
+
+    real_launch, widths = triton_mod.launch, []
+
+    def launch(kernel, grid, *args, **kwargs):
+        if "BV" in kwargs and kernel.fn.__name__ in ("_fwd_state", "_bwd_state"):
+            widths.append(kwargs["BV"])
+            if kwargs["BV"] > 16:
+                raise OutOfResources(280068, 232448, "shared memory")
+        return real_launch(kernel, grid, *args, **kwargs)
+
+    monkeypatch.setattr(triton_mod, "launch", launch)
+    xs, state = _inputs(1, 70, 1, 32, 64, torch.float32, True, True, seed=4)
+    xs = [x.requires_grad_(True) for x in xs]
+    o, _ = triton_mod.chunk_gated_delta_rule_triton(*xs, None, state, False, True)
+    o.backward(torch.ones_like(o))
+    assert widths == [64, 16, 64, 16]
+    o_ref, _ = chunk_gated_delta_rule_reference(*[x.detach().double() for x in xs], None, state.double(), False, True)
+    assert rel(o, o_ref) < 1e-5

@@ -30,8 +30,9 @@ accuracy for float32 inputs (3xTF32 on GPUs, exact under the interpreter); for 1
 float32 operands by default, or 16-bit operands and 16-bit stored intermediates like fla with
 ``NIRVANA_GDR_PRECISION=bf16`` (faster, less exact).
 float64 inputs are computed in float32 and cast back.
-Environment: ``NIRVANA_GDR_WARPS`` (num_warps of the backward kernels, default 8 at head dim <= 64 and
-4 above: see ``_bwd_warps``),
+Environment: ``NIRVANA_GDR_WARPS`` (num_warps of the backward kernels, default 4: see ``_bwd_warps``),
+``NIRVANA_GDR_FWD_BV`` / ``NIRVANA_GDR_BWD_BV`` (V-block of the sequential state passes, default 64),
+``NIRVANA_GDR_FWD_STATE_WARPS`` / ``NIRVANA_GDR_FWD_OUT_WARPS`` (tuning, benchmarks/gdr_tune.py),
 ``NIRVANA_GDR_BWD=torch`` (backward through the PyTorch reference: a slow but independent fallback).
 """
 
@@ -42,6 +43,7 @@ import os
 import torch
 import triton
 import triton.language as tl
+from triton.runtime.errors import OutOfResources
 
 from ._launch import launch
 
@@ -799,27 +801,37 @@ def _prec32(prec: str) -> str:
     return prec if prec in ("tf32", "tf32x3") else "ieee"
 
 
-def _seq_block_v(batch_heads: int, value_dim: int, device: torch.device) -> int:
-    """V-block of the sequential kernels: enough programs to fill the GPU, at least 16 wide."""
-    bv = min(_pow2(value_dim), 64)
-    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
-    while bv > 16 and batch_heads * triton.cdiv(value_dim, bv) < 2 * sms:
-        bv //= 2
-    return bv
+def launch_state_pass(env_name: str, value_dim: int, kernel, batch_heads: int, *args, **kwargs) -> None:
+    """Launch a sequential state pass (grid: V-blocks x B*H) with the widest V-block that fits.
+
+    64 wide is fastest at head dims 64 and 128 (fewer re-reads of K and W than more, narrower
+    programs: benchmarks/results/kernels/call_h_tune.json, call_i_tune_bwd.json); float32 inputs at
+    head dim 128 need more shared memory than Hopper has at that width (280 KB), so 16 (checked on
+    the H200 at every shape) is the fallback. ``env_name`` forces a width (tuning).
+    """
+    forced = int(os.environ.get(env_name, 0))
+    widths = [forced] if forced else [min(_pow2(value_dim), 64), 16]
+    for i, bv in enumerate(widths):
+        try:
+            return launch(kernel, (triton.cdiv(value_dim, bv), batch_heads), *args, BV=bv, **kwargs)
+        except OutOfResources:
+            if i == len(widths) - 1:
+                raise
 
 
 def _bwd_warps(head_dim: int) -> int:
-    """num_warps of the backward kernels (``NIRVANA_GDR_WARPS`` overrides).
+    """num_warps of the backward kernels (``NIRVANA_GDR_WARPS`` overrides): 4 at every head dim.
 
-    Head dim <= 64: 8 (at 4 the compiler spills: ptxas, sm_90, e.g. _bwd_wy 3.4 KB of spill stores at
-    4 warps, 1.3 KB at 8). Head dim 128: 4, because Triton 3.6 on Hopper miscompiles ``_bwd_state`` at
-    8 warps there (compute-sanitizer: an out-of-bounds shared-memory read inside a ``tl.dot``; an
-    illegal memory access or silently wrong gradients), while 4 warps passes every check
-    (benchmarks/results/kernels/call_f_probe.json).
+    Measured on the H200 (Triton 3.6, benchmarks/results/kernels/call_i_tune_bwd.json), with the
+    64-wide reverse state blocks: 4 warps gave the fastest forward+backward at head dim 64 (2.00 ms vs
+    2.23 ms at 8, B8 T1600 H16). At head dim 128, 8 warps is faster when it compiles right (5.65 vs
+    6.87 ms) but Triton 3.6 on Hopper miscompiles ``_bwd_state`` at 8 warps with 16-wide blocks
+    (compute-sanitizer: an out-of-bounds shared-memory read inside a ``tl.dot``; illegal memory
+    accesses or silently wrong gradients: call_f_probe.json), so 4 warps, which passed every check.
     """
     if "NIRVANA_GDR_WARPS" in os.environ:
         return int(os.environ["NIRVANA_GDR_WARPS"])
-    return 8 if head_dim <= 64 else 4
+    return 4
 
 
 def _fwd_warps(env_name: str, K: int, V: int) -> int:
@@ -868,12 +880,11 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
     h = torch.empty(B, H, NT, K, V, device=dev, dtype=store_dtype)
     vn = torch.empty(B, T, H, V, device=dev, dtype=store_dtype)
     ht = torch.empty(B, H, K, V, **f32) if output_final_state else None
-    # V-block of the state pass: 64 wide (fewer re-reads of K and W) beat narrower blocks that make
-    # more programs, at both head dims (benchmarks/results/kernels/call_h_tune.json)
-    bv_seq = int(os.environ.get("NIRVANA_GDR_FWD_BV", 0)) or min(_pow2(V), 64)
-    launch(
+    launch_state_pass(
+        "NIRVANA_GDR_FWD_BV",
+        V,
         _fwd_state,
-        (triton.cdiv(V, bv_seq), B * H),
+        B * H,
         k,
         w,
         u,
@@ -889,7 +900,6 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
         K=K,
         V=V,
         BK=BK,
-        BV=bv_seq,
         BT=CHUNK,
         USE_H0=h0 is not None,
         STORE_HT=ht is not None,
@@ -939,11 +949,12 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht):
     dhs = torch.empty(B, H, NT, K, V, device=dev, dtype=h.dtype)
     dvn = torch.empty(B, T, H, V, **f32)
     dh0 = torch.empty(B, H, K, V, **f32) if h0 is not None else None
-    bv_seq = int(os.environ.get("NIRVANA_GDR_BWD_BV", 0)) or _seq_block_v(B * H, V, dev)
     do = do.contiguous()
-    launch(
+    launch_state_pass(
+        "NIRVANA_GDR_BWD_BV",
+        V,
         _bwd_state,
-        (triton.cdiv(V, bv_seq), B * H),
+        B * H,
         q,
         k,
         w,
@@ -962,7 +973,6 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht):
         K=K,
         V=V,
         BK=BK,
-        BV=bv_seq,
         BT=CHUNK,
         USE_DHT=dht is not None,
         STORE_DH0=dh0 is not None,
