@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,31 +92,76 @@ def run_model(model: torch.nn.Module, prepared: PreparedScan, device: torch.devi
     return torch.cat(outputs).numpy()
 
 
+def _hidden_kspace_loss(model: torch.nn.Module, measured: torch.Tensor, keep: torch.Tensor,
+                        hidden: torch.Tensor) -> torch.Tensor:
+    """Relative L1 error of the model's k-space on ``hidden`` samples, seeing only ``keep``."""
+    _, kspace = model(measured * keep, keep.float(), None, return_kspace=True)
+    hidden = hidden.expand_as(kspace)
+    return (kspace[hidden] - measured[hidden]).abs().mean() / measured[hidden].abs().mean().clamp_min(1e-12)
+
+
+def _random_subset(mask: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """A random ``fraction`` of the measured samples outside the calibration region (bool)."""
+    candidates = mask.bool() & ~low_frequency_mask(mask).bool()
+    scores = torch.rand(mask.shape, generator=generator).to(mask.device)
+    subset = (scores < fraction) & candidates
+    if candidates.any() and not subset.any():  # small scans: at least one sample, else the loss is empty
+        subset = scores == scores.masked_fill(~candidates, 2.0).min()
+    return subset
+
+
 def adapt_to_scan(model: torch.nn.Module, prepared: PreparedScan, device: torch.device, steps: int,
-                  lr: float = 1e-4, holdout: float = 0.2, seed: int = 0) -> torch.nn.Module:
+                  lr: float = 1e-4, holdout: float = 0.2, validation: float = 0.1, check_every: int = 2,
+                  seed: int = 0) -> torch.nn.Module:
     """Self-supervised test-time adaptation on the measured k-space alone (in the spirit of the
-    Trigger): hide a random part of the measured samples outside the calibration region, predict
-    them, and take ``steps`` Adam steps on the model's trainable parameters. Returns an adapted copy."""
+    Trigger), with self-validated early stopping (as in zero-shot self-supervised learning, ZS-SSL).
+
+    A fixed ``validation`` fraction of the measured samples (outside the calibration region) is never
+    shown while adapting. Each Adam step hides a further random ``holdout`` fraction and learns to
+    predict it; every ``check_every`` steps the model predicts the validation samples, and the
+    parameters with the lowest validation error are returned — the unadapted model included, so
+    adaptation that does not help on the scan's own data is not kept. Returns an adapted copy.
+    """
     adapted = copy.deepcopy(model).to(device).train()
     params = [p for p in adapted.parameters() if p.requires_grad]
     if steps <= 0 or not params:
         return adapted.eval()
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(params, lr=lr)
     slices = prepared.masked_kspace.shape[0]
-    for _ in range(steps):
+    check_slices = sorted({slices // 2, max(0, slices // 2 - slices // 4)})  # two central slices
+    masks = [slice_masks(prepared, i, 1).to(device) for i in range(slices)]
+    val = [_random_subset(m, validation, generator) for m in masks]
+
+    def validation_error() -> float:
+        adapted.eval()
+        with torch.no_grad():
+            errors = [_hidden_kspace_loss(adapted, prepared.masked_kspace[i : i + 1].to(device),
+                                          masks[i].bool() & ~val[i], val[i]).item() for i in check_slices]
+        adapted.train()
+        return float(np.mean(errors))
+
+    if not all(v.any() for v in val):
+        warnings.warn("test-time adaptation skipped: no measured samples outside the calibration region",
+                      stacklevel=2)
+        return adapted.eval()
+    best_error, best_state = validation_error(), [p.detach().clone() for p in params]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    for step in range(1, steps + 1):
         index = int(torch.randint(slices, (1,), generator=generator))
-        measured = prepared.masked_kspace[index : index + 1].to(device)
-        full_mask = slice_masks(prepared, index, 1).to(device)
-        calibration = low_frequency_mask(full_mask).bool()
-        hide = (torch.rand(full_mask.shape, generator=generator).to(device) < holdout) & full_mask.bool() & ~calibration
-        keep = full_mask.bool() & ~hide
-        _, kspace = adapted(measured * keep, keep.float(), None, return_kspace=True)
-        hidden = hide.expand_as(kspace)
-        loss = (kspace[hidden] - measured[hidden]).abs().mean() / measured[hidden].abs().mean().clamp_min(1e-12)
+        available = masks[index].bool() & ~val[index]
+        hide = _random_subset(available.float(), holdout, generator)
+        loss = _hidden_kspace_loss(adapted, prepared.masked_kspace[index : index + 1].to(device),
+                                   available & ~hide, hide)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if step % check_every == 0 or step == steps:
+            error = validation_error()
+            if error < best_error:
+                best_error, best_state = error, [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p, kept in zip(params, best_state, strict=True):
+            p.copy_(kept)
     return adapted.eval()
 
 

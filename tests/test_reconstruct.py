@@ -90,6 +90,39 @@ def test_test_time_adaptation_runs_and_changes_the_result(tiny_model, dataset, t
         assert not np.array_equal(a["reconstruction"][()], b["reconstruction"][()])
 
 
+def _prepared_test_scan(dataset):
+    from nirvana_mri.reconstruct import prepare_scan
+
+    path = sorted((dataset / "test").glob("*.h5"))[0]
+    return prepare_scan(read_scan(path), 4, "equispaced_fraction", 0, path.name)
+
+
+def test_adaptation_keeps_the_unadapted_model_when_adapting_hurts(dataset):
+    """Self-validated early stopping: steps that wreck the model (a huge learning rate) are not kept."""
+    from nirvana_mri.reconstruct import adapt_to_scan
+
+    torch.manual_seed(0)
+    model = NirvanaMRI(**TINY_ARGS)
+    adapted = adapt_to_scan(model, _prepared_test_scan(dataset), torch.device("cpu"), steps=4, lr=10.0)
+    for before, after in zip(model.state_dict().values(), adapted.state_dict().values(), strict=True):
+        assert torch.equal(before, after)
+
+
+def test_adaptation_improves_the_held_out_kspace_of_an_untrained_model(dataset):
+    """On an untrained model, a few steps lower the error on measured samples it never saw while adapting."""
+    from nirvana_mri.reconstruct import _hidden_kspace_loss, _random_subset, adapt_to_scan, slice_masks
+
+    torch.manual_seed(0)
+    model, prepared = NirvanaMRI(**TINY_ARGS), _prepared_test_scan(dataset)
+    adapted = adapt_to_scan(model, prepared, torch.device("cpu"), steps=6, lr=1e-3, seed=0)
+    mask = slice_masks(prepared, 0, 1)
+    probe = _random_subset(mask, 0.1, torch.Generator().manual_seed(123))  # unrelated to the adaptation's splits
+    with torch.no_grad():
+        errors = [_hidden_kspace_loss(m.eval(), prepared.masked_kspace[:1], mask.bool() & ~probe, probe).item()
+                  for m in (model, adapted)]
+    assert errors[1] < errors[0]
+
+
 @pytest.mark.parametrize("name,accel", [("ugmpi_phantom_4ch_256.h5", 4), ("brain_8ch_poisson_r8_undersampled.h5", 4)])
 def test_real_kspace(real_kspace_dir, tiny_model, tmp_path, name, accel):
     source = real_kspace_dir / name

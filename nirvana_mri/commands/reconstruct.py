@@ -27,7 +27,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--png", action="store_true", help="also write a PNG preview per file")
     parser.add_argument("--nifti", action="store_true", help="also write a NIfTI volume per file")
     parser.add_argument("--adapt-steps", type=int, default=0,
-                        help="self-supervised test-time adaptation steps per scan (0 = off)")
+                        help="self-supervised test-time adaptation steps per scan (0 = off): the codecs learn "
+                             "to predict held-out measured k-space, and the step with the lowest error on a "
+                             "further validation hold-out is kept (possibly none). Slow on CPU (~1 s per step "
+                             "and check); see benchmarks/results/adaptation.md for what it gains")
     parser.add_argument("--demo", action="store_true",
                         help="simulate a sample scan, reconstruct it and write OUT/demo.png")
 
