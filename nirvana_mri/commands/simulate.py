@@ -31,9 +31,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--coils", type=int, default=16, help="receive coils (1..64; realistic 4..32)")
     parser.add_argument(
         "--snr",
-        type=float,
+        type=_snr_arg,
         default=30.0,
-        help="mean object magnitude / per-coil noise std (SNR of the optimal coil combination)",
+        help="mean object magnitude / per-coil noise std (SNR of the optimal coil combination); "
+        "LOW:HIGH draws each volume's SNR log-uniformly from that range (train on a range: a model "
+        "trained at one SNR paints that noise floor onto cleaner scans)",
     )
     parser.add_argument(
         "--noise-correlation",
@@ -86,13 +88,25 @@ def _fail(message: str) -> int:
     return 1
 
 
+def _snr_arg(text: str) -> float | tuple[float, float]:
+    """``30`` or ``20:400``."""
+    try:
+        if ":" in text:
+            low, high = text.split(":")
+            return float(low), float(high)
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or LOW:HIGH, got {text!r}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from ..data.errors import ScanError
 
     if not 1 <= args.coils <= 64:
         return _fail(f"--coils must be in 1..64, got {args.coils}")
-    if not args.snr > 0:
-        return _fail(f"--snr must be positive, got {args.snr}")
+    low, high = args.snr if isinstance(args.snr, tuple) else (args.snr, args.snr)
+    if not (low > 0 and high >= low):
+        return _fail(f"--snr must be positive (a range: 0 < LOW <= HIGH), got {args.snr}")
     if not 0.0 <= args.noise_correlation < 1.0:
         return _fail(f"--noise-correlation must be in [0, 1), got {args.noise_correlation}")
     if args.matrix and not 16 <= args.matrix <= 1024:

@@ -325,11 +325,27 @@ def _volume_rng(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([int(seed) % (2**32), zlib.crc32(name.encode("utf-8"))])
 
 
+def _snr_range(snr: float | tuple[float, float]) -> tuple[float, float]:
+    low, high = (snr, snr) if isinstance(snr, int | float) else tuple(snr)
+    if not (low > 0 and high >= low):
+        raise ValueError(f"snr must be positive (a range: 0 < low <= high), got {snr}")
+    return float(low), float(high)
+
+
+def _volume_snr(snr_range: tuple[float, float], seed: int, name: str) -> float:
+    """The volume's SNR: the value, or log-uniform in the range from a stream of its own."""
+    low, high = snr_range
+    if low == high:
+        return low
+    u = _volume_rng(seed, name + ":snr").random()
+    return float(np.exp(np.log(low) + u * (np.log(high) - np.log(low))))
+
+
 def simulate_dataset(
     out_dir: str | Path,
     source: str | Path | Sequence[str | Path] = "mni152",
     coils: int = 16,
-    snr: float = DEFAULT_SNR,
+    snr: float | tuple[float, float] = DEFAULT_SNR,
     seed: int = 0,
     matrix: int | None = 256,
     oversample: bool = False,
@@ -349,14 +365,16 @@ def simulate_dataset(
     ``matrix`` resamples every image onto a common square grid (aspect ratio kept, zero-padded; ``None``
     keeps native grids). ``slices_per_volume`` picks that many evenly spaced slices through each
     subject (default: 8 for mni152 slabs, all slices with signal for files). ``max_subjects`` caps the
-    subjects taken from each source. Returns a summary (files per split, counts, seconds).
+    subjects taken from each source. ``snr`` is one value, or a range ``(low, high)`` from which each
+    volume draws its own, log-uniformly (seeded by its name): a model trained on one noise level
+    learns that level's noise floor and paints it onto cleaner scans. Returns a summary (files per
+    split, counts, seconds).
     """
     started = time.perf_counter()
     out = Path(out_dir)
     if not 1 <= int(coils) <= 64:
         raise ValueError(f"coils must be in 1..64, got {coils}")
-    if not snr > 0:
-        raise ValueError(f"snr must be positive, got {snr}")
+    snr_range = _snr_range(snr)
     if matrix is not None and not 16 <= int(matrix) <= 1024:
         raise ValueError(f"matrix must be in 16..1024 (or None), got {matrix}")
     if slices_per_volume is not None and slices_per_volume < 1:
@@ -393,10 +411,11 @@ def simulate_dataset(
             name += "-b"
         used_names.add(name)
         split = assignment[volume.subject_key]
+        volume_snr = _volume_snr(snr_range, seed, name)
         sim = simulate_volume(
             volume.images,
             coils=coils,
-            snr=snr,
+            snr=volume_snr,
             rng=_volume_rng(seed, name),
             oversample=oversample,
             pixel_mm=volume.pixel_mm,
@@ -411,7 +430,7 @@ def simulate_dataset(
             acquisition,
             oversample,
             {
-                "snr": float(snr),
+                "snr": volume_snr,
                 "source": volume.source,
                 "subject": volume.subject_key,
                 "seed": int(seed),
@@ -428,6 +447,7 @@ def simulate_dataset(
                 "kspace_shape": list(sim.kspace.shape),
                 "target_shape": list(sim.target.shape),
                 "noise_std": sim.noise_std,
+                "snr": volume_snr,
             }
         )
     for split in SPLITS:
@@ -439,7 +459,7 @@ def simulate_dataset(
         locals_of_call={
             "source": [str(s) for s in ([source] if isinstance(source, str | Path) else source)],
             "coils": int(coils),
-            "snr": float(snr),
+            "snr": snr_range[0] if snr_range[0] == snr_range[1] else list(snr_range),
             "seed": int(seed),
             "matrix": matrix,
             "oversample": bool(oversample),

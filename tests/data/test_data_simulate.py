@@ -302,6 +302,22 @@ def test_simulate_command(tmp_path, capsys):
     assert scan.header.encoded_fov_mm[0] == pytest.approx(2 * scan.header.recon_fov_mm[0])
 
 
+def test_snr_range_gives_each_volume_its_own_noise_level(tmp_path):
+    """--snr LOW:HIGH: per-volume SNRs inside the range, spread over it, stored in attrs and manifest."""
+    out = tmp_path / "range"
+    code = main(["simulate", "--out", str(out), "--coils", "4", "--matrix", "64", "--slices-per-volume", "1",
+                 "--max-subjects", "6", "--snr", "10:1000", "--seed", "3", "--quiet"])
+    assert code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["parameters"]["snr"] == [10.0, 1000.0]
+    entries = [item for split in manifest["splits"].values() for item in split]
+    snrs = [item["snr"] for item in entries]
+    assert len(entries) == 6 and all(10 <= v <= 1000 for v in snrs) and max(snrs) / min(snrs) > 3
+    for item in entries:
+        with h5py.File(out / item["file"]) as f:
+            assert f.attrs["snr"] == pytest.approx(item["snr"])
+
+
 @pytest.mark.parametrize(
     "args,problem",
     [
@@ -309,6 +325,7 @@ def test_simulate_command(tmp_path, capsys):
         (["--coils", "65"], "--coils"),
         (["--source", "/no/such/file.h5"], "source not found"),
         (["--snr", "0"], "--snr"),
+        (["--snr", "50:20"], "--snr"),
         (["--noise-correlation", "1"], "--noise-correlation"),
         (["--matrix", "8"], "--matrix"),
     ],
