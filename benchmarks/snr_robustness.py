@@ -19,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
 from adaptation import trimmed_copy
@@ -45,13 +46,25 @@ def simulate_test_set(anatomy: Path, snr: float, folder: Path, slices: int) -> l
     return files
 
 
+def background_floor(reconstruction: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """Mean of the reconstruction and of the target where the target is below 5 % of its maximum,
+    as fractions of that maximum: how much signal a method paints where there is (almost) none."""
+    background = target < 0.05 * target.max()
+    return float(reconstruction[background].mean() / target.max()), float(target[background].mean() / target.max())
+
+
 def score(files: list[Path], model: str, out: Path, accel: int) -> dict:
     options = ReconstructOptions(out=out, model=model, acceleration=accel, device="cpu")
     outcome = reconstruct_files(files, options)
     per_file = outcome["files"]
-    names = ("ssim", "psnr", "nmse")
+    for path in files:
+        with h5py.File(path) as source, h5py.File(out / path.name) as result:
+            recon_floor, target_floor = background_floor(result["reconstruction"][()], source["reconstruction_rss"][()])
+        per_file[path.name].update(background=recon_floor, target_background=target_floor)
+    names = ("ssim", "psnr", "nmse", "background")
     mean = {m: float(np.mean([v[m] for v in per_file.values()])) for m in names}
-    zero_filled = {m: float(np.mean([v["zero_filled"][m] for v in per_file.values()])) for m in names}
+    zero_filled = {m: float(np.mean([v["zero_filled"][m] for v in per_file.values()])) for m in names[:3]}
+    zero_filled["target_background"] = float(np.mean([v["target_background"] for v in per_file.values()]))
     return {"mean": mean, "zero_filled": zero_filled, "files": per_file, "failed": outcome["failed"]}
 
 
@@ -92,13 +105,18 @@ def markdown(results: dict) -> str:
              f"{results['accel']}x equispaced-fraction, central {results['slices_per_volume']} slices per volume. "
              "Models: " + ", ".join(f"`{k}` = {v}" for k, v in results["models"].items()) + ".", "",
              "| data | zero-filled SSIM | " + " | ".join(f"{n} SSIM" for n in names) + " | zero-filled PSNR | "
-             + " | ".join(f"{n} PSNR" for n in names) + " |",
-             "|---|---:|" + "---:|" * len(names) + "---:|" + "---:|" * len(names)]
+             + " | ".join(f"{n} PSNR" for n in names) + " | target background | "
+             + " | ".join(f"{n} background" for n in names) + " |",
+             "|---|---:|" + "---:|" * len(names) + "---:|" + "---:|" * len(names) + "---:|" + "---:|" * len(names)]
     for data in dict.fromkeys(r["data"] for r in results["rows"]):
         rows = {r["method"]: r for r in results["rows"] if r["data"] == data}
         zf = next(iter(rows.values()))["zero_filled"]
         lines.append(f"| {data} | {zf['ssim']:.4f} | " + " | ".join(f"{rows[n]['mean']['ssim']:.4f}" for n in names)
-                     + f" | {zf['psnr']:.2f} | " + " | ".join(f"{rows[n]['mean']['psnr']:.2f}" for n in names) + " |")
+                     + f" | {zf['psnr']:.2f} | " + " | ".join(f"{rows[n]['mean']['psnr']:.2f}" for n in names)
+                     + f" | {zf['target_background']:.4f} | "
+                     + " | ".join(f"{rows[n]['mean']['background']:.4f}" for n in names) + " |")
+    lines += ["", "Background: mean of the image where the target is below 5 % of its maximum, as a fraction of that "
+              "maximum (the noise floor a method paints there; the target's own is the noise of the scan)."]
     return "\n".join(lines) + "\n"
 
 
