@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from tqdm import tqdm
 
 from nirvana_mri import metrics
 from nirvana_mri.io_utils import atomic_write_text
-from nirvana_mri.physics import center_crop, low_frequency_mask, zero_filled
+from nirvana_mri.physics import center_crop, estimate_snr, low_frequency_mask, zero_filled
 from nirvana_mri.recon_models import load_recon_model
 
 
@@ -190,12 +191,28 @@ class ReconstructOptions:
     adapt_steps: int = 0
 
 
+def noise_level_warning(name: str, snr: float, training_snr: list[float] | None) -> str | None:
+    """A warning when a scan is much cleaner than the model's training data: a model trained at one
+    SNR paints that noise floor into the background (benchmarks/results/snr_robustness.md: SSIM already
+    drops clearly at 2.5x the training SNR)."""
+    if not training_snr or not np.isfinite(snr) or snr <= 2 * max(training_snr):
+        return None
+    low, high = min(training_snr), max(training_snr)
+    return (f"{name}: estimated SNR {snr:.0f} is far above the model's training data (SNR {low:g}-{high:g}); "
+            "it may paint its training noise floor into the background (see benchmarks/results/"
+            "snr_robustness.md; fine-tune on data simulated with `simulate --snr LOW:HIGH`)")
+
+
 def reconstruct_file(path: Path, model: torch.nn.Module, options: ReconstructOptions,
-                     device: torch.device) -> dict[str, Any]:
+                     device: torch.device, training_snr: list[float] | None = None) -> dict[str, Any]:
     """Reconstruct one file, write its outputs; returns its metrics (empty without a target)."""
     from nirvana_mri.data import read_scan, write_nifti, write_png, write_reconstruction
 
     scan = read_scan(path)
+    snr = estimate_snr(scan.kspace[scan.kspace.shape[0] // 2])
+    warning = noise_level_warning(path.name, snr, training_snr)
+    if warning:
+        tqdm.write(f"warning: {warning}", file=sys.stderr)
     prepared = prepare_scan(scan, options.acceleration, options.mask_type, options.seed, path.name)
     if options.adapt_steps > 0:
         model = adapt_to_scan(model, prepared, device, options.adapt_steps, seed=options.seed)
@@ -215,18 +232,19 @@ def reconstruct_file(path: Path, model: torch.nn.Module, options: ReconstructOpt
     if target.shape != recon.shape:
         raise ValueError(f"{path}: target shape {target.shape} differs from reconstruction {recon.shape}")
     return score(target, recon, zf) | {"acceleration": round(prepared.acceleration, 2),
-                                       "retrospective": prepared.retrospective}
+                                       "retrospective": prepared.retrospective, "estimated_snr": round(snr, 1)} | (
+        {"warning": warning} if warning else {})
 
 
 def reconstruct_files(paths: list[Path], options: ReconstructOptions) -> dict[str, Any]:
     """Reconstruct many files; a failing file is recorded in ``failed`` and the rest go on."""
     device = pick_device(options.device)
-    model, _ = load_model(options.model, device)
+    model, config = load_model(options.model, device)
     options.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"files": {}, "failed": {}}
     for path in tqdm(paths, desc="reconstruct", unit="file", dynamic_ncols=True):
         try:
-            scores = reconstruct_file(Path(path), model, options, device)
+            scores = reconstruct_file(Path(path), model, options, device, config.get("training_snr"))
             if scores:
                 results["files"][Path(path).name] = scores
         except (ValueError, OSError, RuntimeError) as err:

@@ -90,6 +90,29 @@ def test_test_time_adaptation_runs_and_changes_the_result(tiny_model, dataset, t
         assert not np.array_equal(a["reconstruction"][()], b["reconstruction"][()])
 
 
+def test_warns_when_a_scan_is_much_cleaner_than_the_training_data(tiny_model, tmp_path, capsys):
+    """A model whose config declares training_snr warns on a scan far cleaner than that, not on a similar one."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "training_snr": [30, 40]}))
+    files = []
+    for snr in (30.0, 1000.0):  # 256 x 256: at tiny matrices the k-space corners still hold signal
+        folder = tmp_path / f"snr{snr:g}"
+        simulate_dataset(folder, coils=4, matrix=256, slices_per_volume=1, max_subjects=1, seed=0, snr=snr,
+                         splits=(0, 0, 1))
+        files.append(sorted((folder / "test").glob("*.h5"))[0])
+    outputs = []
+    for i, path in enumerate(files):  # the same volume name at both SNRs: one output folder each
+        out = tmp_path / f"out{i}"
+        assert main(["reconstruct", str(path), "--out", str(out), "--model", str(model)]) == 0
+        outputs.append(json.loads((out / "metrics.json").read_text())["files"][path.name])
+    noisy_scan, clean_scan = outputs
+    assert "warning" not in noisy_scan and noisy_scan["estimated_snr"] < 60
+    assert "far above the model's training data" in clean_scan["warning"] and clean_scan["estimated_snr"] > 300
+    assert capsys.readouterr().err.count("estimated SNR") == 1
+
+
 def _prepared_test_scan(dataset):
     from nirvana_mri.reconstruct import prepare_scan
 
