@@ -69,6 +69,9 @@ def prepare_scan(scan, acceleration: int, mask_type: str, seed: int, name: str) 
         mask_np, num_low, retrospective = scan.mask, None, False
     mask_np = np.asarray(mask_np, dtype=np.float32)
     mask = torch.from_numpy(np.ascontiguousarray(mask_np.reshape(-1, *mask_np.shape[-2:])))[:, None, :, :, None]
+    if not bool(low_frequency_mask(mask).any(dim=(1, 2, 3, 4)).all()):
+        raise ValueError(f"{name}: the measured k-space has no sampled centre (auto-calibration lines): "
+                         "coil sensitivities are estimated from it")
     sampled = float(np.broadcast_to(mask_np, (*mask_np.shape[:-2], *scan.shape)).mean())
     return PreparedScan(kspace * mask, mask, num_low, retrospective, 1.0 / max(sampled, 1e-9))
 
@@ -232,7 +235,8 @@ def reconstruct_file(path: Path, model: torch.nn.Module, options: ReconstructOpt
     if target.shape != recon.shape:
         raise ValueError(f"{path}: target shape {target.shape} differs from reconstruction {recon.shape}")
     return score(target, recon, zf) | {"acceleration": round(prepared.acceleration, 2),
-                                       "retrospective": prepared.retrospective, "estimated_snr": round(snr, 1)} | (
+                                       "retrospective": prepared.retrospective,
+                                       "estimated_snr": round(snr, 1) if np.isfinite(snr) else None} | (
         {"warning": warning} if warning else {})
 
 

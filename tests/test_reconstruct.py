@@ -113,6 +113,35 @@ def test_warns_when_a_scan_is_much_cleaner_than_the_training_data(tiny_model, tm
     assert capsys.readouterr().err.count("estimated SNR") == 1
 
 
+def test_already_undersampled_input_with_a_target(tiny_model, dataset, tmp_path):
+    """A file whose k-space is already undersampled (zeros) is used as measured; the SNR estimate is
+    undefined there and metrics.json stays valid JSON (null, never NaN)."""
+    source = sorted((dataset / "test").glob("*.h5"))[0]
+    measured = tmp_path / "measured" / source.name
+    measured.parent.mkdir()
+    shutil.copy(source, measured)
+    with h5py.File(measured, "r+") as f:
+        kspace = f["kspace"][()]
+        width = kspace.shape[-1]
+        keep = np.zeros(width, bool)
+        keep[::3] = True
+        keep[width // 2 - 4 : width // 2 + 4] = True  # the calibration lines
+        f["kspace"][...] = kspace * keep
+    assert main(["reconstruct", str(measured), "--out", str(tmp_path / "out"), "--model", str(tiny_model)]) == 0
+    text = (tmp_path / "out" / "metrics.json").read_text()
+    assert "NaN" not in text
+    scores = json.loads(text)["files"][source.name]
+    assert scores["retrospective"] is False and scores["estimated_snr"] is None and "warning" not in scores
+
+    with h5py.File(measured, "r+") as f:  # no calibration lines: a clear refusal, not a NaN image
+        kspace = f["kspace"][()]
+        kspace[..., width // 2 - 4 : width // 2 + 4] = 0
+        f["kspace"][...] = kspace
+    assert main(["reconstruct", str(measured), "--out", str(tmp_path / "out2"), "--model", str(tiny_model)]) == 1
+    failed = json.loads((tmp_path / "out2" / "metrics.json").read_text())["failed"]
+    assert "no sampled centre" in failed[source.name] and not (tmp_path / "out2" / source.name).exists()
+
+
 def _prepared_test_scan(dataset):
     from nirvana_mri.reconstruct import prepare_scan
 
