@@ -17,6 +17,7 @@ No command-line code here: ``nirvana_mri.commands.benchmark`` and ``benchmarks/q
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import time
@@ -443,14 +444,17 @@ def run_benchmark(
     data_description: str | None = None,
     command: str | None = None,
     progress: ProgressFn | None = None,
+    classical_options: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Benchmark ``methods`` on the volumes in ``data_dir``; returns the results dictionary.
 
     The dictionary is JSON-ready except ``examples`` (numpy images for the report's figures: the
     middle slice of the first volume that reconstructs, per acceleration, target and every method).
     ``cpu_timing_slices``: on a GPU run, time each learned model on the CPU on this many slices of the
-    first volume too (0: skip).
+    first volume too (0: skip). ``classical_options``: keyword arguments per classical method (e.g.
+    ``{"sense": {"lamda": 0.01}}``: regularisation tuned on the user's own validation data).
     """
+    classical_options = classical_options or {}
     files = list_volumes(data_dir)
     if max_volumes is not None:
         files = files[: max(int(max_volumes), 0)]
@@ -512,7 +516,7 @@ def run_benchmark(
             if spec.kind == "classical":
                 from nirvana_mri.baselines.classical import CLASSICAL
 
-                fn = CLASSICAL[spec.name]
+                fn = functools.partial(CLASSICAL[spec.name], **classical_options.get(spec.name, {}))
                 extra.update(device="cpu", params=0, trainable_params=0)
             else:
                 from nirvana_mri.recon_models import load_recon_model
@@ -633,6 +637,7 @@ def run_benchmark(
             "batch_size": batch_size,
             "device": str(torch_device),
             "cpu_timing_slices": cpu_timing_slices,
+            "classical_options": classical_options,
             "metrics": "fastMRI: volume-wise SSIM (7x7, data range = volume max of the target), PSNR, NMSE "
             "on magnitude images cropped to the target",
         },

@@ -93,6 +93,16 @@ def configure(parser: argparse.ArgumentParser, default_out: Path | None = None) 
         default=default_out,
         help="output folder for quality.{json,md,html}",
     )
+    parser.add_argument(
+        "--sense-lambda",
+        type=float,
+        default=None,
+        help="SENSE's Tikhonov weight (default: the library's, tuned on low-noise data); tune it on "
+        "validation data of your own noise level",
+    )
+    parser.add_argument(
+        "--cs-lambda", type=float, default=None, help="compressed sensing's L1-wavelet weight (same remark)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -131,6 +141,17 @@ def run(args: argparse.Namespace) -> int:
     return execute(args, command)
 
 
+def classical_options(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Keyword arguments of the classical methods from --sense-lambda / --cs-lambda."""
+    options: dict[str, dict[str, float]] = {}
+    for name, value in (("sense", args.sense_lambda), ("cs_l1_wavelet", args.cs_lambda)):
+        if value is not None:
+            if not value > 0:
+                raise ValueError(f"--{name.split('_')[0]}-lambda must be positive, got {value}")
+            options[name] = {"lamda": value}
+    return options
+
+
 def execute(args: argparse.Namespace, command: str) -> int:
     """Validate, run the engine, write the reports; 1 when any method failed (after writing), else 0."""
     from nirvana_mri import benchmark, report
@@ -162,6 +183,7 @@ def execute(args: argparse.Namespace, command: str) -> int:
             data_description=args.description,
             command=command,
             progress=update,
+            classical_options=classical_options(args),
         )
     finally:
         if close:

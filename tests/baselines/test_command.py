@@ -167,3 +167,17 @@ def test_quality_script_end_to_end(data_dir, unet_dir, tmp_path):
     md = (out / "quality.md").read_text()
     assert "python benchmarks/quality.py" in md and "synthetic test volume" in md
     assert (out / "quality.html").read_text().count("data:image/png;base64,") == 3
+
+
+def test_classical_regularisation_options(data_dir, tmp_path, capsys):
+    """--sense-lambda / --cs-lambda reach the methods (and the report's settings); bad values fail in one line."""
+    _fails(capsys, ["benchmark", "--data", str(data_dir), "--methods", "sense", "--sense-lambda", "-1",
+                    "--out", str(tmp_path / "bad")], "--sense-lambda must be positive")
+    runs = {}
+    for lamda in ("0.001", "1.0"):
+        out = tmp_path / lamda
+        assert main(["benchmark", "--data", str(data_dir), "--methods", "sense", "--accel", "4",
+                     "--sense-lambda", lamda, "--out", str(out), "--no-progress"]) == 0
+        runs[lamda] = json.loads((out / "quality.json").read_text())
+    assert runs["1.0"]["settings"]["classical_options"] == {"sense": {"lamda": 1.0}}
+    assert runs["0.001"]["rows"][0]["psnr_mean"] != runs["1.0"]["rows"][0]["psnr_mean"]
