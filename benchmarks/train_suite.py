@@ -6,6 +6,11 @@ at once across the visible GPUs, each as its own ``nirvana-mri finetune`` proces
 
 Writes ``OUT/<method>/{best,last,summary.json,train_log.jsonl,stdout.log}`` and ``OUT/suite.json``
 (per method: steps reached, wall time, slices/s, best validation SSIM, GPU it ran on, command).
+
+``--init-dir DIR`` continues every method from its saved model ``DIR/<method>`` (and
+``--init-bundled a,b`` those methods from the packaged default model) instead of starting from
+scratch: a second training stage at the same budget for every method, e.g. on new data. Model
+arguments then come from each saved config, not from ``--codec``.
 """
 
 from __future__ import annotations
@@ -59,11 +64,24 @@ def plan_from_probe(probe_path: str, names: list[str], gpus: list, seconds: floa
     return max(50, int(0.85 * seconds / max(load.values()))), assignment
 
 
+def init_folder(name: str, args: argparse.Namespace) -> str | None:
+    """The saved model a method continues from, or None to start from scratch."""
+    if name in args.init_bundled:
+        return "bundled"
+    if not args.init_dir:
+        return None
+    folder = Path(args.init_dir) / name
+    if not (folder / "config.json").exists():
+        raise FileNotFoundError(f"--init-dir has no model for {name} (expected {folder}/config.json)")
+    return str(folder)
+
+
 def launch(name: str, method: str, model_args: dict, args: argparse.Namespace, gpu: int | None) -> subprocess.Popen:
     out = Path(args.out) / name
     out.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "nirvana_mri.cli", "finetune", "--method", method,
-               "--model-args", json.dumps(model_args), "--train", *args.train, "--val", *args.val,
+    init = init_folder(name, args)
+    start = ["--init", init] if init else ["--method", method, "--model-args", json.dumps(model_args)]
+    command = [sys.executable, "-m", "nirvana_mri.cli", "finetune", *start, "--train", *args.train, "--val", *args.val,
                "--out", str(out), "--steps", str(args.steps), "--batch-size", str(args.batch_size),
                "--lr", str(args.lr), "--val-every", str(args.val_every), "--val-volumes", str(args.val_volumes),
                "--workers", str(args.workers), "--seed", str(args.seed)]
@@ -96,6 +114,9 @@ def main() -> int:
     parser.add_argument("--gpus", help="comma-separated GPU indices to use (default: all visible)")
     parser.add_argument("--steps-from-probe", help="mri_probe.py JSON: set --steps so the suite fits --seconds")
     parser.add_argument("--seconds", type=float, default=390, help="training time available (with the probe)")
+    parser.add_argument("--init-dir", help="continue each method from DIR/<method> (a second training stage)")
+    parser.add_argument("--init-bundled", default="", type=lambda v: [n for n in v.split(",") if n],
+                        help="comma-separated methods that continue from the packaged default model instead")
     parser.add_argument("--codec", default='{"num_cascades": 2, "patch_size": 8, "codec_channels": 16}',
                         help="JSON codec arguments shared by every nirvana_mri variant")
     args = parser.parse_args()
@@ -112,6 +133,8 @@ def main() -> int:
         args.max_minutes = args.max_minutes or 1.3 * args.seconds / 60
         args.val_every = max(args.steps // 3, 1)
         print(f"planned {args.steps} steps per method; GPUs {assignment}", flush=True)
+    for name in names:
+        init_folder(name, args)  # fail before anything starts
     started = time.time()
     running = {name: (launch(name, *specs[name], args, assignment[name]), assignment[name]) for name in names}
     results = {}
@@ -120,7 +143,7 @@ def main() -> int:
         summary_path = Path(args.out) / name / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
         results[name] = {"exit_code": code, "gpu": gpu, "method": specs[name][0], "model_args": specs[name][1],
-                         **summary}
+                         "init": init_folder(name, args), **summary}
         print(f"{name}: exit {code}, steps {summary.get('steps')}, best val SSIM {summary.get('best_val_ssim')}, "
               f"{summary.get('train_slices_per_second', 0):.1f} slices/s", flush=True)
     suite = {"budget": {"steps": args.steps, "batch_size": args.batch_size, "max_minutes": args.max_minutes},
