@@ -10,9 +10,17 @@ Math per chunk of C = 64 tokens (G = chunk-local cumsum of g, gamma = exp(G), Kn
     O  = scale (diag(gamma) Qn S + causal(Qn Kn^T * exp(G_t - G_s)) Vn)
     S' = gamma_C S + (Kn * gamma_C / gamma)^T Vn
 
-Forward, three launches:
-  1. ``_fwd_prep``   (grid: chunks x B*H) L2 norms, the cumsum of g, A in 16x16 blocks, M by exact
-     forward substitution on the diagonal blocks and block merging, then W and U.
+Forward, three stages (four launches by default):
+  1. ``NIRVANA_GDR_PREP=split`` (default), two launches:
+     ``_fwd_inv``  (grid: chunks x B*H) L2-norm reciprocals rk, the cumsum G of g, A in 16x16 blocks
+     (one Kn row block and one Kn^T column block live at a time), M by exact forward substitution on
+     the diagonal blocks and block merging, stored as a [64, 64] lower-triangular block per chunk;
+     ``_fwd_wy``   (grid: (K-blocks + V-blocks) x chunks x B*H) W = M (Kn * beta * gamma) or
+     U = M (V * beta) for one 64-wide block of columns: one [64, 64] x [64, 64] product from the
+     stored M, rk and G.
+     ``NIRVANA_GDR_PREP=fused``: the single ``_fwd_prep`` (grid: chunks x B*H) computes all of that
+     in one program (all four K and V sub-blocks live at once: register-bound at head dim 128).
+     Both give the same rk, G, M bit for bit, and W, U up to float32 rounding.
   2. ``_fwd_state``  (grid: V-blocks x B*H) the sequential pass over chunks: stores each chunk's
      incoming state and Vn.
   3. ``_fwd_output`` (grid: chunks x B*H) O.
@@ -30,7 +38,11 @@ accuracy for float32 inputs (3xTF32 on GPUs, exact under the interpreter); for 1
 float32 operands by default, or 16-bit operands and 16-bit stored intermediates like fla with
 ``NIRVANA_GDR_PRECISION=bf16`` (faster, less exact).
 float64 inputs are computed in float32 and cast back.
-Environment: ``NIRVANA_GDR_WARPS`` (num_warps of the backward kernels, default 4: see ``_bwd_warps``),
+Environment (all read at call time): ``NIRVANA_GDR_PREP=split|fused`` (the forward's first stage,
+default ``split``, see above), ``NIRVANA_GDR_PREP_WARPS`` / ``NIRVANA_GDR_FWD_WY_WARPS`` (num_warps of
+``_fwd_inv`` / ``_fwd_wy``, default 8 / 4) and ``NIRVANA_GDR_FWD_WY_BKV`` (column block of ``_fwd_wy``,
+default 64, smaller for small head dims),
+``NIRVANA_GDR_WARPS`` (num_warps of the backward kernels, default 4: see ``_bwd_warps``),
 ``NIRVANA_GDR_FWD_BV`` / ``NIRVANA_GDR_BWD_BV`` (V-block of the sequential state passes, default 64),
 ``NIRVANA_GDR_FWD_STATE_WARPS`` / ``NIRVANA_GDR_FWD_OUT_WARPS`` (tuning, benchmarks/gdr_tune.py),
 ``NIRVANA_GDR_BWD=torch`` (backward through the PyTorch reference: a slow but independent fallback).
@@ -1045,6 +1057,9 @@ def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name) or 0) or default
 
 
+# Default num_warps of the split path, from ptxas -v for sm_90 (offline, Triton 3.8, head dim 64 / 128,
+# bf16 and fp32 inputs): _fwd_inv spills 0.15-4.9 KB at 4 warps and 0-0.8 KB at 8, so 8; _fwd_wy spills
+# at most 0.2 KB at 4 warps (none at 8), so 4. To be tuned on the GPU (benchmarks/gdr_tune.py --kind prep).
 def prep_mode() -> str:
     """The forward's first stage (``NIRVANA_GDR_PREP``, read at call time): ``split`` (default:
     ``_fwd_inv`` then ``_fwd_wy``) or ``fused`` (the single ``_fwd_prep``)."""
@@ -1111,7 +1126,7 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
             BC=SUB,
             USE_L2=use_l2,
             PREC=_prec32(prec),
-            num_warps=_env_int("NIRVANA_GDR_PREP_WARPS", 4),
+            num_warps=_env_int("NIRVANA_GDR_PREP_WARPS", 8),
         )
         bkv = _env_int("NIRVANA_GDR_FWD_WY_BKV", min(_pow2(max(K, V)), 64))
         nk = triton.cdiv(K, bkv)
