@@ -1,14 +1,15 @@
 """Launch-parameter sweep of our delta-rule forward on the GPU: correct first, then fast.
 
 Each variant sets environment switches of ``gated_delta_rule_triton`` (block width and num_warps of
-the sequential state pass, num_warps of the output kernel: launch parameters only, never the math).
+the sequential state pass, num_warps of the output kernel, fused or split first stage: launch
+parameters and kernel splits only, never the math).
 Phase 1 runs every variant in its own process, side by side (compiling is CPU-bound; a CUDA fault
 stays in its process): values and every gradient against the float64 PyTorch reference at the
 shape. Phase 2 times, one process at a time, forward and forward+backward of the variants that
 passed. The fastest passing forward per shape is written as ``recommended_env`` (the form
 benchmarks/kernels.py --check-json applies).
 
-    python benchmarks/gdr_tune.py --out $OUT/tune.json [--shapes mri,lang] [--kind fwd|bwd]
+    python benchmarks/gdr_tune.py --out $OUT/tune.json [--shapes mri,lang] [--kind fwd|bwd|prep]
 """
 
 from __future__ import annotations
@@ -28,9 +29,20 @@ THRESHOLDS = {"o": 1e-2, "grads": 2e-2}  # bf16 inputs, as in gpu_kernel_check.p
 
 def variants(kind: str) -> list[dict]:
     """``fwd``: the state pass's V-block and warps, the output kernel's warps; ``bwd``: the reverse
-    state pass's V-block and the backward kernels' warps."""
+    state pass's V-block and the backward kernels' warps; ``prep``: the forward's first stage, fused
+    (``_fwd_prep``) against split (``_fwd_inv`` + ``_fwd_wy``) at a few num_warps of the two."""
     out = [{}]
-    if kind == "fwd":
+    if kind == "prep":
+        out += [{"NIRVANA_GDR_PREP": "fused"}, {"NIRVANA_GDR_PREP": "split"}]
+        for inv_warps, wy_warps in itertools.product((4, 8), (4, 8)):
+            out.append(
+                {
+                    "NIRVANA_GDR_PREP": "split",
+                    "NIRVANA_GDR_PREP_WARPS": str(inv_warps),
+                    "NIRVANA_GDR_FWD_WY_WARPS": str(wy_warps),
+                }
+            )
+    elif kind == "fwd":
         for bv, warps in itertools.product((16, 32, 64), (2, 4, 8)):
             out.append({"NIRVANA_GDR_FWD_BV": str(bv), "NIRVANA_GDR_FWD_STATE_WARPS": str(warps)})
         out += [{"NIRVANA_GDR_FWD_OUT_WARPS": "4"}, {"NIRVANA_GDR_FWD_OUT_WARPS": "8"}]
@@ -107,7 +119,7 @@ def main() -> int:
     parser.add_argument("--out", default="gdr_tune.json")
     parser.add_argument("--shapes", default="mri,lang")
     parser.add_argument("--workers", type=int, default=12)
-    parser.add_argument("--kind", choices=("fwd", "bwd"), default="fwd", help="which launches to vary")
+    parser.add_argument("--kind", choices=("fwd", "bwd", "prep"), default="fwd", help="which launches to vary")
     parser.add_argument("--budget", type=float, default=300.0, help="seconds for both phases")
     args = parser.parse_args()
     if args.child:

@@ -188,3 +188,42 @@ def test_state_pass_falls_back_to_narrow_blocks(monkeypatch, rel):
     assert widths == [64, 16, 64, 16]
     o_ref, _ = chunk_gated_delta_rule_reference(*[x.detach().double() for x in xs], None, state.double(), False, True)
     assert rel(o, o_ref) < 1e-5
+
+
+@pytest.mark.parametrize("bkv", [None, "16"], ids=["wy-default", "wy-bkv16"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
+def test_split_and_fused_prep_agree(monkeypatch, dtype, bkv, rel):
+    """NIRVANA_GDR_PREP=split (_fwd_inv + _fwd_wy) and =fused (_fwd_prep): same o, final state and
+    gradients, with a tail chunk, a head dim that is no power of two and (bkv16) several K/V blocks."""
+    if bkv is None:
+        monkeypatch.delenv("NIRVANA_GDR_FWD_WY_BKV", raising=False)
+    else:
+        monkeypatch.setenv("NIRVANA_GDR_FWD_WY_BKV", bkv)
+    xs, state = _inputs(1, 83, 2, 32, 48, dtype, True, True, seed=21)
+    gen = torch.Generator().manual_seed(22)
+    do = torch.randn(1, 83, 2, 48, generator=gen).to(dtype)
+    dht = torch.randn(1, 2, 32, 48, generator=gen)
+    results = {}
+    for mode in ("fused", "split"):
+        monkeypatch.setenv("NIRVANA_GDR_PREP", mode)
+        leaves = [x.detach().clone().requires_grad_(True) for x in xs]
+        s0 = state.clone().requires_grad_(True)
+        o, ht = triton_mod.chunk_gated_delta_rule_triton(*leaves, None, s0, True, True)
+        results[mode] = [o, ht, *torch.autograd.grad([o, ht], leaves + [s0], [do, dht])]
+    tol = 1e-5 if dtype == torch.float32 else 1e-3
+    names = ["o", "ht", "q", "k", "v", "g", "beta", "initial_state"]
+    for name, a, b in zip(names, results["fused"], results["split"], strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert rel(b, a) < tol, (name, rel(b, a))
+
+
+def test_prep_switch(monkeypatch):
+    """NIRVANA_GDR_PREP: split by default, read at call time, anything else refused."""
+    monkeypatch.delenv("NIRVANA_GDR_PREP", raising=False)
+    assert triton_mod.prep_mode() == "split"
+    monkeypatch.setenv("NIRVANA_GDR_PREP", "fused")
+    assert triton_mod.prep_mode() == "fused"
+    monkeypatch.setenv("NIRVANA_GDR_PREP", "both")
+    xs, _ = _inputs(1, 8, 1, 16, 16, torch.float32, True, False)
+    with pytest.raises(ValueError, match="NIRVANA_GDR_PREP"):
+        triton_mod.chunk_gated_delta_rule_triton(*xs, None, None, False, True)

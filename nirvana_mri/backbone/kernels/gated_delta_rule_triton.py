@@ -10,9 +10,17 @@ Math per chunk of C = 64 tokens (G = chunk-local cumsum of g, gamma = exp(G), Kn
     O  = scale (diag(gamma) Qn S + causal(Qn Kn^T * exp(G_t - G_s)) Vn)
     S' = gamma_C S + (Kn * gamma_C / gamma)^T Vn
 
-Forward, three launches:
-  1. ``_fwd_prep``   (grid: chunks x B*H) L2 norms, the cumsum of g, A in 16x16 blocks, M by exact
-     forward substitution on the diagonal blocks and block merging, then W and U.
+Forward, three stages (four launches by default):
+  1. ``NIRVANA_GDR_PREP=split`` (default), two launches:
+     ``_fwd_inv``  (grid: chunks x B*H) L2-norm reciprocals rk, the cumsum G of g, A in 16x16 blocks
+     (one Kn row block and one Kn^T column block live at a time), M by exact forward substitution on
+     the diagonal blocks and block merging, stored as a [64, 64] lower-triangular block per chunk;
+     ``_fwd_wy``   (grid: (K-blocks + V-blocks) x chunks x B*H) W = M (Kn * beta * gamma) or
+     U = M (V * beta) for one 64-wide block of columns: one [64, 64] x [64, 64] product from the
+     stored M, rk and G.
+     ``NIRVANA_GDR_PREP=fused``: the single ``_fwd_prep`` (grid: chunks x B*H) computes all of that
+     in one program (all four K and V sub-blocks live at once: register-bound at head dim 128).
+     Both give the same rk, G, M bit for bit, and W, U up to float32 rounding.
   2. ``_fwd_state``  (grid: V-blocks x B*H) the sequential pass over chunks: stores each chunk's
      incoming state and Vn.
   3. ``_fwd_output`` (grid: chunks x B*H) O.
@@ -30,7 +38,11 @@ accuracy for float32 inputs (3xTF32 on GPUs, exact under the interpreter); for 1
 float32 operands by default, or 16-bit operands and 16-bit stored intermediates like fla with
 ``NIRVANA_GDR_PRECISION=bf16`` (faster, less exact).
 float64 inputs are computed in float32 and cast back.
-Environment: ``NIRVANA_GDR_WARPS`` (num_warps of the backward kernels, default 4: see ``_bwd_warps``),
+Environment (all read at call time): ``NIRVANA_GDR_PREP=split|fused`` (the forward's first stage,
+default ``split``, see above), ``NIRVANA_GDR_PREP_WARPS`` / ``NIRVANA_GDR_FWD_WY_WARPS`` (num_warps of
+``_fwd_inv`` / ``_fwd_wy``, default 8 / 4) and ``NIRVANA_GDR_FWD_WY_BKV`` (column block of ``_fwd_wy``,
+default 64, smaller for small head dims),
+``NIRVANA_GDR_WARPS`` (num_warps of the backward kernels, default 4: see ``_bwd_warps``),
 ``NIRVANA_GDR_FWD_BV`` / ``NIRVANA_GDR_BWD_BV`` (V-block of the sequential state passes, default 64),
 ``NIRVANA_GDR_FWD_STATE_WARPS`` / ``NIRVANA_GDR_FWD_OUT_WARPS`` (tuning, benchmarks/gdr_tune.py),
 ``NIRVANA_GDR_BWD=torch`` (backward through the PyTorch reference: a slow but independent fallback).
@@ -334,6 +346,207 @@ def _fwd_prep(
     _store_tile(m_base + BC, M31, t0 + 3 * BC, T, sm, BC, BC, BC)
     _store_tile(m_base + 2 * BC, M32, t0 + 3 * BC, T, sm, BC, BC, BC)
     _store_tile(m_base + 3 * BC, X3, t0 + 3 * BC, T, sm, BC, BC, BC)
+
+
+# The split path (``NIRVANA_GDR_PREP=split``, the default): ``_fwd_inv`` stops at M, ``_fwd_wy``
+# recomputes W and U from it, tiled over the K / V columns (fla's split of kkt/solve_tril and
+# recompute_w_u).
+@triton.jit
+def _kn_rows(k_base, t0, T, sk, K, BC: tl.constexpr, BK: tl.constexpr, USE_L2: tl.constexpr):
+    """Kn rows [t0, t0 + BC) as [BC, BK] and their L2-norm reciprocals (1 without the norm)."""
+    k = _load_tile(k_base, t0, T, sk, K, BC, BK)
+    if USE_L2:
+        rk = tl.rsqrt(tl.sum(k * k, 1) + 1e-6)
+        kn = k * rk[:, None]
+    else:
+        rk = tl.full([BC], 1.0, tl.float32)
+        kn = k
+    return kn, rk
+
+
+@triton.jit
+def _kn_cols(k_base, t0, T, sk, K, BC: tl.constexpr, BK: tl.constexpr, USE_L2: tl.constexpr):
+    """Kn^T of rows [t0, t0 + BC) as [BK, BC], loaded in that layout (never a transposed tile)."""
+    kT = _load_tile_t(k_base, t0, T, sk, K, BC, BK)
+    if USE_L2:
+        kT = kT * tl.rsqrt(tl.sum(kT * kT, 0) + 1e-6)[None, :]
+    return kT
+
+
+@triton.jit(do_not_specialize=["T"])  # one compiled variant for every length
+def _fwd_inv(
+    k,
+    g,
+    beta,
+    rk_out,
+    G_out,
+    m_out,
+    T,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    BK: tl.constexpr,
+    BT: tl.constexpr,
+    BC: tl.constexpr,
+    USE_L2: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """rk, G and M = (I + A)^-1 per chunk, as ``_fwd_prep`` computes them, without W and U.
+
+    Only one Kn row block and one Kn^T column block are live at a time: the Kn^T blocks of earlier
+    sub-blocks are reloaded (from cache) for each off-diagonal block of A rather than kept.
+    """
+    i_t, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
+    i_b, i_h = i_bh // H, i_bh % H
+    t0 = i_t * BT
+    sk, sg = H * K, H
+    k_base = k + (i_b * T * H + i_h) * K
+    g_base = g + i_b * T * H + i_h
+    b_base = beta + i_b * T * H + i_h
+    G_base = G_out + i_b * T * H + i_h
+    rk_base = rk_out + i_b * T * H + i_h
+    m_base = m_out + (i_b * T * H + i_h) * BT
+    sm = H * BT
+
+    # cumsum of g per sub-block plus the sums of the earlier ones (as _fwd_prep), beta
+    g0 = _load_vec(g_base, t0, T, sg, BC)
+    g1 = _load_vec(g_base, t0 + BC, T, sg, BC)
+    g2 = _load_vec(g_base, t0 + 2 * BC, T, sg, BC)
+    g3 = _load_vec(g_base, t0 + 3 * BC, T, sg, BC)
+    s0 = tl.sum(g0, 0)
+    s1 = tl.sum(g1, 0)
+    s2 = tl.sum(g2, 0)
+    G0 = tl.cumsum(g0, 0)
+    G1 = tl.cumsum(g1, 0) + s0
+    G2 = tl.cumsum(g2, 0) + s0 + s1
+    G3 = tl.cumsum(g3, 0) + s0 + s1 + s2
+    _store_vec(G_base, G0, t0, T, sg, BC)
+    _store_vec(G_base, G1, t0 + BC, T, sg, BC)
+    _store_vec(G_base, G2, t0 + 2 * BC, T, sg, BC)
+    _store_vec(G_base, G3, t0 + 3 * BC, T, sg, BC)
+    b0 = _load_vec(b_base, t0, T, sg, BC)
+    b1 = _load_vec(b_base, t0 + BC, T, sg, BC)
+    b2 = _load_vec(b_base, t0 + 2 * BC, T, sg, BC)
+    b3 = _load_vec(b_base, t0 + 3 * BC, T, sg, BC)
+    z = tl.zeros([BC, BC], dtype=tl.float32)
+
+    # block row 0
+    kn, rk = _kn_rows(k_base, t0, T, sk, K, BC, BK, USE_L2)
+    _store_vec(rk_base, rk, t0, T, sg, BC)
+    X0 = _inv_unit_lower(
+        tl.dot(kn, _kn_cols(k_base, t0, T, sk, K, BC, BK, USE_L2), input_precision="ieee"), b0, G0, BC
+    )
+    _store_tile(m_base, X0, t0, T, sm, BC, BC, BC)
+    _store_tile(m_base + BC, z, t0, T, sm, BC, BC, BC)
+    _store_tile(m_base + 2 * BC, z, t0, T, sm, BC, BC, BC)
+    _store_tile(m_base + 3 * BC, z, t0, T, sm, BC, BC, BC)
+
+    # block row 1
+    kn, rk = _kn_rows(k_base, t0 + BC, T, sk, K, BC, BK, USE_L2)
+    _store_vec(rk_base, rk, t0 + BC, T, sg, BC)
+    X1 = _inv_unit_lower(
+        tl.dot(kn, _kn_cols(k_base, t0 + BC, T, sk, K, BC, BK, USE_L2), input_precision="ieee"), b1, G1, BC
+    )
+    A10 = _offdiag(kn, _kn_cols(k_base, t0, T, sk, K, BC, BK, USE_L2), b1, G1, G0, PREC)
+    M10 = -tl.dot(X1, tl.dot(A10, X0, input_precision=PREC), input_precision=PREC)
+    _store_tile(m_base, M10, t0 + BC, T, sm, BC, BC, BC)
+    _store_tile(m_base + BC, X1, t0 + BC, T, sm, BC, BC, BC)
+    _store_tile(m_base + 2 * BC, z, t0 + BC, T, sm, BC, BC, BC)
+    _store_tile(m_base + 3 * BC, z, t0 + BC, T, sm, BC, BC, BC)
+
+    # block row 2
+    kn, rk = _kn_rows(k_base, t0 + 2 * BC, T, sk, K, BC, BK, USE_L2)
+    _store_vec(rk_base, rk, t0 + 2 * BC, T, sg, BC)
+    X2 = _inv_unit_lower(
+        tl.dot(kn, _kn_cols(k_base, t0 + 2 * BC, T, sk, K, BC, BK, USE_L2), input_precision="ieee"),
+        b2,
+        G2,
+        BC,
+    )
+    A20 = _offdiag(kn, _kn_cols(k_base, t0, T, sk, K, BC, BK, USE_L2), b2, G2, G0, PREC)
+    A21 = _offdiag(kn, _kn_cols(k_base, t0 + BC, T, sk, K, BC, BK, USE_L2), b2, G2, G1, PREC)
+    M21 = -tl.dot(X2, tl.dot(A21, X1, input_precision=PREC), input_precision=PREC)
+    M20 = -tl.dot(
+        X2,
+        tl.dot(A20, X0, input_precision=PREC) + tl.dot(A21, M10, input_precision=PREC),
+        input_precision=PREC,
+    )
+    _store_tile(m_base, M20, t0 + 2 * BC, T, sm, BC, BC, BC)
+    _store_tile(m_base + BC, M21, t0 + 2 * BC, T, sm, BC, BC, BC)
+    _store_tile(m_base + 2 * BC, X2, t0 + 2 * BC, T, sm, BC, BC, BC)
+    _store_tile(m_base + 3 * BC, z, t0 + 2 * BC, T, sm, BC, BC, BC)
+
+    # block row 3
+    kn, rk = _kn_rows(k_base, t0 + 3 * BC, T, sk, K, BC, BK, USE_L2)
+    _store_vec(rk_base, rk, t0 + 3 * BC, T, sg, BC)
+    X3 = _inv_unit_lower(
+        tl.dot(kn, _kn_cols(k_base, t0 + 3 * BC, T, sk, K, BC, BK, USE_L2), input_precision="ieee"),
+        b3,
+        G3,
+        BC,
+    )
+    A30 = _offdiag(kn, _kn_cols(k_base, t0, T, sk, K, BC, BK, USE_L2), b3, G3, G0, PREC)
+    A31 = _offdiag(kn, _kn_cols(k_base, t0 + BC, T, sk, K, BC, BK, USE_L2), b3, G3, G1, PREC)
+    A32 = _offdiag(kn, _kn_cols(k_base, t0 + 2 * BC, T, sk, K, BC, BK, USE_L2), b3, G3, G2, PREC)
+    M32 = -tl.dot(X3, tl.dot(A32, X2, input_precision=PREC), input_precision=PREC)
+    M31 = -tl.dot(
+        X3,
+        tl.dot(A31, X1, input_precision=PREC) + tl.dot(A32, M21, input_precision=PREC),
+        input_precision=PREC,
+    )
+    M30 = -tl.dot(
+        X3,
+        tl.dot(A30, X0, input_precision=PREC)
+        + tl.dot(A31, M10, input_precision=PREC)
+        + tl.dot(A32, M20, input_precision=PREC),
+        input_precision=PREC,
+    )
+    _store_tile(m_base, M30, t0 + 3 * BC, T, sm, BC, BC, BC)
+    _store_tile(m_base + BC, M31, t0 + 3 * BC, T, sm, BC, BC, BC)
+    _store_tile(m_base + 2 * BC, M32, t0 + 3 * BC, T, sm, BC, BC, BC)
+    _store_tile(m_base + 3 * BC, X3, t0 + 3 * BC, T, sm, BC, BC, BC)
+
+
+@triton.jit(do_not_specialize=["T"])  # one compiled variant for every length
+def _fwd_wy(
+    k,
+    v,
+    beta,
+    rk,
+    G,
+    m,
+    w_out,
+    u_out,
+    T,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BKV: tl.constexpr,
+    NK: tl.constexpr,
+    BT: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """W = M diag(beta gamma) Kn (programs 0 .. NK-1 of axis 0) or U = M diag(beta) V (the rest), for
+    one BKV-wide block of columns: one [BT, BT] x [BT, BKV] product with M loaded from ``m``."""
+    i_kv, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)  # 64-bit offsets
+    i_b, i_h = i_bh // H, i_bh % H
+    t0 = i_t * BT
+    row = i_b * T * H + i_h
+    sg = H
+    Mt = _load_tile(m + row * BT, t0, T, H * BT, BT, BT, BT)
+    b = _load_vec(beta + row, t0, T, sg, BT)
+    if i_kv < NK:
+        c0 = i_kv * BKV
+        kt = _load_tile(k + row * K + c0, t0, T, H * K, K - c0, BT, BKV)
+        rkt = _load_vec(rk + row, t0, T, sg, BT)
+        Gt = _load_vec(G + row, t0, T, sg, BT)
+        kb = (kt * rkt[:, None]) * (b * tl.exp(Gt))[:, None]
+        wt = tl.dot(Mt, kb, input_precision=PREC)
+        _store_tile(w_out + row * K + c0, wt, t0, T, H * K, K - c0, BT, BKV)
+    else:
+        c0 = (i_kv - NK) * BKV
+        vt = _load_tile(v + row * V + c0, t0, T, H * V, V - c0, BT, BKV)
+        ut = tl.dot(Mt, vt * b[:, None], input_precision=PREC)
+        _store_tile(u_out + row * V + c0, ut, t0, T, H * V, V - c0, BT, BKV)
 
 
 @triton.jit(do_not_specialize=["T", "NT"])  # one compiled variant for every length
@@ -839,6 +1052,23 @@ def _fwd_warps(env_name: str, K: int, V: int) -> int:
     return int(os.environ.get(env_name, 0)) or (4 if max(K, V) <= 64 else 8)
 
 
+def _env_int(name: str, default: int) -> int:
+    """An integer launch parameter from the environment (read at call time; unset, empty or 0: ``default``)."""
+    return int(os.environ.get(name) or 0) or default
+
+
+# Default num_warps of the split path, from ptxas -v for sm_90 (offline, Triton 3.8, head dim 64 / 128,
+# bf16 and fp32 inputs): _fwd_inv spills 0.15-4.9 KB at 4 warps and 0-0.8 KB at 8, so 8; _fwd_wy spills
+# at most 0.2 KB at 4 warps (none at 8), so 4. To be tuned on the GPU (benchmarks/gdr_tune.py --kind prep).
+def prep_mode() -> str:
+    """The forward's first stage (``NIRVANA_GDR_PREP``, read at call time): ``split`` (default:
+    ``_fwd_inv`` then ``_fwd_wy``) or ``fused`` (the single ``_fwd_prep``)."""
+    mode = os.environ.get("NIRVANA_GDR_PREP", "split")
+    if mode not in ("split", "fused"):
+        raise ValueError(f"NIRVANA_GDR_PREP must be split or fused, got {mode!r}")
+    return mode
+
+
 def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -853,30 +1083,74 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
     w = torch.empty(B, T, H, K, device=dev, dtype=store_dtype)
     u = torch.empty(B, T, H, V, device=dev, dtype=torch.float32)
     M = torch.empty(B, T, H, CHUNK, **f32)
-    launch(
-        _fwd_prep,
-        (NT, B * H),
-        k,
-        v,
-        g,
-        beta,
-        rk,
-        G,
-        w,
-        u,
-        M,
-        T,
-        H=H,
-        K=K,
-        V=V,
-        BK=BK,
-        BV=BV,
-        BT=CHUNK,
-        BC=SUB,
-        USE_L2=use_l2,
-        PREC=_prec32(prec),
-        num_warps=8,
-    )
+    if prep_mode() == "fused":
+        launch(
+            _fwd_prep,
+            (NT, B * H),
+            k,
+            v,
+            g,
+            beta,
+            rk,
+            G,
+            w,
+            u,
+            M,
+            T,
+            H=H,
+            K=K,
+            V=V,
+            BK=BK,
+            BV=BV,
+            BT=CHUNK,
+            BC=SUB,
+            USE_L2=use_l2,
+            PREC=_prec32(prec),
+            num_warps=8,
+        )
+    else:
+        launch(
+            _fwd_inv,
+            (NT, B * H),
+            k,
+            g,
+            beta,
+            rk,
+            G,
+            M,
+            T,
+            H=H,
+            K=K,
+            BK=BK,
+            BT=CHUNK,
+            BC=SUB,
+            USE_L2=use_l2,
+            PREC=_prec32(prec),
+            num_warps=_env_int("NIRVANA_GDR_PREP_WARPS", 8),
+        )
+        bkv = _env_int("NIRVANA_GDR_FWD_WY_BKV", min(_pow2(max(K, V)), 64))
+        nk = triton.cdiv(K, bkv)
+        launch(
+            _fwd_wy,
+            (nk + triton.cdiv(V, bkv), NT, B * H),
+            k,
+            v,
+            beta,
+            rk,
+            G,
+            M,
+            w,
+            u,
+            T,
+            H=H,
+            K=K,
+            V=V,
+            BKV=bkv,
+            NK=nk,
+            BT=CHUNK,
+            PREC=_prec32(prec),
+            num_warps=_env_int("NIRVANA_GDR_FWD_WY_WARPS", 4),
+        )
     h = torch.empty(B, H, NT, K, V, device=dev, dtype=store_dtype)
     vn = torch.empty(B, T, H, V, device=dev, dtype=store_dtype)
     ht = torch.empty(B, H, K, V, **f32) if output_final_state else None
