@@ -170,8 +170,11 @@ def with_env_fn(env, fn):
     return lambda *a: with_env(env, lambda: fn(*a))()
 
 
-def bench_gdr(shapes, skip_fla: bool, fla_only: bool = False, impl_label: str | None = None):
+def bench_gdr(shapes, skip_fla: bool, fla_only: bool = False, impl_label: str | None = None,
+              skip_reference: bool = False):
     impls = gdr_impls(skip_fla)
+    if skip_reference:
+        impls.pop("reference")
     if fla_only:
         impls = {k: v for k, v in impls.items() if k == "fla"}
     order = [k for k in ("ours", "fla", "ours-bf16ops", "reference") if k in impls]
@@ -603,6 +606,7 @@ def main() -> int:
     parser.add_argument("--fla-alt", default=None, help="site dir of a second fla version (subprocess)")
     parser.add_argument("--fla-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--skip-fla", action="store_true")
+    parser.add_argument("--skip-reference", action="store_true", help="no PyTorch-reference delta-rule rows (slow)")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU under the interpreter")
     parser.add_argument(
         "--sections", default="gdr,trigger,backbone,attention,fla-alt,compiled-norms,gdr-breakdown"
@@ -646,7 +650,7 @@ def main() -> int:
 
         have_fla = import_fla()[0] is not None
     steps = [
-        ("gdr", lambda: bench_gdr(gdr_shapes, args.skip_fla)),
+        ("gdr", lambda: bench_gdr(gdr_shapes, args.skip_fla, skip_reference=args.skip_reference)),
         ("trigger", lambda: bench_trigger(trig_shapes)),
         ("backbone", lambda: bench_backbone(backbones, have_fla)),
         ("attention", lambda: bench_attention(att_shapes, win_shape, window)),
