@@ -13,6 +13,12 @@ licences; only ever used as test data) is simulated whole into test/:
 
 ``--part train`` makes the three permissive datasets (all splits); ``--part test`` adds the
 evaluation-only ones; ``--part all`` both. Folders: OUT/<name>/{train,val,test}/*.h5 + manifest.json.
+
+``--part heldout-snr --test-snrs 30 100 300 1000`` simulates the training sources again at each of
+those SNRs (same subject split) and gathers their held-out test subjects into OUT/heldout_snr/, one
+file per subject and SNR (``<name>_snr<S>.h5``): the quality benchmark's test set across noise levels.
+
+    python benchmarks/make_datasets.py --anatomy ../shared/data/anatomy --out data/ --part heldout-snr
 """
 
 from __future__ import annotations
@@ -62,17 +68,41 @@ def with_snr(options: list[str], snr: str) -> list[str]:
     return out
 
 
+def heldout_across_snrs(args: argparse.Namespace) -> int:
+    """The training sources' test subjects at every SNR of ``--test-snrs``, gathered in one folder."""
+    work = args.out / "heldout_snr" / "by_snr"
+    sets = {f"{name}_snr{snr:g}": with_snr(options, f"{snr:g}")
+            for snr in args.test_snrs for name, options in TRAIN_SETS.items()}
+    with ThreadPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(lambda item: simulate(*item, args.anatomy, work), sets.items()))
+    gathered = args.out / "heldout_snr" / "test"
+    gathered.mkdir(parents=True, exist_ok=True)
+    for name, code, seconds in results:
+        print(f"{name}: exit {code} in {seconds:.0f} s", flush=True)
+        snr_tag = name.rsplit("_", 1)[1]
+        for path in sorted((work / name / "test").glob("*.h5")):
+            target = gathered / f"{path.stem}_{snr_tag}.h5"
+            target.unlink(missing_ok=True)
+            target.hardlink_to(path)
+    print(f"held-out subjects at SNR {args.test_snrs}: {len(list(gathered.glob('*.h5')))} files in {gathered}")
+    return 0 if all(code == 0 for _, code, _ in results) else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--anatomy", type=Path, required=True, help="folder of the shared anatomy .h5 files")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--part", choices=["train", "test", "all"], default="all")
+    parser.add_argument("--part", choices=["train", "test", "all", "heldout-snr"], default="all")
     parser.add_argument("--jobs", type=int, default=2, help="simulations run at once")
     parser.add_argument("--train-snr", default=None, metavar="LOW:HIGH",
                         help="simulate the training sources over this SNR range (one SNR per volume) instead of "
                         "their fixed SNR: a model trained at one SNR paints that noise floor on cleaner scans "
                         "(results/snr_robustness.md); the subject splits do not change")
+    parser.add_argument("--test-snrs", type=float, nargs="+", default=[30, 100, 300, 1000],
+                        help="with --part heldout-snr: the SNRs to simulate the held-out subjects at")
     args = parser.parse_args()
+    if args.part == "heldout-snr":
+        return heldout_across_snrs(args)
     train_sets = TRAIN_SETS if args.train_snr is None else {
         name: with_snr(options, args.train_snr) for name, options in TRAIN_SETS.items()}
     sets = {**(train_sets if args.part in ("train", "all") else {}),

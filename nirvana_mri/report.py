@@ -376,16 +376,24 @@ STEP_KEYS = ("train_steps", "steps", "max_steps", "num_steps")
 BATCH_KEYS = ("batch_size", "global_batch_size", "batch")
 
 
-def training_budgets(results: dict[str, Any]) -> dict[str, tuple[int, int] | None]:
-    """(steps, batch size) per learned method, from the training metadata its folder recorded."""
-    out: dict[str, tuple[int, int] | None] = {}
+def training_budgets(results: dict[str, Any]) -> dict[str, list[tuple[int, int]] | None]:
+    """[(steps, batch size) per training stage] per learned method, from the metadata its folder
+    recorded: ``training_stages`` (planned steps of every stage, a continued model's included), else
+    the planned steps of its one run, else the steps of its checkpoint."""
+    out: dict[str, list[tuple[int, int]] | None] = {}
     for row in results.get("rows", []):
         if row.get("kind") != "learned" or row["method"] in out:
             continue
         meta = row.get("training") or {}
-        steps = next((meta[k] for k in STEP_KEYS if isinstance(meta.get(k), int)), None)
-        batch = next((meta[k] for k in BATCH_KEYS if isinstance(meta.get(k), int)), None)
-        out[row["method"]] = (steps, batch) if steps is not None and batch is not None else None
+        stages = [(st.get("budget_steps"), st.get("batch_size")) for st in meta.get("training_stages") or []]
+        if not stages:
+            planned = (meta.get("train_config") or {}).get("max_steps")
+            steps = planned if isinstance(planned, int) else next(
+                (meta[k] for k in STEP_KEYS if isinstance(meta.get(k), int)), None)
+            batch = next((meta[k] for k in BATCH_KEYS if isinstance(meta.get(k), int)), None)
+            stages = [(steps, batch)]
+        known = all(isinstance(s, int) and isinstance(b, int) for s, b in stages)
+        out[row["method"]] = stages if known else None
     return out
 
 
@@ -398,15 +406,21 @@ def budget_sentence(results: dict[str, Any]) -> str | None:
     unknown = sorted(m for m, b in budgets.items() if b is None)
     parts = []
     if known:
-        listed = ", ".join(f"`{m}` {s} x {b} = {s * b}" for m, (s, b) in sorted(known.items()))
-        products = {s * b for s, b in known.values()}
+        def described(stages: list[tuple[int, int]]) -> str:
+            total = sum(s * b for s, b in stages)
+            terms = " + ".join(f"{s} x {b}" for s, b in stages)
+            return f"{terms} = {total}"
+
+        listed = ", ".join(f"`{m}` {described(stages)}" for m, stages in sorted(known.items()))
+        products = {sum(s * b for s, b in stages) for stages in known.values()}
         if len(known) == 1:
             verdict = "no other model recorded one to compare with"
         elif len(products) == 1:
             verdict = "equal"
         else:
             verdict = "NOT equal: the comparison is not at equal budget"
-        parts.append(f"Training budgets (steps x batch size, as recorded): {listed}; {verdict}.")
+        parts.append(f"Training budgets (planned steps x batch size per training stage, as recorded): {listed}; "
+                     f"{verdict}.")
     if unknown:
         parts.append(
             "No steps / batch size recorded for "

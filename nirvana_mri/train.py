@@ -90,6 +90,19 @@ def build_model(config: TrainConfig) -> tuple[torch.nn.Module, str, dict[str, An
     return model_class(config.method)(**config.model_args), config.method, config.model_args
 
 
+def training_stages(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The training history a saved model folder's config records: its ``training_stages``, or for
+    older folders one stage rebuilt from ``train_config`` (planned steps) / ``train_steps``."""
+    if config.get("training_stages"):
+        return list(config["training_stages"])
+    train_config = config.get("train_config") or {}
+    steps = train_config.get("max_steps", config.get("train_steps"))
+    if not isinstance(steps, int):
+        return []
+    return [{"budget_steps": steps, "batch_size": config.get("batch_size", train_config.get("batch_size")),
+             "train": train_config.get("train"), "checkpoint_step": config.get("train_steps")}]
+
+
 def lr_factor(step: int, warmup: int, total: int) -> float:
     """Linear warmup to 1, then cosine decay to 5% at ``total``."""
     if step < warmup:
@@ -162,6 +175,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.trainable, lr=config.lr, weight_decay=config.weight_decay)
         self.ssim_loss = SSIMLoss().to(self.device)
         self.step, self.best_ssim = 0, -1.0
+        self.prior_stages = training_stages(read_recon_config(config.init)) if config.init else []
         self.wrapped = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
                                                 else None) if self.world > 1 else self.model)
 
@@ -176,7 +190,13 @@ class Trainer:
         save_recon_model(self.model, folder, self.method, model_args, trainable_only=self.config.save_trainable_only,
                          train_steps=self.step, batch_size=self.config.batch_size * self.world,
                          device=torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
-                         val=val_scores, train_config=asdict(self.config))
+                         val=val_scores, train_config=asdict(self.config),
+                         training_stages=self.prior_stages + [self._stage()])
+
+    def _stage(self) -> dict[str, Any]:
+        """This run as one entry of the model's training history (budget = planned steps)."""
+        return {"budget_steps": self.config.max_steps, "batch_size": self.config.batch_size * self.world,
+                "train": list(self.config.train), "checkpoint_step": self.step}
 
     def _save_state(self) -> None:
         self._save(self.out / "last")

@@ -202,6 +202,19 @@ def test_finetune_two_steps_then_resume(dataset, tmp_path):
     assert [r["step"] for r in log if "val" in r] == [2, 3]
 
 
+def test_finetune_from_a_saved_model_records_both_training_stages(dataset, tmp_path):
+    """A model continued from another keeps the whole training history (the benchmark's budget check)."""
+    common = ["--train", str(dataset / "train"), "--val", str(dataset / "val"), "--batch-size", "2",
+              "--val-every", "1", "--workers", "0", "--warmup", "1"]
+    first, second = tmp_path / "stage1", tmp_path / "stage2"
+    assert main(["finetune", *common, "--out", str(first), "--method", "nirvana_mri",
+                 "--model-args", json.dumps(TINY_ARGS), "--steps", "2"]) == 0
+    assert main(["finetune", *common, "--out", str(second), "--init", str(first / "best"), "--steps", "1"]) == 0
+    stages = json.loads((second / "best" / "config.json").read_text())["training_stages"]
+    assert [(s["budget_steps"], s["batch_size"]) for s in stages] == [(2, 2), (1, 2)]
+    assert stages[1]["train"] == [str(dataset / "train")]
+
+
 def test_cli_help_lists_every_command():
     text = subprocess.run([sys.executable, "-m", "nirvana_mri.cli", "--help"], capture_output=True, text=True).stdout
     for command in ("reconstruct", "finetune", "simulate", "convert"):

@@ -202,6 +202,24 @@ def test_training_budget_check():
     assert report.budget_sentence({"rows": []}) is None
 
 
+def test_training_budget_counts_planned_steps_and_every_stage():
+    def row(method, **training):
+        return {"method": method, "accel": 4, "kind": "learned", "training": training, "ssim_mean": 0.9}
+
+    # the best checkpoint came early (train_steps 500) but the run's budget was 1000 steps
+    early_best = row("unet", train_steps=500, batch_size=4, train_config={"max_steps": 1000})
+    full = row("e2e_varnet", train_steps=1000, batch_size=4, train_config={"max_steps": 1000})
+    assert "; equal." in report.budget_sentence({"rows": [early_best, full]})
+    # a model continued from another: both stages count
+    staged = row("nirvana_mri", train_steps=900, batch_size=4, training_stages=[
+        {"budget_steps": 1200, "batch_size": 4}, {"budget_steps": 1000, "batch_size": 4}])
+    one_stage = row("unet", train_steps=2200, batch_size=4, train_config={"max_steps": 2200})
+    sentence = report.budget_sentence({"rows": [staged, one_stage]})
+    assert "1200 x 4 + 1000 x 4 = 8800" in sentence and "; equal." in sentence
+    shorter = row("unet", train_steps=1000, batch_size=4, train_config={"max_steps": 1000})
+    assert "NOT equal" in report.budget_sentence({"rows": [staged, shorter]})
+
+
 def test_cpu_timing_helper_survives_models_that_fail_on_cpu():
     torch.manual_seed(0)
     model = UNetRecon(**UNetRecon.default_args("tiny")).eval()

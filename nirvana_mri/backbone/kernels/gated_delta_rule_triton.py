@@ -1070,16 +1070,16 @@ def prep_mode() -> str:
     return mode
 
 
-def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
-    B, T, H, K = q.shape
+def _forward_prep(k, v, g, beta, use_l2, prec, store_dtype):
+    """First forward stage: rk (1 / ||k||), G (chunk-local cumsum of g), W, U and the per-chunk inverse M;
+    split into ``_fwd_inv`` + ``_fwd_wy`` by default, or the single fused ``_fwd_prep``."""
+    B, T, H, K = k.shape
     V = v.shape[-1]
     NT = triton.cdiv(T, CHUNK)
-    dev = q.device
-    prec, dt, store_dtype = _dot_cfg(q.dtype)
+    dev = k.device
     BK, BV = _pow2(K), _pow2(V)
     f32 = dict(device=dev, dtype=torch.float32)
     rk = torch.ones(B, T, H, **f32)
-    rq = torch.ones(B, T, H, **f32)
     G = torch.empty(B, T, H, **f32)
     w = torch.empty(B, T, H, K, device=dev, dtype=store_dtype)
     u = torch.empty(B, T, H, V, device=dev, dtype=torch.float32)
@@ -1152,6 +1152,19 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
             PREC=_prec32(prec),
             num_warps=_env_int("NIRVANA_GDR_FWD_WY_WARPS", 4),
         )
+    return rk, G, w, u, M
+
+
+def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    NT = triton.cdiv(T, CHUNK)
+    dev = q.device
+    prec, dt, store_dtype = _dot_cfg(q.dtype)
+    BK, BV = _pow2(K), _pow2(V)
+    f32 = dict(device=dev, dtype=torch.float32)
+    rq = torch.ones(B, T, H, **f32)
+    rk, G, w, u, M = _forward_prep(k, v, g, beta, use_l2, prec, store_dtype)
     h = torch.empty(B, H, NT, K, V, device=dev, dtype=store_dtype)
     vn = torch.empty(B, T, H, V, device=dev, dtype=store_dtype)
     ht = torch.empty(B, H, K, V, **f32) if output_final_state else None
