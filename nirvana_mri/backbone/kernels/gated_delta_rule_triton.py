@@ -235,9 +235,9 @@ def _fwd_prep(
     w_out,
     u_out,
     m_out,
+    T,
     cu_seqlens,
     chunk_indices,
-    T,
     H: tl.constexpr,
     K: tl.constexpr,
     V: tl.constexpr,
@@ -253,10 +253,10 @@ def _fwd_prep(
     i_b, i_h = i_bh // H, i_bh % H
     if IS_VARLEN:  # program i_t: chunk i_t of the packed sequences (B is 1); T: its sequence's length
         i_b, i_t, bos, T = _varlen_chunk(cu_seqlens, chunk_indices, i_t)
-    else:
-        bos = i_b * T
     t0 = i_t * BT
     sk, sv, sg = H * K, H * V, H
+    if not IS_VARLEN:  # here, where it was first used: the fixed-length kernels compile as before
+        bos = i_b * T
     k_base = k + (bos * H + i_h) * K
     v_base = v + (bos * H + i_h) * V
     g_base = g + bos * H + i_h
@@ -422,9 +422,9 @@ def _fwd_inv(
     rk_out,
     G_out,
     m_out,
+    T,
     cu_seqlens,
     chunk_indices,
-    T,
     H: tl.constexpr,
     K: tl.constexpr,
     BK: tl.constexpr,
@@ -443,10 +443,10 @@ def _fwd_inv(
     i_b, i_h = i_bh // H, i_bh % H
     if IS_VARLEN:  # program i_t: chunk i_t of the packed sequences (B is 1); T: its sequence's length
         i_b, i_t, bos, T = _varlen_chunk(cu_seqlens, chunk_indices, i_t)
-    else:
-        bos = i_b * T
     t0 = i_t * BT
     sk, sg = H * K, H
+    if not IS_VARLEN:  # here, where it was first used: the fixed-length kernels compile as before
+        bos = i_b * T
     k_base = k + (bos * H + i_h) * K
     g_base = g + bos * H + i_h
     b_base = beta + bos * H + i_h
@@ -564,9 +564,9 @@ def _fwd_wy(
     m,
     w_out,
     u_out,
+    T,
     cu_seqlens,
     chunk_indices,
-    T,
     H: tl.constexpr,
     K: tl.constexpr,
     V: tl.constexpr,
@@ -582,9 +582,9 @@ def _fwd_wy(
     i_b, i_h = i_bh // H, i_bh % H
     if IS_VARLEN:  # program i_t: chunk i_t of the packed sequences (B is 1); T: its sequence's length
         i_b, i_t, bos, T = _varlen_chunk(cu_seqlens, chunk_indices, i_t)
-    else:
-        bos = i_b * T
     t0 = i_t * BT
+    if not IS_VARLEN:  # here, where it was first used: the fixed-length kernels compile as before
+        bos = i_b * T
     row = bos * H + i_h
     sg = H
     Mt = _load_tile(m + row * BT, t0, T, H * BT, BT, BT, BT)
@@ -615,10 +615,10 @@ def _fwd_state(
     h_out,
     vn_out,
     ht_out,
-    cu_seqlens,
-    chunk_offsets,
     T,
     NT,
+    cu_seqlens,
+    chunk_offsets,
     H: tl.constexpr,
     K: tl.constexpr,
     V: tl.constexpr,
@@ -633,13 +633,6 @@ def _fwd_state(
 ):
     i_v, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
     i_b, i_h = i_bh // H, i_bh % H
-    if IS_VARLEN:  # i_b: sequence (states [N, H, K, V]); T, NT: its length and chunks; NT_all = all chunks
-        NT_all = NT
-        bos, T = _varlen_seq(cu_seqlens, i_b)
-        NT = tl.cdiv(T, BT)
-        boc = tl.load(chunk_offsets + i_b).to(tl.int64)  # its first chunk in the packed order
-    else:
-        bos = i_b * T
     v0 = i_v * BV
     sk, sv, sg = H * K, H * V, H
     ok = tl.arange(0, BK)
@@ -648,6 +641,13 @@ def _fwd_state(
     S = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_H0:
         S += tl.load(h0 + i_bh * K * V + ok[:, None] * V + ov[None, :], mask=smask, other=0.0).to(tl.float32)
+    if IS_VARLEN:  # i_b: sequence (states [N, H, K, V]); T, NT: its length and chunks; NT_all = all chunks
+        NT_all = NT
+        bos, T = _varlen_seq(cu_seqlens, i_b)
+        NT = tl.cdiv(T, BT)
+        boc = tl.load(chunk_offsets + i_b).to(tl.int64)  # its first chunk in the packed order
+    else:
+        bos = i_b * T  # here, where it was first used: compiles as before
     k_base = k + (bos * H + i_h) * K
     w_base = w + (bos * H + i_h) * K
     u_base = u + (bos * H + i_h) * V + v0
@@ -688,11 +688,11 @@ def _fwd_output(
     vn,
     rq_out,
     o,
-    cu_seqlens,
-    chunk_indices,
     scale,
     T,
     NT,
+    cu_seqlens,
+    chunk_indices,
     H: tl.constexpr,
     K: tl.constexpr,
     V: tl.constexpr,
@@ -709,10 +709,10 @@ def _fwd_output(
     i_b, i_h = i_bh // H, i_bh % H
     if IS_VARLEN:  # program i_c: chunk i_c of the packed sequences (B is 1); T: its sequence's length
         i_b, i_t, bos, T = _varlen_chunk(cu_seqlens, chunk_indices, i_c)
-    else:
-        bos = i_b * T
     t0 = i_t * BT
     sk, sv, sg = H * K, H * V, H
+    if not IS_VARLEN:  # here, where it was first used: the fixed-length kernels compile as before
+        bos = i_b * T
     qt = _load_tile(q + (bos * H + i_h) * K, t0, T, sk, K, BT, BK)
     if USE_L2:
         rq = tl.rsqrt(tl.sum(qt * qt, 1) + 1e-6)
@@ -758,11 +758,11 @@ def _bwd_state(
     dhs_out,
     dvn_out,
     dh0_out,
-    cu_seqlens,
-    chunk_offsets,
     scale,
     T,
     NT,
+    cu_seqlens,
+    chunk_offsets,
     H: tl.constexpr,
     K: tl.constexpr,
     V: tl.constexpr,
@@ -777,13 +777,6 @@ def _bwd_state(
 ):
     i_v, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
     i_b, i_h = i_bh // H, i_bh % H
-    if IS_VARLEN:  # i_b: sequence (states [N, H, K, V]); T, NT: its length and chunks; NT_all = all chunks
-        NT_all = NT
-        bos, T = _varlen_seq(cu_seqlens, i_b)
-        NT = tl.cdiv(T, BT)
-        boc = tl.load(chunk_offsets + i_b).to(tl.int64)  # its first chunk in the packed order
-    else:
-        bos = i_b * T
     v0 = i_v * BV
     sk, sv, sg = H * K, H * V, H
     ok = tl.arange(0, BK)
@@ -794,6 +787,13 @@ def _bwd_state(
         dS += tl.load(dht + i_bh * K * V + ok[:, None] * V + ov[None, :], mask=smask, other=0.0).to(
             tl.float32
         )
+    if IS_VARLEN:  # i_b: sequence (states [N, H, K, V]); T, NT: its length and chunks; NT_all = all chunks
+        NT_all = NT
+        bos, T = _varlen_seq(cu_seqlens, i_b)
+        NT = tl.cdiv(T, BT)
+        boc = tl.load(chunk_offsets + i_b).to(tl.int64)  # its first chunk in the packed order
+    else:
+        bos = i_b * T  # here, where it was first used: compiles as before
     q_base = q + (bos * H + i_h) * K
     k_base = k + (bos * H + i_h) * K
     w_base = w + (bos * H + i_h) * K
@@ -851,11 +851,11 @@ def _bwd_dqk(
     dk_out,
     dw_out,
     dg_out,
-    cu_seqlens,
-    chunk_indices,
     scale,
     T,
     NT,
+    cu_seqlens,
+    chunk_indices,
     H: tl.constexpr,
     K: tl.constexpr,
     V: tl.constexpr,
@@ -872,12 +872,12 @@ def _bwd_dqk(
     i_b, i_h = i_bh // H, i_bh % H
     if IS_VARLEN:  # program i_c: chunk i_c of the packed sequences (B is 1); T: its sequence's length
         i_b, i_t, bos, T = _varlen_chunk(cu_seqlens, chunk_indices, i_c)
-    else:
-        bos = i_b * T
     t0 = i_t * BT
     sk, sv, sg = H * K, H * V, H
     o_t = tl.arange(0, BT)
     tmask = (t0 + o_t) < T
+    if not IS_VARLEN:  # here, where it was first used: the fixed-length kernels compile as before
+        bos = i_b * T
     q_base = q + (bos * H + i_h) * K
     k_base = k + (bos * H + i_h) * K
 
@@ -969,9 +969,9 @@ def _bwd_wy(
     dv_out,
     db_out,
     dg_out,
+    T,
     cu_seqlens,
     chunk_indices,
-    T,
     H: tl.constexpr,
     K: tl.constexpr,
     V: tl.constexpr,
@@ -986,12 +986,12 @@ def _bwd_wy(
     i_b, i_h = i_bh // H, i_bh % H
     if IS_VARLEN:  # program i_t: chunk i_t of the packed sequences (B is 1); T: its sequence's length
         i_b, i_t, bos, T = _varlen_chunk(cu_seqlens, chunk_indices, i_t)
-    else:
-        bos = i_b * T
     t0 = i_t * BT
     sk, sv, sg = H * K, H * V, H
     o_t = tl.arange(0, BT)
     tmask = (t0 + o_t) < T
+    if not IS_VARLEN:  # here, where it was first used: the fixed-length kernels compile as before
+        bos = i_b * T
     row = bos * H + i_h
     k_base = k + row * K
     dw_base = dw + row * K
@@ -1207,9 +1207,9 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=
             w,
             u,
             M,
+            T,
             cu,
             ci,
-            T,
             H=H,
             K=K,
             V=V,
@@ -1232,9 +1232,9 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=
             rk,
             G,
             M,
+            T,
             cu,
             ci,
-            T,
             H=H,
             K=K,
             BK=BK,
@@ -1258,9 +1258,9 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=
             M,
             w,
             u,
+            T,
             cu,
             ci,
-            T,
             H=H,
             K=K,
             V=V,
@@ -1288,10 +1288,10 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=
         h,
         vn,
         ht if ht is not None else G,
-        cu,
-        co,
         T,
         NT,
+        cu,
+        co,
         H=H,
         K=K,
         V=V,
@@ -1316,11 +1316,11 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=
         vn,
         rq,
         o,
-        cu,
-        ci,
         scale,
         T,
         NT,
+        cu,
+        ci,
         H=H,
         K=K,
         V=V,
@@ -1373,11 +1373,11 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht, varlen=Non
         dhs,
         dvn,
         dh0 if dh0 is not None else G,
-        cu,
-        co,
         scale,
         T,
         NT,
+        cu,
+        co,
         H=H,
         K=K,
         V=V,
@@ -1412,11 +1412,11 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht, varlen=Non
         dk_part,
         dw,
         dg_part,
-        cu,
-        ci,
         scale,
         T,
         NT,
+        cu,
+        ci,
         H=H,
         K=K,
         V=V,
@@ -1450,9 +1450,9 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht, varlen=Non
         dv,
         dbeta,
         dg,
+        T,
         cu,
         ci,
-        T,
         H=H,
         K=K,
         V=V,
