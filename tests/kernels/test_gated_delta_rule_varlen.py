@@ -238,3 +238,15 @@ def test_dispatcher_passes_cu_seqlens(monkeypatch, rel):
     # packed vs unpacked: the second sequence alone gives the same rows
     o_1, _ = kernels.gated_delta_rule(*(x[:, 10:11] for x in xs), None, state[1:2], backend="torch")
     assert rel(o_r[:, 10:11], o_1) < 1e-12
+
+
+def test_varlen_bf16_operand_mode(monkeypatch, rel):
+    """NIRVANA_GDR_PRECISION=bf16 (16-bit operands and stored intermediates): packed = each sequence alone."""
+    monkeypatch.setenv("NIRVANA_GDR_PRECISION", "bf16")
+    lens = [3, 66, 1]
+    xs, state, cu = _packed(lens, 1, 16, 16, torch.bfloat16, True, True, seed=9)
+    grads = _upstream(lens, 1, 16, 16, seed=10)
+    o, ht, got = _run(triton_mod.chunk_gated_delta_rule_triton, xs, state, True, True, grads, cu_seqlens=cu)
+    o_seq, ht_seq, per_seq = _per_sequence_triton(xs, state, cu, True, True, grads)
+    for name, a, b in zip(["o", "ht", *NAMES], [o, ht, *got], [o_seq, ht_seq, *per_seq], strict=True):
+        assert rel(a, b) < 1e-3, (name, rel(a, b))

@@ -32,7 +32,9 @@ Backward, three launches:
 Variable-length packed batches (``cu_seqlens``; contract in ``gated_delta_rule_reference``: B = 1,
 ``initial_state`` and the final state ``[N, H, K, V]``): the same kernels, compiled with the constexpr
 ``IS_VARLEN`` (every varlen line sits behind it; with it False the kernels compile as before, so the
-fixed-length path is untouched). ``varlen_index`` builds, once per call on the host (one sync to read
+fixed-length path is untouched: same PTX and SASS for sm_90, ``benchmarks/gdr_compile_diff.py``; that is
+why the fixed-length ``bos = i_b * T`` sits where ``i_b * T`` was first used and the new pointer
+arguments come after ``T`` / ``NT``). ``varlen_index`` builds, once per call on the host (one sync to read
 ``cu_seqlens``), ``chunk_indices`` [chunks, 2] = (sequence, chunk within it) in packed order and
 ``chunk_offsets`` [N + 1] (cumulative chunk counts). The chunk-parallel kernels (``_fwd_prep``,
 ``_fwd_inv``, ``_fwd_wy``, ``_fwd_output``, ``_bwd_dqk``, ``_bwd_wy``) run one program per packed chunk
