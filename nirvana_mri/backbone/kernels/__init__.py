@@ -55,15 +55,19 @@ def resolve_backend(backend: str, device: torch.device, op: str = "") -> str:
 
 
 def gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
-                     use_qk_l2norm=True, backend: str = "auto"):
-    """Chunked gated delta rule (see ``gated_delta_rule_reference`` for the semantics)."""
+                     use_qk_l2norm=True, backend: str = "auto", *, cu_seqlens: torch.Tensor | None = None):
+    """Chunked gated delta rule (see ``gated_delta_rule_reference`` for the semantics).
+
+    ``cu_seqlens`` ([N + 1] int offsets): variable-length sequences packed as a batch of one, each run
+    on its own; ``initial_state`` and the final state are then ``[N, H, K, V]``. Both backends take it.
+    """
     if resolve_backend(backend, q.device, "GDR") == "triton":
         from .gated_delta_rule_triton import chunk_gated_delta_rule_triton
 
         return chunk_gated_delta_rule_triton(q, k, v, g, beta, scale, initial_state, output_final_state,
-                                             use_qk_l2norm)
+                                             use_qk_l2norm, cu_seqlens=cu_seqlens)
     return chunk_gated_delta_rule_reference(q, k, v, g, beta, scale, initial_state, output_final_state,
-                                            use_qk_l2norm)
+                                            use_qk_l2norm, cu_seqlens=cu_seqlens)
 
 
 def trigger_step(q, k, v, weights: TriggerWeights, state: TriggerState, lr_linear: float = 1e-2,

@@ -6,6 +6,14 @@ decay, <= 0) and ``beta`` (write strength in [0, 1]) ``[B, T, H]``; the state is
 
 Per head and token:  S <- S * exp(g_t);  u = beta_t (v_t - S^T k_t);  S <- S + k_t u^T;
 o_t = S^T (scale * q_t).  With ``use_qk_l2norm`` q and k are L2-normalised first (eps 1e-6).
+
+Variable-length packed batches (``cu_seqlens``, as in flash-linear-attention): the N sequences are
+packed along T into a batch of one, ``[1, T_total, H, D]``, and ``cu_seqlens`` ``[N + 1]`` (int32 or
+int64, from 0 to T_total, non-decreasing) gives their bounds: sequence n is tokens
+``cu_seqlens[n]:cu_seqlens[n + 1]``. Each sequence runs on its own, exactly as if it were passed alone
+(its chunks start at its first token, the state starts from its own initial state); ``initial_state``,
+if given, and the final state are ``[N, H, K, V]``. Empty sequences are allowed: no output rows, and
+their final state is their initial state (zeros without one). ``check_cu_seqlens`` validates.
 """
 
 from __future__ import annotations
@@ -14,6 +22,35 @@ import torch
 import torch.nn.functional as F
 
 CHUNK_SIZE = 64
+
+
+def check_cu_seqlens(cu_seqlens: torch.Tensor, q: torch.Tensor, initial_state: torch.Tensor | None) -> list[int]:
+    """Validate a packed batch (see the module docstring); the sequence bounds as a list (host sync)."""
+    if not isinstance(cu_seqlens, torch.Tensor):
+        raise ValueError(f"cu_seqlens must be a torch.Tensor, got {type(cu_seqlens).__name__}")
+    if cu_seqlens.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"cu_seqlens must be int32 or int64, got {cu_seqlens.dtype}")
+    if cu_seqlens.dim() != 1 or cu_seqlens.numel() < 2:
+        raise ValueError(f"cu_seqlens must be 1-D with N + 1 >= 2 entries, got shape {tuple(cu_seqlens.shape)}")
+    batch, length = q.shape[0], q.shape[1]
+    if batch != 1:
+        raise ValueError(f"with cu_seqlens the sequences are packed into batch size 1, got batch size {batch}")
+    bounds = [int(x) for x in cu_seqlens.tolist()]
+    if bounds[0] != 0:
+        raise ValueError(f"cu_seqlens must start at 0, got {bounds[0]}")
+    if bounds[-1] != length:
+        raise ValueError(f"cu_seqlens must end at the packed length T = {length}, got {bounds[-1]}")
+    if any(b < a for a, b in zip(bounds[:-1], bounds[1:], strict=True)):
+        raise ValueError(f"cu_seqlens must be non-decreasing, got {bounds}")
+    num_seqs = len(bounds) - 1
+    if initial_state is not None:
+        want = (num_seqs, q.shape[2], q.shape[3])
+        if initial_state.dim() != 4 or tuple(initial_state.shape[:3]) != want:
+            raise ValueError(
+                f"with cu_seqlens initial_state must be [N, H, K, V] with N = {num_seqs} sequences, "
+                f"got shape {tuple(initial_state.shape)}"
+            )
+    return bounds
 
 
 def l2_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -66,8 +103,11 @@ def chunk_gated_delta_rule_reference(
     output_final_state: bool = False,
     use_qk_l2norm: bool = False,
     chunk_size: int = CHUNK_SIZE,
+    *,
+    cu_seqlens: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Chunked gated delta rule; any ``T`` (the tail is zero-padded, which leaves the state as is).
+    With ``cu_seqlens`` (packed sequences, see the module docstring) each sequence runs on its own slice.
 
     Within a chunk of C tokens with cumulative log-decay ``G`` (gamma = exp(G)) and incoming state
     S0, the writes ``u`` solve a unit lower-triangular system
@@ -76,6 +116,23 @@ def chunk_gated_delta_rule_reference(
     S_C = gamma_C S0 + (K * gamma_C/gamma)^T u.   Arithmetic runs in float32 (or float64), also under
     autocast (which would otherwise run these products in bf16).
     """
+    if cu_seqlens is not None:
+        bounds = check_cu_seqlens(cu_seqlens, q, initial_state)
+        work = torch.float64 if q.dtype == torch.float64 else torch.float32
+        outs, states = [], []
+        for n, (start, end) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+            h0 = initial_state[n : n + 1] if initial_state is not None else None
+            if end == start:  # empty: no output rows; the state passes through
+                state = q.new_zeros(1, q.shape[2], q.shape[3], v.shape[-1], dtype=work)
+                outs.append(v[:, start:end])
+                states.append(state + h0.to(work) if h0 is not None else state)
+                continue
+            o, ht = chunk_gated_delta_rule_reference(
+                *(x[:, start:end] for x in (q, k, v, g, beta)), scale, h0, True, use_qk_l2norm, chunk_size
+            )
+            outs.append(o)
+            states.append(ht)
+        return torch.cat(outs, dim=1), (torch.cat(states) if output_final_state else None)
     out_dtype = v.dtype
     work = torch.float64 if q.dtype == torch.float64 else torch.float32
     if use_qk_l2norm:

@@ -29,6 +29,22 @@ Backward, three launches:
   2. ``_bwd_dqk``    (grid: chunks x B*H) dq (final, through the L2 norm), the attention and
      state parts of dk, dW and dG.
   3. ``_bwd_wy``     (grid: chunks x B*H) through M, A, W, U: dk (final), dv, dbeta, dg.
+Variable-length packed batches (``cu_seqlens``; contract in ``gated_delta_rule_reference``: B = 1,
+``initial_state`` and the final state ``[N, H, K, V]``): the same kernels, compiled with the constexpr
+``IS_VARLEN`` (every varlen line sits behind it; with it False the kernels compile as before, so the
+fixed-length path is untouched: same PTX and SASS for sm_90, ``benchmarks/gdr_compile_diff.py``; that is
+why the fixed-length ``bos = i_b * T`` sits where ``i_b * T`` was first used and the new pointer
+arguments come after ``T`` / ``NT``). ``varlen_index`` builds, once per call on the host (one sync to read
+``cu_seqlens``), ``chunk_indices`` [chunks, 2] = (sequence, chunk within it) in packed order and
+``chunk_offsets`` [N + 1] (cumulative chunk counts). The chunk-parallel kernels (``_fwd_prep``,
+``_fwd_inv``, ``_fwd_wy``, ``_fwd_output``, ``_bwd_dqk``, ``_bwd_wy``) run one program per packed chunk
+and read its sequence, chunk and bounds from ``chunk_indices`` / ``cu_seqlens``; the sequential passes
+(``_fwd_state``, ``_bwd_state``) run one program per (V-block, sequence x head) and walk that
+sequence's chunks. A sequence's token rows start at ``bos * H`` (instead of ``i_b * T * H``) and its
+length replaces ``T`` in every tail mask, so no program reads or writes another sequence's rows; the
+per-chunk states ``h`` / ``dh`` are ``[1, H, chunks, K, V]`` in packed order (a sequence's chunks start
+at ``chunk_offsets[n]``). Empty sequences get no chunk programs and pass their state through. Forward
+and backward are both real varlen kernels (``NIRVANA_GDR_BWD=torch`` still works, per sequence).
 No kernel transposes the result of a ``tl.dot`` (the pattern that Triton >= 3.4 miscompiles on
 Hopper, fla issue #640): wherever a transposed product is needed it is computed as its own product
 from operands loaded in the transposed layout.
@@ -59,6 +75,7 @@ import triton.language as tl
 from triton.runtime.errors import OutOfResources
 
 from ._launch import launch
+from .gated_delta_rule_reference import check_cu_seqlens
 
 CHUNK = 64
 SUB = 16
@@ -113,6 +130,24 @@ def _store_tile(base, val, row0, T, stride, D, R: tl.constexpr, BD: tl.constexpr
 def _store_vec(base, val, row0, T, stride, R: tl.constexpr):
     rows = row0 + tl.arange(0, R)
     tl.store(base + rows * stride, val.to(base.dtype.element_ty), mask=rows < T)
+
+
+@triton.jit
+def _varlen_seq(cu_seqlens, i_n):
+    """Packed batches: (first token as int64, length as int32) of sequence ``i_n``."""
+    bos = tl.load(cu_seqlens + i_n).to(tl.int32)
+    T = tl.load(cu_seqlens + i_n + 1).to(tl.int32) - bos
+    return bos.to(tl.int64), T
+
+
+@triton.jit
+def _varlen_chunk(cu_seqlens, chunk_indices, i_c):
+    """Packed batches: (sequence (int64), chunk within it, first token (int64), sequence length) of
+    packed chunk ``i_c`` (``chunk_indices`` is [chunks, 2] int32 of (sequence, chunk within it))."""
+    i_n = tl.load(chunk_indices + i_c * 2).to(tl.int64)
+    i_t = tl.load(chunk_indices + i_c * 2 + 1).to(tl.int32)
+    bos, T = _varlen_seq(cu_seqlens, i_n)
+    return i_n, i_t, bos, T
 
 
 @triton.jit
@@ -203,6 +238,8 @@ def _fwd_prep(
     u_out,
     m_out,
     T,
+    cu_seqlens,
+    chunk_indices,
     H: tl.constexpr,
     K: tl.constexpr,
     V: tl.constexpr,
@@ -212,15 +249,20 @@ def _fwd_prep(
     BC: tl.constexpr,
     USE_L2: tl.constexpr,
     PREC: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
 ):
     i_t, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
     i_b, i_h = i_bh // H, i_bh % H
+    if IS_VARLEN:  # program i_t: chunk i_t of the packed sequences (B is 1); T: its sequence's length
+        i_b, i_t, bos, T = _varlen_chunk(cu_seqlens, chunk_indices, i_t)
     t0 = i_t * BT
     sk, sv, sg = H * K, H * V, H
-    k_base = k + (i_b * T * H + i_h) * K
-    v_base = v + (i_b * T * H + i_h) * V
-    g_base = g + i_b * T * H + i_h
-    b_base = beta + i_b * T * H + i_h
+    if not IS_VARLEN:  # here, where it was first used: the fixed-length kernels compile as before
+        bos = i_b * T
+    k_base = k + (bos * H + i_h) * K
+    v_base = v + (bos * H + i_h) * V
+    g_base = g + bos * H + i_h
+    b_base = beta + bos * H + i_h
 
     kn0, knT0, v0, G0, s0, b0, rk0 = _sub_block(
         k_base, k_base, v_base, g_base, b_base, t0, T, sk, sv, sg, K, V, BK, BV, BC, USE_L2
@@ -307,8 +349,8 @@ def _fwd_prep(
         + tl.dot(X3, vb3, input_precision=PREC)
     )
 
-    w_base = w_out + (i_b * T * H + i_h) * K
-    u_base = u_out + (i_b * T * H + i_h) * V
+    w_base = w_out + (bos * H + i_h) * K
+    u_base = u_out + (bos * H + i_h) * V
     _store_tile(w_base, w0, t0, T, sk, K, BC, BK)
     _store_tile(w_base, w1, t0 + BC, T, sk, K, BC, BK)
     _store_tile(w_base, w2, t0 + 2 * BC, T, sk, K, BC, BK)
@@ -317,18 +359,18 @@ def _fwd_prep(
     _store_tile(u_base, u1, t0 + BC, T, sv, V, BC, BV)
     _store_tile(u_base, u2, t0 + 2 * BC, T, sv, V, BC, BV)
     _store_tile(u_base, u3, t0 + 3 * BC, T, sv, V, BC, BV)
-    G_base = G_out + i_b * T * H + i_h
+    G_base = G_out + bos * H + i_h
     _store_vec(G_base, G0, t0, T, sg, BC)
     _store_vec(G_base, G1, t0 + BC, T, sg, BC)
     _store_vec(G_base, G2, t0 + 2 * BC, T, sg, BC)
     _store_vec(G_base, G3, t0 + 3 * BC, T, sg, BC)
-    rk_base = rk_out + i_b * T * H + i_h
+    rk_base = rk_out + bos * H + i_h
     _store_vec(rk_base, rk0, t0, T, sg, BC)
     _store_vec(rk_base, rk1, t0 + BC, T, sg, BC)
     _store_vec(rk_base, rk2, t0 + 2 * BC, T, sg, BC)
     _store_vec(rk_base, rk3, t0 + 3 * BC, T, sg, BC)
     # M as a full [BT, BT] lower-triangular block per chunk (rows = tokens), for the backward
-    m_base = m_out + (i_b * T * H + i_h) * BT
+    m_base = m_out + (bos * H + i_h) * BT
     sm = H * BT
     z = tl.zeros([BC, BC], dtype=tl.float32)
     _store_tile(m_base, X0, t0, T, sm, BC, BC, BC)
@@ -383,6 +425,8 @@ def _fwd_inv(
     G_out,
     m_out,
     T,
+    cu_seqlens,
+    chunk_indices,
     H: tl.constexpr,
     K: tl.constexpr,
     BK: tl.constexpr,
@@ -390,6 +434,7 @@ def _fwd_inv(
     BC: tl.constexpr,
     USE_L2: tl.constexpr,
     PREC: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
 ):
     """rk, G and M = (I + A)^-1 per chunk, as ``_fwd_prep`` computes them, without W and U.
 
@@ -398,14 +443,18 @@ def _fwd_inv(
     """
     i_t, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
     i_b, i_h = i_bh // H, i_bh % H
+    if IS_VARLEN:  # program i_t: chunk i_t of the packed sequences (B is 1); T: its sequence's length
+        i_b, i_t, bos, T = _varlen_chunk(cu_seqlens, chunk_indices, i_t)
     t0 = i_t * BT
     sk, sg = H * K, H
-    k_base = k + (i_b * T * H + i_h) * K
-    g_base = g + i_b * T * H + i_h
-    b_base = beta + i_b * T * H + i_h
-    G_base = G_out + i_b * T * H + i_h
-    rk_base = rk_out + i_b * T * H + i_h
-    m_base = m_out + (i_b * T * H + i_h) * BT
+    if not IS_VARLEN:  # here, where it was first used: the fixed-length kernels compile as before
+        bos = i_b * T
+    k_base = k + (bos * H + i_h) * K
+    g_base = g + bos * H + i_h
+    b_base = beta + bos * H + i_h
+    G_base = G_out + bos * H + i_h
+    rk_base = rk_out + bos * H + i_h
+    m_base = m_out + (bos * H + i_h) * BT
     sm = H * BT
 
     # cumsum of g per sub-block plus the sums of the earlier ones (as _fwd_prep), beta
@@ -518,6 +567,8 @@ def _fwd_wy(
     w_out,
     u_out,
     T,
+    cu_seqlens,
+    chunk_indices,
     H: tl.constexpr,
     K: tl.constexpr,
     V: tl.constexpr,
@@ -525,13 +576,18 @@ def _fwd_wy(
     NK: tl.constexpr,
     BT: tl.constexpr,
     PREC: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
 ):
     """W = M diag(beta gamma) Kn (programs 0 .. NK-1 of axis 0) or U = M diag(beta) V (the rest), for
     one BKV-wide block of columns: one [BT, BT] x [BT, BKV] product with M loaded from ``m``."""
     i_kv, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)  # 64-bit offsets
     i_b, i_h = i_bh // H, i_bh % H
+    if IS_VARLEN:  # program i_t: chunk i_t of the packed sequences (B is 1); T: its sequence's length
+        i_b, i_t, bos, T = _varlen_chunk(cu_seqlens, chunk_indices, i_t)
     t0 = i_t * BT
-    row = i_b * T * H + i_h
+    if not IS_VARLEN:  # here, where it was first used: the fixed-length kernels compile as before
+        bos = i_b * T
+    row = bos * H + i_h
     sg = H
     Mt = _load_tile(m + row * BT, t0, T, H * BT, BT, BT, BT)
     b = _load_vec(beta + row, t0, T, sg, BT)
@@ -563,6 +619,8 @@ def _fwd_state(
     ht_out,
     T,
     NT,
+    cu_seqlens,
+    chunk_offsets,
     H: tl.constexpr,
     K: tl.constexpr,
     V: tl.constexpr,
@@ -573,6 +631,7 @@ def _fwd_state(
     STORE_HT: tl.constexpr,
     PREC: tl.constexpr,
     DT: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
 ):
     i_v, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
     i_b, i_h = i_bh // H, i_bh % H
@@ -584,13 +643,23 @@ def _fwd_state(
     S = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_H0:
         S += tl.load(h0 + i_bh * K * V + ok[:, None] * V + ov[None, :], mask=smask, other=0.0).to(tl.float32)
-    k_base = k + (i_b * T * H + i_h) * K
-    w_base = w + (i_b * T * H + i_h) * K
-    u_base = u + (i_b * T * H + i_h) * V + v0
-    vn_base = vn_out + (i_b * T * H + i_h) * V + v0
-    g_base = G + i_b * T * H + i_h
-    rk_base = rk + i_b * T * H + i_h
-    h_base = h_out + i_bh * NT * K * V
+    if IS_VARLEN:  # i_b: sequence (states [N, H, K, V]); T, NT: its length and chunks; NT_all = all chunks
+        NT_all = NT
+        bos, T = _varlen_seq(cu_seqlens, i_b)
+        NT = tl.cdiv(T, BT)
+        boc = tl.load(chunk_offsets + i_b).to(tl.int64)  # its first chunk in the packed order
+    else:
+        bos = i_b * T  # here, where it was first used: compiles as before
+    k_base = k + (bos * H + i_h) * K
+    w_base = w + (bos * H + i_h) * K
+    u_base = u + (bos * H + i_h) * V + v0
+    vn_base = vn_out + (bos * H + i_h) * V + v0
+    g_base = G + bos * H + i_h
+    rk_base = rk + bos * H + i_h
+    if IS_VARLEN:
+        h_base = h_out + (i_h * NT_all + boc) * K * V
+    else:
+        h_base = h_out + i_bh * NT * K * V
     for i_t in range(NT):
         t0 = i_t * BT
         tl.store(
@@ -624,6 +693,8 @@ def _fwd_output(
     scale,
     T,
     NT,
+    cu_seqlens,
+    chunk_indices,
     H: tl.constexpr,
     K: tl.constexpr,
     V: tl.constexpr,
@@ -633,23 +704,29 @@ def _fwd_output(
     USE_L2: tl.constexpr,
     PREC: tl.constexpr,
     DT: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
 ):
-    i_t, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
+    i_c, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
+    i_t = i_c  # chunk within the sequence; i_c indexes the per-chunk states (packed order)
     i_b, i_h = i_bh // H, i_bh % H
+    if IS_VARLEN:  # program i_c: chunk i_c of the packed sequences (B is 1); T: its sequence's length
+        i_b, i_t, bos, T = _varlen_chunk(cu_seqlens, chunk_indices, i_c)
     t0 = i_t * BT
     sk, sv, sg = H * K, H * V, H
-    qt = _load_tile(q + (i_b * T * H + i_h) * K, t0, T, sk, K, BT, BK)
+    if not IS_VARLEN:  # here, where it was first used: the fixed-length kernels compile as before
+        bos = i_b * T
+    qt = _load_tile(q + (bos * H + i_h) * K, t0, T, sk, K, BT, BK)
     if USE_L2:
         rq = tl.rsqrt(tl.sum(qt * qt, 1) + 1e-6)
-        _store_vec(rq_out + i_b * T * H + i_h, rq, t0, T, sg, BT)
+        _store_vec(rq_out + bos * H + i_h, rq, t0, T, sg, BT)
         qt = qt * rq[:, None]
-    kT = _load_tile_t(k + (i_b * T * H + i_h) * K, t0, T, sk, K, BT, BK)
+    kT = _load_tile_t(k + (bos * H + i_h) * K, t0, T, sk, K, BT, BK)
     if USE_L2:
         rkT = tl.load(
-            rk + i_b * T * H + i_h + (t0 + tl.arange(0, BT)) * sg, mask=(t0 + tl.arange(0, BT)) < T, other=0.0
+            rk + bos * H + i_h + (t0 + tl.arange(0, BT)) * sg, mask=(t0 + tl.arange(0, BT)) < T, other=0.0
         )
         kT = kT * rkT[None, :]
-    Gt = _load_G(G + i_b * T * H + i_h, t0, T, sg, BT)
+    Gt = _load_G(G + bos * H + i_h, t0, T, sg, BT)
     o_t = tl.arange(0, BT)
     causal = o_t[:, None] >= o_t[None, :]
     decay = tl.where(causal, tl.exp(tl.where(causal, Gt[:, None] - Gt[None, :], 0.0)), 0.0)
@@ -658,13 +735,13 @@ def _fwd_output(
     ok = tl.arange(0, BK)
     ov = tl.arange(0, BV)
     S = tl.load(
-        h + (i_bh * NT + i_t) * K * V + ok[:, None] * V + ov[None, :],
+        h + (i_bh * NT + i_c) * K * V + ok[:, None] * V + ov[None, :],
         mask=(ok[:, None] < K) & (ov[None, :] < V),
         other=0.0,
     ).to(tl.float32)
-    vnt = _load_tile(vn + (i_b * T * H + i_h) * V, t0, T, sv, V, BT, BV)
+    vnt = _load_tile(vn + (bos * H + i_h) * V, t0, T, sv, V, BT, BV)
     out = _dot(qs * tl.exp(Gt)[:, None], S, PREC, DT) + _dot(P, vnt, PREC, DT)
-    _store_tile(o + (i_b * T * H + i_h) * V, out, t0, T, sv, V, BT, BV)
+    _store_tile(o + (bos * H + i_h) * V, out, t0, T, sv, V, BT, BV)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -686,6 +763,8 @@ def _bwd_state(
     scale,
     T,
     NT,
+    cu_seqlens,
+    chunk_offsets,
     H: tl.constexpr,
     K: tl.constexpr,
     V: tl.constexpr,
@@ -696,6 +775,7 @@ def _bwd_state(
     STORE_DH0: tl.constexpr,
     PREC: tl.constexpr,
     DT: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
 ):
     i_v, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
     i_b, i_h = i_bh // H, i_bh % H
@@ -709,15 +789,25 @@ def _bwd_state(
         dS += tl.load(dht + i_bh * K * V + ok[:, None] * V + ov[None, :], mask=smask, other=0.0).to(
             tl.float32
         )
-    q_base = q + (i_b * T * H + i_h) * K
-    k_base = k + (i_b * T * H + i_h) * K
-    w_base = w + (i_b * T * H + i_h) * K
-    do_base = do + (i_b * T * H + i_h) * V + v0
-    dvn_base = dvn_out + (i_b * T * H + i_h) * V + v0
-    g_base = G + i_b * T * H + i_h
-    rq_base = rq + i_b * T * H + i_h
-    rk_base = rk + i_b * T * H + i_h
-    dh_base = dhs_out + i_bh * NT * K * V
+    if IS_VARLEN:  # i_b: sequence (states [N, H, K, V]); T, NT: its length and chunks; NT_all = all chunks
+        NT_all = NT
+        bos, T = _varlen_seq(cu_seqlens, i_b)
+        NT = tl.cdiv(T, BT)
+        boc = tl.load(chunk_offsets + i_b).to(tl.int64)  # its first chunk in the packed order
+    else:
+        bos = i_b * T  # here, where it was first used: compiles as before
+    q_base = q + (bos * H + i_h) * K
+    k_base = k + (bos * H + i_h) * K
+    w_base = w + (bos * H + i_h) * K
+    do_base = do + (bos * H + i_h) * V + v0
+    dvn_base = dvn_out + (bos * H + i_h) * V + v0
+    g_base = G + bos * H + i_h
+    rq_base = rq + bos * H + i_h
+    rk_base = rk + bos * H + i_h
+    if IS_VARLEN:
+        dh_base = dhs_out + (i_h * NT_all + boc) * K * V
+    else:
+        dh_base = dhs_out + i_bh * NT * K * V
     o_t = tl.arange(0, BT)
     upper = o_t[:, None] <= o_t[None, :]  # [s, t] with s <= t
     for j in range(NT):
@@ -766,6 +856,8 @@ def _bwd_dqk(
     scale,
     T,
     NT,
+    cu_seqlens,
+    chunk_indices,
     H: tl.constexpr,
     K: tl.constexpr,
     V: tl.constexpr,
@@ -775,15 +867,21 @@ def _bwd_dqk(
     USE_L2: tl.constexpr,
     PREC: tl.constexpr,
     DT: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
 ):
-    i_t, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
+    i_c, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
+    i_t = i_c  # chunk within the sequence; i_c indexes the per-chunk states (packed order)
     i_b, i_h = i_bh // H, i_bh % H
+    if IS_VARLEN:  # program i_c: chunk i_c of the packed sequences (B is 1); T: its sequence's length
+        i_b, i_t, bos, T = _varlen_chunk(cu_seqlens, chunk_indices, i_c)
     t0 = i_t * BT
     sk, sv, sg = H * K, H * V, H
     o_t = tl.arange(0, BT)
     tmask = (t0 + o_t) < T
-    q_base = q + (i_b * T * H + i_h) * K
-    k_base = k + (i_b * T * H + i_h) * K
+    if not IS_VARLEN:  # here, where it was first used: the fixed-length kernels compile as before
+        bos = i_b * T
+    q_base = q + (bos * H + i_h) * K
+    k_base = k + (bos * H + i_h) * K
 
     acc_q = tl.zeros([BT, BK], dtype=tl.float32)  # dO S^T
     acc_ks = tl.zeros([BT, BK], dtype=tl.float32)  # Vn dS'^T
@@ -792,11 +890,11 @@ def _bwd_dqk(
     dPT = tl.zeros([BT, BT], dtype=tl.float32)  # Vn dO^T   [s, t]
     dsum = tl.sum(tl.zeros([BT], dtype=tl.float32), 0)  # <S, dS'>
     ok = tl.arange(0, BK)
-    hb = h + (i_bh * NT + i_t) * K * V
-    dhb = dhs + (i_bh * NT + i_t) * K * V
-    vn_base = vn + (i_b * T * H + i_h) * V
-    dvn_base = dvn + (i_b * T * H + i_h) * V
-    do_base = do + (i_b * T * H + i_h) * V
+    hb = h + (i_bh * NT + i_c) * K * V
+    dhb = dhs + (i_bh * NT + i_c) * K * V
+    vn_base = vn + (bos * H + i_h) * V
+    dvn_base = dvn + (bos * H + i_h) * V
+    do_base = do + (bos * H + i_h) * V
     for v0 in range(0, V, BV):
         ov = v0 + tl.arange(0, BV)
         tmask_kv = (ov[:, None] < V) & (ok[None, :] < K)
@@ -817,12 +915,12 @@ def _bwd_dqk(
         dsum += tl.sum(tl.sum(ST * dST, 1), 0)
 
     # q, k and the decays only now (fewer tiles live through the loop)
-    qn = _load_tile(q_base, t0, T, sk, K, BT, BK) * _load_vec(rq + i_b * T * H + i_h, t0, T, sg, BT)[:, None]
-    rk_t = _load_vec(rk + i_b * T * H + i_h, t0, T, sg, BT)
+    qn = _load_tile(q_base, t0, T, sk, K, BT, BK) * _load_vec(rq + bos * H + i_h, t0, T, sg, BT)[:, None]
+    rk_t = _load_vec(rk + bos * H + i_h, t0, T, sg, BT)
     kn = _load_tile(k_base, t0, T, sk, K, BT, BK) * rk_t[:, None]
-    rk_tT = tl.load(rk + i_b * T * H + i_h + (t0 + o_t) * sg, mask=tmask, other=0.0)
+    rk_tT = tl.load(rk + bos * H + i_h + (t0 + o_t) * sg, mask=tmask, other=0.0)
     knT = _load_tile_t(k_base, t0, T, sk, K, BT, BK) * rk_tT[None, :]
-    g_base = G + i_b * T * H + i_h
+    g_base = G + bos * H + i_h
     Gt = _load_G(g_base, t0, T, sg, BT)
     GtT = _load_G(g_base, t0, T, sg, BT)
     last = tl.minimum(t0 + BT, T) - 1
@@ -847,14 +945,14 @@ def _bwd_dqk(
     dG_last = tl.sum(tl.sum(kn * dks, 1), 0) + tl.exp(g_last) * dsum
     dG += tl.where(t0 + o_t == last, dG_last, 0.0)
     if USE_L2:
-        rq_t = _load_vec(rq + i_b * T * H + i_h, t0, T, sg, BT)
+        rq_t = _load_vec(rq + bos * H + i_h, t0, T, sg, BT)
         dq = rq_t[:, None] * (dqn - qn * tl.sum(qn * dqn, 1)[:, None])
     else:
         dq = dqn
-    _store_tile(dq_out + (i_b * T * H + i_h) * K, dq, t0, T, sk, K, BT, BK)
-    _store_tile(dk_out + (i_b * T * H + i_h) * K, dkn, t0, T, sk, K, BT, BK)
-    _store_tile(dw_out + (i_b * T * H + i_h) * K, acc_w, t0, T, sk, K, BT, BK)
-    _store_vec(dg_out + i_b * T * H + i_h, dG, t0, T, sg, BT)
+    _store_tile(dq_out + (bos * H + i_h) * K, dq, t0, T, sk, K, BT, BK)
+    _store_tile(dk_out + (bos * H + i_h) * K, dkn, t0, T, sk, K, BT, BK)
+    _store_tile(dw_out + (bos * H + i_h) * K, acc_w, t0, T, sk, K, BT, BK)
+    _store_vec(dg_out + bos * H + i_h, dG, t0, T, sg, BT)
 
 
 @triton.jit(do_not_specialize=["T"])  # one compiled variant for every length
@@ -874,6 +972,8 @@ def _bwd_wy(
     db_out,
     dg_out,
     T,
+    cu_seqlens,
+    chunk_indices,
     H: tl.constexpr,
     K: tl.constexpr,
     V: tl.constexpr,
@@ -882,14 +982,19 @@ def _bwd_wy(
     BT: tl.constexpr,
     USE_L2: tl.constexpr,
     PREC: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
 ):
     i_t, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
     i_b, i_h = i_bh // H, i_bh % H
+    if IS_VARLEN:  # program i_t: chunk i_t of the packed sequences (B is 1); T: its sequence's length
+        i_b, i_t, bos, T = _varlen_chunk(cu_seqlens, chunk_indices, i_t)
     t0 = i_t * BT
     sk, sv, sg = H * K, H * V, H
     o_t = tl.arange(0, BT)
     tmask = (t0 + o_t) < T
-    row = i_b * T * H + i_h
+    if not IS_VARLEN:  # here, where it was first used: the fixed-length kernels compile as before
+        bos = i_b * T
+    row = bos * H + i_h
     k_base = k + row * K
     dw_base = dw + row * K
     dkp_base = dk_part + row * K
@@ -1070,20 +1175,27 @@ def prep_mode() -> str:
     return mode
 
 
-def _forward_prep(k, v, g, beta, use_l2, prec, store_dtype):
-    """First forward stage: rk (1 / ||k||), G (chunk-local cumsum of g), W, U and the per-chunk inverse M;
-    split into ``_fwd_inv`` + ``_fwd_wy`` by default, or the single fused ``_fwd_prep``."""
-    B, T, H, K = k.shape
+def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=None):
+    """The forward launches; ``varlen`` (from ``varlen_index``) for packed sequences, else None."""
+    B, T, H, K = q.shape
     V = v.shape[-1]
     NT = triton.cdiv(T, CHUNK)
-    dev = k.device
+    NS = B  # state-pass programs per head: batch entries, or sequences when packed
+    if varlen is not None:
+        cu, ci, co, NT = varlen
+        NS = cu.numel() - 1
+    dev = q.device
+    prec, dt, store_dtype = _dot_cfg(q.dtype)
     BK, BV = _pow2(K), _pow2(V)
     f32 = dict(device=dev, dtype=torch.float32)
     rk = torch.ones(B, T, H, **f32)
+    rq = torch.ones(B, T, H, **f32)
     G = torch.empty(B, T, H, **f32)
     w = torch.empty(B, T, H, K, device=dev, dtype=store_dtype)
     u = torch.empty(B, T, H, V, device=dev, dtype=torch.float32)
     M = torch.empty(B, T, H, CHUNK, **f32)
+    if varlen is None:
+        cu = ci = co = G  # never read (IS_VARLEN is False)
     if prep_mode() == "fused":
         launch(
             _fwd_prep,
@@ -1098,6 +1210,8 @@ def _forward_prep(k, v, g, beta, use_l2, prec, store_dtype):
             u,
             M,
             T,
+            cu,
+            ci,
             H=H,
             K=K,
             V=V,
@@ -1107,6 +1221,7 @@ def _forward_prep(k, v, g, beta, use_l2, prec, store_dtype):
             BC=SUB,
             USE_L2=use_l2,
             PREC=_prec32(prec),
+            IS_VARLEN=varlen is not None,
             num_warps=8,
         )
     else:
@@ -1120,6 +1235,8 @@ def _forward_prep(k, v, g, beta, use_l2, prec, store_dtype):
             G,
             M,
             T,
+            cu,
+            ci,
             H=H,
             K=K,
             BK=BK,
@@ -1127,6 +1244,7 @@ def _forward_prep(k, v, g, beta, use_l2, prec, store_dtype):
             BC=SUB,
             USE_L2=use_l2,
             PREC=_prec32(prec),
+            IS_VARLEN=varlen is not None,
             num_warps=_env_int("NIRVANA_GDR_PREP_WARPS", 4),
         )
         bkv = _env_int("NIRVANA_GDR_FWD_WY_BKV", min(_pow2(max(K, V)), 64))
@@ -1143,6 +1261,8 @@ def _forward_prep(k, v, g, beta, use_l2, prec, store_dtype):
             w,
             u,
             T,
+            cu,
+            ci,
             H=H,
             K=K,
             V=V,
@@ -1150,29 +1270,17 @@ def _forward_prep(k, v, g, beta, use_l2, prec, store_dtype):
             NK=nk,
             BT=CHUNK,
             PREC=_prec32(prec),
+            IS_VARLEN=varlen is not None,
             num_warps=_env_int("NIRVANA_GDR_FWD_WY_WARPS", 4),
         )
-    return rk, G, w, u, M
-
-
-def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
-    B, T, H, K = q.shape
-    V = v.shape[-1]
-    NT = triton.cdiv(T, CHUNK)
-    dev = q.device
-    prec, dt, store_dtype = _dot_cfg(q.dtype)
-    BK, BV = _pow2(K), _pow2(V)
-    f32 = dict(device=dev, dtype=torch.float32)
-    rq = torch.ones(B, T, H, **f32)
-    rk, G, w, u, M = _forward_prep(k, v, g, beta, use_l2, prec, store_dtype)
     h = torch.empty(B, H, NT, K, V, device=dev, dtype=store_dtype)
     vn = torch.empty(B, T, H, V, device=dev, dtype=store_dtype)
-    ht = torch.empty(B, H, K, V, **f32) if output_final_state else None
+    ht = torch.empty(NS, H, K, V, **f32) if output_final_state else None
     launch_state_pass(
         "NIRVANA_GDR_FWD_BV",
         V,
         _fwd_state,
-        B * H,
+        NS * H,
         k,
         w,
         u,
@@ -1184,6 +1292,8 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
         ht if ht is not None else G,
         T,
         NT,
+        cu,
+        co,
         H=H,
         K=K,
         V=V,
@@ -1193,6 +1303,7 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
         STORE_HT=ht is not None,
         PREC=prec,
         DT=dt,
+        IS_VARLEN=varlen is not None,
         num_warps=_fwd_warps("NIRVANA_GDR_FWD_STATE_WARPS", K, V),
     )
     o = torch.empty(B, T, H, V, device=dev, dtype=v.dtype)
@@ -1210,6 +1321,8 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
         scale,
         T,
         NT,
+        cu,
+        ci,
         H=H,
         K=K,
         V=V,
@@ -1219,16 +1332,24 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2):
         USE_L2=use_l2,
         PREC=prec,
         DT=dt,
+        IS_VARLEN=varlen is not None,
         num_warps=_fwd_warps("NIRVANA_GDR_FWD_OUT_WARPS", K, V),
     )
     return o, ht, (rq, rk, G, w, M, h, vn)
 
 
-def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht):
+def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht, varlen=None):
+    """The backward launches (``varlen`` as in ``gdr_forward``)."""
     rq, rk, G, w, M, h, vn = saved
     B, T, H, K = q.shape
     V = v.shape[-1]
     NT = triton.cdiv(T, CHUNK)
+    NS = B
+    if varlen is not None:
+        cu, ci, co, NT = varlen
+        NS = cu.numel() - 1
+    else:
+        cu = ci = co = G  # never read (IS_VARLEN is False)
     dev = q.device
     prec, dt, _ = _dot_cfg(q.dtype)
     BK, BV = _pow2(K), _pow2(V)
@@ -1236,13 +1357,13 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht):
     f32 = dict(device=dev, dtype=torch.float32)
     dhs = torch.empty(B, H, NT, K, V, device=dev, dtype=h.dtype)
     dvn = torch.empty(B, T, H, V, **f32)
-    dh0 = torch.empty(B, H, K, V, **f32) if h0 is not None else None
+    dh0 = torch.empty(NS, H, K, V, **f32) if h0 is not None else None
     do = do.contiguous()
     launch_state_pass(
         "NIRVANA_GDR_BWD_BV",
         V,
         _bwd_state,
-        B * H,
+        NS * H,
         q,
         k,
         w,
@@ -1257,6 +1378,8 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht):
         scale,
         T,
         NT,
+        cu,
+        co,
         H=H,
         K=K,
         V=V,
@@ -1266,6 +1389,7 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht):
         STORE_DH0=dh0 is not None,
         PREC=prec,
         DT=dt,
+        IS_VARLEN=varlen is not None,
         num_warps=warps,
     )
     dq = torch.empty_like(q)
@@ -1293,6 +1417,8 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht):
         scale,
         T,
         NT,
+        cu,
+        ci,
         H=H,
         K=K,
         V=V,
@@ -1302,6 +1428,7 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht):
         USE_L2=use_l2,
         PREC=prec,
         DT=dt,
+        IS_VARLEN=varlen is not None,
         num_warps=warps,
     )
     dk = torch.empty_like(k)
@@ -1326,6 +1453,8 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht):
         dbeta,
         dg,
         T,
+        cu,
+        ci,
         H=H,
         K=K,
         V=V,
@@ -1334,20 +1463,43 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht):
         BT=CHUNK,
         USE_L2=use_l2,
         PREC=_prec32(prec),
+        IS_VARLEN=varlen is not None,
         num_warps=warps,
     )
     return dq, dk, dv, dg, dbeta, dh0
 
 
+def varlen_index(bounds: list[int], device: torch.device):
+    """Index tensors of a packed batch, built once per call from the sequence bounds
+    (``cu_seqlens`` as a validated list): ``(cu_seqlens, chunk_indices, chunk_offsets, chunks)`` with
+    ``cu_seqlens`` [N + 1] int32, ``chunk_indices`` [chunks, 2] int32 = (sequence, chunk within it) in
+    packed order (sequence-major), ``chunk_offsets`` [N + 1] int32 = cumulative chunk counts (a
+    sequence's first chunk in the per-chunk state tensors) and ``chunks`` the total number of chunks."""
+    cu = torch.tensor(bounds, dtype=torch.int64)
+    per_seq = (cu[1:] - cu[:-1] + CHUNK - 1) // CHUNK
+    offsets = torch.cat([per_seq.new_zeros(1), per_seq.cumsum(0)])
+    chunks = int(offsets[-1])
+    seq = torch.repeat_interleave(torch.arange(len(bounds) - 1), per_seq)
+    within = torch.arange(chunks) - offsets[seq]
+    indices = torch.stack([seq, within], 1)
+    return (
+        cu.to(device=device, dtype=torch.int32),
+        indices.to(device=device, dtype=torch.int32).contiguous(),
+        offsets.to(device=device, dtype=torch.int32),
+        chunks,
+    )
+
+
 class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l2norm):
+    def forward(ctx, q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l2norm, varlen=None):
         q, k, v, g, beta = (x.contiguous() for x in (q, k, v, g, beta))
         h0 = initial_state.contiguous() if initial_state is not None else None
-        o, ht, saved = gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_qk_l2norm)
+        o, ht, saved = gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_qk_l2norm, varlen)
         ctx.save_for_backward(q, k, v, g, beta, h0, *saved)
         ctx.scale, ctx.use_l2 = scale, use_qk_l2norm
         ctx.has_h0 = h0 is not None
+        ctx.varlen = varlen
         return o, ht
 
     @staticmethod
@@ -1367,8 +1519,9 @@ class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
             saved,
             do,
             dht.contiguous() if dht is not None else None,
+            ctx.varlen,
         )
-        return dq, dk, dv, dg, dbeta, None, (dh0 if ctx.has_h0 else None), None, None
+        return dq, dk, dv, dg, dbeta, None, (dh0 if ctx.has_h0 else None), None, None, None
 
 
 def _reference_backward(ctx, q, k, v, g, beta, h0, do, dht):
@@ -1384,6 +1537,7 @@ def _reference_backward(ctx, q, k, v, g, beta, h0, do, dht):
             initial_state=h0_,
             output_final_state=dht is not None,
             use_qk_l2norm=ctx.use_l2,
+            cu_seqlens=ctx.varlen[0] if ctx.varlen is not None else None,
         )
         outs, grads = [o], [do.float()]
         if dht is not None:
@@ -1396,7 +1550,7 @@ def _reference_backward(ctx, q, k, v, g, beta, h0, do, dht):
         for r, x in zip(res[:5], (q, k, v, g, beta), strict=True)
     )
     dh0 = res[5] if h0 is not None else None
-    return dq, dk, dv, dg, db, None, dh0, None, None
+    return dq, dk, dv, dg, db, None, dh0, None, None, None
 
 
 def chunk_gated_delta_rule_triton(
@@ -1409,9 +1563,16 @@ def chunk_gated_delta_rule_triton(
     initial_state: torch.Tensor | None = None,
     output_final_state: bool = False,
     use_qk_l2norm: bool = False,
+    *,
+    cu_seqlens: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Triton chunked gated delta rule (same contract as ``chunk_gated_delta_rule_reference``)."""
+    """Triton chunked gated delta rule (same contract as ``chunk_gated_delta_rule_reference``,
+    ``cu_seqlens`` included: packed sequences run in the same kernels, see the module docstring)."""
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
+    varlen = None
+    if cu_seqlens is not None:
+        bounds = check_cu_seqlens(cu_seqlens, q, initial_state)  # one host sync
+        varlen = varlen_index(bounds, q.device)
     if q.dtype == torch.float64:  # computed in float32, returned in float64
         o, ht = ChunkGatedDeltaRuleFunction.apply(
             q.float(),
@@ -1423,8 +1584,9 @@ def chunk_gated_delta_rule_triton(
             initial_state.float() if initial_state is not None else None,
             output_final_state,
             use_qk_l2norm,
+            varlen,
         )
         return o.double(), (ht.double() if ht is not None else None)
     return ChunkGatedDeltaRuleFunction.apply(
-        q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l2norm
+        q, k, v, g, beta, scale, initial_state, output_final_state, use_qk_l2norm, varlen
     )

@@ -1,0 +1,167 @@
+"""Compile the delta-rule kernels for a GPU target without a GPU, from a git revision and from the working
+tree, and compare: PTX (parameters named, debug sections dropped) and SASS (``nvdisasm``; parameter
+constant-bank offsets normalised). A change meant to leave the compiled code alone (e.g. the
+``IS_VARLEN`` constexpr, compiled False here) should print "PTX same" and "SASS same" for every
+kernel; ptxas registers / spill bytes are printed for both, and for the working tree's ``IS_VARLEN=True``
+variant when the kernel has one.
+
+    python benchmarks/gdr_compile_diff.py --rev 4141e73 --dim 64 --prec tf32
+    python benchmarks/gdr_compile_diff.py --rev main --dim 128 --prec tf32x3 _bwd_state
+
+Needs only triton's bundled ptxas / nvdisasm (no driver, no GPU). Kernel options follow the host code's
+defaults (num_warps, V/K blocks); ``--stages`` sets num_stages (default 3, Triton's default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.pop("TRITON_INTERPRET", None)
+
+REPO = Path(__file__).resolve().parent.parent
+MODULE = "nirvana_mri/backbone/kernels/gated_delta_rule_triton.py"
+KERNELS = ["_fwd_prep", "_fwd_inv", "_fwd_wy", "_fwd_state", "_fwd_output", "_bwd_state", "_bwd_dqk", "_bwd_wy"]
+
+
+def load_revision(rev: str, tmp: Path):
+    """The kernel module as of ``rev``, imported from a temporary package (with its sibling modules)."""
+    pkg = tmp / f"gdr_{re.sub(r'[^0-9A-Za-z]', '_', rev)}"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    folder = os.path.dirname(MODULE)
+    names = subprocess.run(["git", "ls-tree", "--name-only", f"{rev}:{folder}"], cwd=REPO, check=True,
+                           capture_output=True, text=True).stdout.split()
+    for name in names:
+        if name.endswith(".py") and name != "__init__.py":
+            text = subprocess.run(["git", "show", f"{rev}:{folder}/{name}"], cwd=REPO, check=True,
+                                  capture_output=True, text=True).stdout
+            (pkg / name).write_text(text)
+    sys.path.insert(0, str(tmp))
+    return importlib.import_module(f"{pkg.name}.gated_delta_rule_triton")
+
+
+def load_worktree():
+    sys.path.insert(0, str(REPO))
+    from nirvana_mri.backbone.kernels import gated_delta_rule_triton
+
+    return gated_delta_rule_triton
+
+
+def compile_kernel(fn, args, varlen):
+    import triton
+    import triton.language as tl
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    D = args.dim
+    pow2 = max(16, triton.next_power_of_2(D))
+    wide = 4 if D <= 64 else 8
+    name = fn.__name__
+    values = dict(H=16, K=D, V=D, BK=pow2, BV=pow2, BT=64, BC=16, USE_L2=True, PREC=args.prec,
+                  DT=getattr(tl, args.dt), BKV=min(pow2, 64), NK=triton.cdiv(D, min(pow2, 64)),
+                  USE_H0=True, STORE_HT=True, USE_DHT=True, STORE_DH0=True, IS_VARLEN=varlen)
+    if name in ("_fwd_state", "_bwd_state"):
+        values["BV"] = min(pow2, 64)
+    if name in ("_bwd_dqk", "_bwd_wy"):
+        values["BV"] = min(pow2, 32 if pow2 >= 128 else 64)
+    if name == "_bwd_wy":
+        values["BK"] = min(pow2, 64)
+    if name in ("_fwd_inv", "_fwd_prep", "_fwd_wy", "_bwd_wy") and args.prec not in ("tf32", "tf32x3"):
+        values["PREC"] = "ieee"
+    warps = {"_fwd_prep": 8, "_fwd_state": wide, "_fwd_output": wide}.get(name, 4)
+    sig, consts, attrs = {}, {}, {}
+    for i, (arg, param) in enumerate(zip(fn.arg_names, fn.params, strict=True)):
+        if param.is_constexpr:
+            sig[arg], consts[arg] = "constexpr", values[arg]
+        elif arg in ("T", "NT"):
+            sig[arg] = "i32"
+        elif arg == "scale":
+            sig[arg] = "fp32"
+        else:
+            sig[arg] = "*i32" if varlen and arg in ("cu_seqlens", "chunk_indices", "chunk_offsets") else "*fp32"
+            attrs[(i,)] = [["tt.divisibility", 16]]
+    target = GPUTarget("cuda", args.arch, 64)
+    return triton.compile(ASTSource(fn, sig, consts, attrs), target=target,
+                          options={"num_warps": warps, "num_stages": args.stages})
+
+
+def ptx_lines(kernel, fn):
+    names = [a for a, p in zip(fn.arg_names, fn.params, strict=True) if not p.is_constexpr]
+    ptx = kernel.asm["ptx"].split(".section\t.debug")[0].split(".section .debug")[0]
+    ptx = re.sub(r"_param_(\d+)", lambda m: "_param_" + (names[int(m.group(1))] if int(m.group(1)) < len(names)
+                                                          else m.group(1)), ptx)
+    skip = ("//", ".loc", ".file", ".param")
+    return [line for line in ptx.splitlines() if not line.strip().startswith(skip) and "debug" not in line]
+
+
+def tool(name):
+    import triton
+
+    return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
+
+
+def sass_lines(kernel, tmp: Path, tag: str):
+    path = tmp / f"{tag}.cubin"
+    path.write_bytes(kernel.asm["cubin"])
+    text = subprocess.run([tool("nvdisasm"), "-c", str(path)], capture_output=True, text=True).stdout
+    out = []
+    for line in text.splitlines():
+        m = re.search(r"/\*[0-9a-f]{4,}\*/\s+(.*?);", line)
+        if m:
+            out.append(re.sub(r"c\[0x0\]\[0x[0-9a-f]+\]", "c[0x0][P]", m.group(1)))
+    return out
+
+
+def ptxas_usage(kernel, tmp: Path, tag: str, arch: int) -> str:
+    path = tmp / f"{tag}.ptx"
+    path.write_text(kernel.asm["ptx"])
+    out = subprocess.run([tool("ptxas"), f"-arch=sm_{arch}a", "-v", str(path), "-o", str(path) + ".cubin"],
+                         capture_output=True, text=True)
+    text = out.stdout + out.stderr
+    regs = re.findall(r"Used (\d+) registers", text)
+    spill = re.findall(r"(\d+) bytes spill stores", text)
+    return f"{regs[-1] if regs else '?'} regs / {spill[-1] if spill else '?'} B spilled"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("kernels", nargs="*", default=KERNELS)
+    ap.add_argument("--rev", default="main", help="git revision to compare the working tree with")
+    ap.add_argument("--dim", type=int, default=64, help="head dim (K = V)")
+    ap.add_argument("--prec", default="tf32", help="PREC of the products: tf32 (16-bit inputs), tf32x3 (fp32)")
+    ap.add_argument("--dt", default="float32", help="operand dtype DT: float32, or bfloat16 (bf16 mode)")
+    ap.add_argument("--arch", type=int, default=90)
+    ap.add_argument("--stages", type=int, default=3)
+    args = ap.parse_args()
+    all_same = True
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        old_mod, new_mod = load_revision(args.rev, tmp), load_worktree()
+        for name in args.kernels:
+            old_fn, new_fn = getattr(old_mod, name), getattr(new_mod, name)
+            old_k = compile_kernel(old_fn, args, None)
+            new_k = compile_kernel(new_fn, args, False)
+            ptx_same = ptx_lines(old_k, old_fn) == ptx_lines(new_k, new_fn)
+            old_s, new_s = sass_lines(old_k, tmp, name + "_old"), sass_lines(new_k, tmp, name + "_new")
+            sass_same = old_s == new_s
+            spill_slots_only = not sass_same and len(old_s) == len(new_s) and all(
+                a == b or ("R1+0x" in a and "R1+0x" in b) for a, b in zip(old_s, new_s, strict=True))
+            usage = [ptxas_usage(old_k, tmp, name + "_o", args.arch), ptxas_usage(new_k, tmp, name + "_n", args.arch)]
+            if "IS_VARLEN" in new_fn.arg_names:
+                usage.append("varlen " + ptxas_usage(compile_kernel(new_fn, args, True), tmp, name + "_v", args.arch))
+            sass = "same" if sass_same else ("same but for spill-slot offsets" if spill_slots_only else "DIFFERENT")
+            print(f"{name}: PTX {'same' if ptx_same else 'DIFFERENT'}, SASS {sass} ({len(new_s)} instructions); "
+                  f"{args.rev}: {usage[0]}; worktree: {'; '.join(usage[1:])}", flush=True)
+            all_same &= ptx_same and (sass_same or spill_slots_only)
+    return 0 if all_same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
