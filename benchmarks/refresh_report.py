@@ -4,7 +4,7 @@ each learned model's training metadata from its folder's ``config.json`` (e.g. a
 history was recorded), and/or write only JSON + Markdown into another folder.
 
     python benchmarks/refresh_report.py --report benchmarks/results/quality.json \
-        [--probe benchmarks/results/mri_probe.json] [--refresh-training] [--out DIR --md-only]
+        [--probe benchmarks/results/mri_probe.json] [--refresh-training] [--note TEXT] [--out DIR --md-only]
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def main() -> int:
     parser.add_argument("--report", type=Path, required=True, help="a quality.json written by quality.py")
     parser.add_argument("--probe", type=Path, help="mri_probe.json: add its GPU timings")
     parser.add_argument("--refresh-training", action="store_true", help="re-read each model folder's config.json")
+    parser.add_argument("--note", action="append", default=[], help="a line to add to the report's notes")
     parser.add_argument("--out", type=Path, help="folder to write into (default: the report's own)")
     parser.add_argument("--md-only", action="store_true", help="write JSON + Markdown only (no HTML, no examples)")
     args = parser.parse_args()
@@ -53,6 +54,7 @@ def main() -> int:
         add_gpu_timings(results, args.probe)
     if args.refresh_training:
         refresh_training(results)
+    results["notes"] = [*results.get("notes", []), *args.note]
     out = args.out or args.report.parent
     if args.md_only:
         out.mkdir(parents=True, exist_ok=True)
