@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from nirvana_mri.io_utils import atomic_write_text
+from nirvana_mri.recon_models import read_recon_config, training_metadata
 from nirvana_mri.report import load_results, markdown_report, to_json, write_report
 
 
@@ -36,8 +37,7 @@ def refresh_training(results: dict) -> None:
     for row in results["rows"]:
         folder = row.get("folder")
         if row.get("kind") == "learned" and folder and (Path(folder) / "config.json").exists():
-            config = json.loads((Path(folder) / "config.json").read_text())
-            row["training"] = {k: v for k, v in config.items() if k not in ("method", "model_args", "trainable_only")}
+            row["training"] = training_metadata(read_recon_config(folder))
 
 
 def main() -> int:

@@ -519,7 +519,7 @@ def run_benchmark(
                 fn = functools.partial(CLASSICAL[spec.name], **classical_options.get(spec.name, {}))
                 extra.update(device="cpu", params=0, trainable_params=0)
             else:
-                from nirvana_mri.recon_models import load_recon_model
+                from nirvana_mri.recon_models import load_recon_model, training_metadata
 
                 model, config = load_recon_model(spec.folder, map_location=torch_device)
                 model.eval()
@@ -530,9 +530,7 @@ def run_benchmark(
                     trainable_params=n_train,
                     registry_method=config.get("method"),
                     folder=str(spec.folder),
-                    training={
-                        k: v for k, v in config.items() if k not in ("method", "model_args", "trainable_only")
-                    },
+                    training=training_metadata(config),
                 )
         except Exception as err:  # noqa: BLE001
             errors.append({"method": spec.name, "accel": None, "volume": None, "error": _error_text(err)})

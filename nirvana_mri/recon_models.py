@@ -71,6 +71,24 @@ def read_recon_config(folder: str | Path) -> dict[str, Any]:
     return config
 
 
+def training_stages(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The training history a saved model folder's config records: its ``training_stages``, or for
+    older folders one stage rebuilt from ``train_config`` (planned steps) / ``train_steps``."""
+    if config.get("training_stages"):
+        return list(config["training_stages"])
+    train_config = config.get("train_config") or {}
+    steps = train_config.get("max_steps", config.get("train_steps"))
+    if not isinstance(steps, int):
+        return []
+    return [{"budget_steps": steps, "batch_size": config.get("batch_size", train_config.get("batch_size")),
+             "train": train_config.get("train"), "checkpoint_step": config.get("train_steps")}]
+
+
+def training_metadata(config: dict[str, Any]) -> dict[str, Any]:
+    """What a model folder's config says about its training (the config minus what rebuilds the model)."""
+    return {k: v for k, v in config.items() if k not in ("method", "model_args", "trainable_only")}
+
+
 def load_recon_model(folder: str | Path, map_location: str | torch.device = "cpu",
                      overrides: dict[str, Any] | None = None) -> tuple[torch.nn.Module, dict]:
     """Rebuild a model from its folder; strict about missing or unexpected tensors. ``overrides``

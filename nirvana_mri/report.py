@@ -378,20 +378,19 @@ BATCH_KEYS = ("batch_size", "global_batch_size", "batch")
 
 def training_budgets(results: dict[str, Any]) -> dict[str, list[tuple[int, int]] | None]:
     """[(steps, batch size) per training stage] per learned method, from the metadata its folder
-    recorded: ``training_stages`` (planned steps of every stage, a continued model's included), else
-    the planned steps of its one run, else the steps of its checkpoint."""
+    recorded (``recon_models.training_stages``: planned steps of every stage, a continued model's
+    included), else from common step / batch keys of other tools' metadata."""
+    from nirvana_mri.recon_models import training_stages  # torch only when a report needs budgets
+
     out: dict[str, list[tuple[int, int]] | None] = {}
     for row in results.get("rows", []):
         if row.get("kind") != "learned" or row["method"] in out:
             continue
         meta = row.get("training") or {}
-        stages = [(st.get("budget_steps"), st.get("batch_size")) for st in meta.get("training_stages") or []]
-        if not stages:
-            planned = (meta.get("train_config") or {}).get("max_steps")
-            steps = planned if isinstance(planned, int) else next(
-                (meta[k] for k in STEP_KEYS if isinstance(meta.get(k), int)), None)
-            batch = next((meta[k] for k in BATCH_KEYS if isinstance(meta.get(k), int)), None)
-            stages = [(steps, batch)]
+        batch = next((meta[k] for k in BATCH_KEYS if isinstance(meta.get(k), int)), None)
+        stages = [(st.get("budget_steps"), st.get("batch_size") or batch) for st in training_stages(meta)]
+        if not stages:  # metadata written by other tools
+            stages = [(next((meta[k] for k in STEP_KEYS if isinstance(meta.get(k), int)), None), batch)]
         known = all(isinstance(s, int) and isinstance(b, int) for s, b in stages)
         out[row["method"]] = stages if known else None
     return out

@@ -28,7 +28,13 @@ from tqdm import tqdm
 from nirvana_mri import metrics
 from nirvana_mri.io_utils import atomic_path, atomic_write_text
 from nirvana_mri.physics import center_crop
-from nirvana_mri.recon_models import load_recon_model, model_class, read_recon_config, save_recon_model
+from nirvana_mri.recon_models import (
+    load_recon_model,
+    model_class,
+    read_recon_config,
+    save_recon_model,
+    training_stages,
+)
 
 STATE_FILE = "trainer_state.pt"
 
@@ -88,19 +94,6 @@ def build_model(config: TrainConfig) -> tuple[torch.nn.Module, str, dict[str, An
         model, saved = load_recon_model(config.init, overrides=config.model_args)
         return model, saved["method"], saved["model_args"]
     return model_class(config.method)(**config.model_args), config.method, config.model_args
-
-
-def training_stages(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """The training history a saved model folder's config records: its ``training_stages``, or for
-    older folders one stage rebuilt from ``train_config`` (planned steps) / ``train_steps``."""
-    if config.get("training_stages"):
-        return list(config["training_stages"])
-    train_config = config.get("train_config") or {}
-    steps = train_config.get("max_steps", config.get("train_steps"))
-    if not isinstance(steps, int):
-        return []
-    return [{"budget_steps": steps, "batch_size": config.get("batch_size", train_config.get("batch_size")),
-             "train": train_config.get("train"), "checkpoint_step": config.get("train_steps")}]
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
