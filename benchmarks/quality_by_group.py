@@ -58,6 +58,8 @@ def main() -> int:
     parser.add_argument("--label", default="SNR")
     parser.add_argument("--out", type=Path, required=True, help="Markdown file to write")
     args = parser.parse_args()
+    if not args.report.is_file():
+        parser.error(f"no report at {args.report} (a quality.json written by quality.py)")
     means = grouped_means(json.loads(args.report.read_text())["per_volume"], args.pattern)
     if not means:
         parser.error(f"no volume name in {args.report} matches {args.pattern!r}")

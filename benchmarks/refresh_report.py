@@ -49,6 +49,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="folder to write into (default: the report's own)")
     parser.add_argument("--md-only", action="store_true", help="write JSON + Markdown only (no HTML, no examples)")
     args = parser.parse_args()
+    if not args.report.is_file():
+        parser.error(f"no report at {args.report} (a quality.json written by quality.py)")
     results = load_results(args.report)
     if args.probe:
         add_gpu_timings(results, args.probe)

@@ -133,8 +133,11 @@ def main() -> int:
         args.max_minutes = args.max_minutes or 1.3 * args.seconds / 60
         args.val_every = max(args.steps // 3, 1)
         print(f"planned {args.steps} steps per method; GPUs {assignment}", flush=True)
-    for name in names:
-        init_folder(name, args)  # fail before anything starts
+    for name in names:  # fail before anything starts
+        try:
+            init_folder(name, args)
+        except FileNotFoundError as err:
+            parser.error(str(err))
     started = time.time()
     running = {name: (launch(name, *specs[name], args, assignment[name]), assignment[name]) for name in names}
     results = {}
