@@ -11,6 +11,10 @@ Writes ``OUT/<method>/{best,last,summary.json,train_log.jsonl,stdout.log}`` and 
 ``--init-bundled a,b`` those methods from the packaged default model) instead of starting from
 scratch: a second training stage at the same budget for every method, e.g. on new data. Model
 arguments then come from each saved config, not from ``--codec``.
+
+``--noise-conditioning`` gives every nirvana_mri-class method (the model and its ablations) the codecs'
+noise-level FiLM (nirvana_mri/codecs/noise.py); with ``--init-dir`` a model saved without it continues
+with it (it starts as the identity). The fastMRI baselines are unchanged.
 """
 
 from __future__ import annotations
@@ -80,7 +84,9 @@ def launch(name: str, method: str, model_args: dict, args: argparse.Namespace, g
     out = Path(args.out) / name
     out.mkdir(parents=True, exist_ok=True)
     init = init_folder(name, args)
-    start = ["--init", init] if init else ["--method", method, "--model-args", json.dumps(model_args)]
+    extra = {"noise_conditioning": True} if args.noise_conditioning and method == "nirvana_mri" else {}
+    start = (["--init", init, "--model-args", json.dumps(extra)] if init
+             else ["--method", method, "--model-args", json.dumps({**model_args, **extra})])
     command = [sys.executable, "-m", "nirvana_mri.cli", "finetune", *start, "--train", *args.train, "--val", *args.val,
                "--out", str(out), "--steps", str(args.steps), "--batch-size", str(args.batch_size),
                "--lr", str(args.lr), "--val-every", str(args.val_every), "--val-volumes", str(args.val_volumes),
@@ -117,6 +123,8 @@ def main() -> int:
     parser.add_argument("--init-dir", help="continue each method from DIR/<method> (a second training stage)")
     parser.add_argument("--init-bundled", default="", type=lambda v: [n for n in v.split(",") if n],
                         help="comma-separated methods that continue from the packaged default model instead")
+    parser.add_argument("--noise-conditioning", action="store_true",
+                        help="nirvana_mri-class methods get the codecs' noise-level FiLM (see above)")
     parser.add_argument("--codec", default='{"num_cascades": 2, "patch_size": 8, "codec_channels": 16}',
                         help="JSON codec arguments shared by every nirvana_mri variant")
     args = parser.parse_args()
@@ -146,7 +154,9 @@ def main() -> int:
         summary_path = Path(args.out) / name / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
         results[name] = {"exit_code": code, "gpu": gpu, "method": specs[name][0], "model_args": specs[name][1],
-                         "init": init_folder(name, args), **summary}
+                         "init": init_folder(name, args),
+                         "noise_conditioning": bool(args.noise_conditioning and specs[name][0] == "nirvana_mri"),
+                         **summary}
         print(f"{name}: exit {code}, steps {summary.get('steps')}, best val SSIM {summary.get('best_val_ssim')}, "
               f"{summary.get('train_slices_per_second', 0):.1f} slices/s", flush=True)
     suite = {"budget": {"steps": args.steps, "batch_size": args.batch_size, "max_minutes": args.max_minutes},

@@ -63,6 +63,22 @@ def estimate_snr(kspace: np.ndarray) -> float:
     return obj / sigma if sigma > 0 else float("inf")
 
 
+def noise_std(masked_kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-sample noise std ``[B]`` of measured multi-coil k-space ``[B,C,H,W,2]``, from the measured
+    samples in the four k-space corners (outer 1/8 of each axis), where a brain scan holds almost only
+    noise: complex Gaussian noise of std sigma has median magnitude sigma * sqrt(ln 2). Unmeasured
+    samples and exact zeros (zero padding) are ignored; NaN when no corner sample was measured."""
+    height, width = masked_kspace.shape[-3:-1]
+    rows = torch.zeros(height, dtype=torch.bool, device=masked_kspace.device)
+    cols = torch.zeros(width, dtype=torch.bool, device=masked_kspace.device)
+    rows[: max(1, height // 8)] = rows[-max(1, height // 8):] = True
+    cols[: max(1, width // 8)] = cols[-max(1, width // 8):] = True
+    magnitude = torch.linalg.vector_norm(masked_kspace.float(), dim=-1)  # [B, C, H, W]
+    measured = (rows[:, None] & cols[None, :]) & (mask[..., 0] != 0) & (magnitude > 0)
+    samples = torch.where(measured, magnitude, torch.nan).flatten(1)
+    return samples.nanmedian(dim=1).values / float(np.sqrt(np.log(2.0)))
+
+
 def sens_expand(image: torch.Tensor, sens_maps: torch.Tensor) -> torch.Tensor:
     """Coil-combined image ``[B,1,H,W,2]`` -> multi-coil k-space ``[B,C,H,W,2]``."""
     return fft2c(complex_mul(image, sens_maps))

@@ -89,13 +89,23 @@ def training_metadata(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in ("method", "model_args", "trainable_only")}
 
 
+def _added_by_overrides(name: str, model: torch.nn.Module, saved_args: dict[str, Any],
+                        overrides: dict[str, Any]) -> bool:
+    """True for a tensor of a part that starts as the identity (``identity_init_parts``: model argument
+    -> name fragment) and that ``overrides`` switched on for a checkpoint saved without it: such a
+    model continues training from the checkpoint unchanged. Missing anywhere else stays an error."""
+    parts = getattr(model, "identity_init_parts", {})
+    return any(overrides.get(arg) and not saved_args.get(arg) and fragment in name for arg, fragment in parts.items())
+
+
 def load_recon_model(folder: str | Path, map_location: str | torch.device = "cpu",
                      overrides: dict[str, Any] | None = None) -> tuple[torch.nn.Module, dict]:
     """Rebuild a model from its folder; strict about missing or unexpected tensors. ``overrides``
     replace model arguments that do not change the stored tensors (e.g. which parts are trainable)."""
     folder = Path(folder)
     config = read_recon_config(folder)
-    config["model_args"] = {**config.get("model_args", {}), **(overrides or {})}
+    saved_args = config.get("model_args", {})
+    config["model_args"] = {**saved_args, **(overrides or {})}
     cls = model_class(config["method"])
     model = cls(**config["model_args"])
     weights = folder / "model.safetensors"
@@ -103,6 +113,7 @@ def load_recon_model(folder: str | Path, map_location: str | torch.device = "cpu
         raise FileNotFoundError(f"{folder}: no model.safetensors")
     state = load_file(str(weights), device=str(map_location))
     missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [name for name in missing if not _added_by_overrides(name, model, saved_args, overrides or {})]
     if config.get("trainable_only"):  # tensors of a pretrained part come from that part's own checkpoint
         prefixes = getattr(model, "pretrained_prefixes", ())
         missing = [name for name in missing if not name.startswith(prefixes)]

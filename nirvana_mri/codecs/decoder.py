@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -26,10 +28,13 @@ class ImageDecoder(nn.Module):
         nn.init.zeros_(self.refine[-1].weight)
         nn.init.zeros_(self.refine[-1].bias)
 
-    def forward(self, tokens: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        """tokens ``[B, N, token_size]`` on the (H/p, W/p) grid of ``features`` ``[B, ch, H, W]``."""
+    def forward(self, tokens: torch.Tensor, features: torch.Tensor,
+                modulate: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """tokens ``[B, N, token_size]`` on the (H/p, W/p) grid of ``features`` ``[B, ch, H, W]``;
+        ``modulate`` (e.g. noise-level FiLM) acts on the refinement's input."""
         batch, channels, height, width = features.shape
         p = self.patch_size
         patches = self.unpatchify(self.from_tokens(tokens)).transpose(1, 2)  # [B, ch*p*p, N]
         upsampled = F.fold(patches, (height, width), kernel_size=p, stride=p)
-        return self.refine(torch.cat([upsampled.to(features.dtype), features], dim=1))
+        joined = torch.cat([upsampled.to(features.dtype), features], dim=1)
+        return self.refine(joined if modulate is None else modulate(joined))

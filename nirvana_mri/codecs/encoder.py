@@ -4,6 +4,7 @@ physics) -> tokens of the backbone's width, one per p x p patch, in raster order
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -39,9 +40,13 @@ class KSpaceEncoder(nn.Module):
         self.position = nn.Linear(4 * num_frequencies, hidden_size)
         self.norm = nn.LayerNorm(hidden_size)
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[B, 2, H, W]`` (H, W multiples of p) -> tokens ``[B, N, hidden]`` and stem features."""
+    def forward(self, image: torch.Tensor, modulate: Callable[[torch.Tensor], torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B, 2, H, W]`` (H, W multiples of p) -> tokens ``[B, N, hidden]`` and stem features;
+        ``modulate`` (e.g. noise-level FiLM) acts on the stem features before both uses."""
         features = self.stem(image)
+        if modulate is not None:
+            features = modulate(features)
         patches = self.patchify(features)  # [B, hidden, H/p, W/p]
         rows, cols = patches.shape[-2:]
         tokens = self.to_tokens(patches.flatten(2).transpose(1, 2))

@@ -6,6 +6,8 @@
           --> backbone over the raster order and over the reversed order (a causal model: this way
               every patch sees the whole slice) --> image decoder codec --> x + update
         --> coil k-space --(data consistency: measured samples kept exactly)--> next x
+    (optional, ``noise_conditioning``: both codecs are modulated by the noise level measured in the
+     k-space corners, so that the painted background floor follows the scan's SNR; codecs/noise.py)
     output: RSS magnitude of the final coil k-space  [B, H, W]
 
 Interface of every learned model here (``nirvana_mri.recon_models``):
@@ -14,6 +16,7 @@ Interface of every learned model here (``nirvana_mri.recon_models``):
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +25,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nirvana_mri.backbone import NirvanaConfig, NirvanaModel, default_backbone_path
-from nirvana_mri.physics import data_consistency, rss, sens_expand, sens_reduce
+from nirvana_mri.physics import data_consistency, noise_std, rss, sens_expand, sens_reduce
 
 from .decoder import ImageDecoder
 from .encoder import KSpaceEncoder
+from .noise import NoiseFiLM, noise_level_feature
 from .sensitivity import SensitivityEstimator
 
 # which backbone parameters ``tune`` unfreezes (the rest of the backbone stays frozen)
@@ -72,24 +76,33 @@ class BidirectionalBackbone(nn.Module):
 
 
 class Cascade(nn.Module):
-    """One refinement step: codecs around the shared backbone, a residual image update."""
+    """One refinement step: codecs around the shared backbone, a residual image update; with
+    ``noise_conditioning`` both codecs are modulated by the scan's measured noise level."""
 
-    def __init__(self, hidden_size: int, patch_size: int, channels: int) -> None:
+    def __init__(self, hidden_size: int, patch_size: int, channels: int, noise_conditioning: bool = False) -> None:
         super().__init__()
         self.patch_size = patch_size
         self.encoder = KSpaceEncoder(hidden_size, patch_size, channels)
         self.decoder = ImageDecoder(2 * hidden_size, patch_size, channels)
+        self.noise_film_encoder = NoiseFiLM(channels) if noise_conditioning else None
+        self.noise_film_decoder = NoiseFiLM(2 * channels) if noise_conditioning else None
 
-    def forward(self, image: torch.Tensor, backbone: BidirectionalBackbone) -> torch.Tensor:
-        """``image`` ``[B, 2, H, W]`` -> updated image, same shape."""
+    def forward(self, image: torch.Tensor, backbone: BidirectionalBackbone,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
+        """``image`` ``[B, 2, H, W]`` -> updated image, same shape; ``noise``: the k-space noise std ``[B]``."""
         mean = image.mean(dim=(-2, -1), keepdim=True)
         scale = image.flatten(1).std(dim=1).clamp_min(1e-12)[:, None, None, None]
         normed = (image - mean) / scale
         height, width = image.shape[-2:]
         p = self.patch_size
         normed = F.pad(normed, (0, (-width) % p, 0, (-height) % p))
-        tokens, features = self.encoder(normed)
-        update = self.decoder(backbone(tokens), features)[..., :height, :width]
+        encoder_film = decoder_film = None
+        if self.noise_film_encoder is not None and noise is not None:
+            level = noise_level_feature(noise, scale)
+            encoder_film = partial(self.noise_film_encoder, level=level)
+            decoder_film = partial(self.noise_film_decoder, level=level)
+        tokens, features = self.encoder(normed, encoder_film)
+        update = self.decoder(backbone(tokens), features, decoder_film)[..., :height, :width]
         return image + update * scale
 
 
@@ -104,6 +117,8 @@ def _from_channels(image: torch.Tensor) -> torch.Tensor:
 class NirvanaMRI(nn.Module):
     # a checkpoint saved with trainable_only=True may omit these: they come from the backbone's own folder
     pretrained_prefixes = ("backbone.",)
+    # modules that start as the identity: a checkpoint saved without them continues training with them
+    identity_init_parts = {"noise_conditioning": ".noise_film_"}
 
     def __init__(
         self,
@@ -119,6 +134,7 @@ class NirvanaMRI(nn.Module):
         tune: str = "codecs",
         gradient_checkpointing: bool = False,
         backbone_checksum: float | None = None,
+        noise_conditioning: bool = False,
     ) -> None:
         super().__init__()
         if tune not in TUNE_PATTERNS:
@@ -134,7 +150,9 @@ class NirvanaMRI(nn.Module):
             raise ValueError("the seeded random backbone differs from the one this model was trained with "
                              f"(checksum {self.backbone_checksum():.6f} vs {backbone_checksum:.6f})")
         self.sensitivity = SensitivityEstimator(sens_chans, sens_pools)
-        self.cascades = nn.ModuleList(Cascade(hidden_size, patch_size, codec_channels) for _ in range(num_cascades))
+        self.noise_conditioning = noise_conditioning
+        self.cascades = nn.ModuleList(Cascade(hidden_size, patch_size, codec_channels, noise_conditioning)
+                                      for _ in range(num_cascades))
 
     @staticmethod
     def _freeze(model: NirvanaModel, trainable_patterns: tuple[str, ...]) -> None:
@@ -145,10 +163,11 @@ class NirvanaMRI(nn.Module):
                 return_kspace: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         del num_low_frequencies  # the calibration region is read off the mask itself (1-D and 2-D)
         sens_maps = self.sensitivity(masked_kspace, mask)
+        noise = noise_std(masked_kspace, mask) if self.noise_conditioning else None
         kspace = masked_kspace
         for cascade in self.cascades:
             image = _to_channels(sens_reduce(kspace, sens_maps))
-            image = _from_channels(cascade(image, self.backbone))
+            image = _from_channels(cascade(image, self.backbone, noise))
             kspace = data_consistency(sens_expand(image, sens_maps), masked_kspace, mask)
         magnitude = rss(kspace)
         return (magnitude, kspace) if return_kspace else magnitude

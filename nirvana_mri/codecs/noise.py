@@ -1,0 +1,40 @@
+"""Noise-level conditioning of the codecs (FiLM from the scan's measured noise level).
+
+Trained over SNR 30-1000, codecs that do not know the noise level paint the same noise floor into
+the background of every scan: ~0.01 of the maximum at SNR 1000, where the target's floor is 0.004
+(benchmarks/results/snr_robustness.md). The noise std measured in the k-space corners, relative to
+the image's scale, tells them how much floor the target has. The modulation starts as the identity
+(last layer zero), so a model trained without it loads unchanged and continues training with it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+# log(noise std / image std) is about -2.6 at SNR 30 and -6.1 at SNR 1000 on simulated brains:
+# centre and scale it to about [-1, 1]
+LOG_LEVEL_CENTRE = -4.5
+LOG_LEVEL_SCALE = 1.5
+
+
+def noise_level_feature(noise_std: torch.Tensor, image_scale: torch.Tensor) -> torch.Tensor:
+    """``[B, 1]`` normalised log of the noise std relative to the image's std; 0 (the middle of the
+    training range) where the noise could not be measured."""
+    ratio = noise_std.reshape(-1).float() / image_scale.reshape(-1).float().clamp_min(1e-12)
+    feature = (torch.log(ratio.clamp_min(1e-12)) - LOG_LEVEL_CENTRE) / LOG_LEVEL_SCALE
+    return torch.nan_to_num(feature, nan=0.0).clamp(-3.0, 3.0)[:, None]
+
+
+class NoiseFiLM(nn.Module):
+    """features * (1 + gamma(level)) + beta(level), per channel; the identity at initialisation."""
+
+    def __init__(self, channels: int, hidden: int = 16) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(1, hidden), nn.GELU(), nn.Linear(hidden, 2 * channels))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, features: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.net(level.to(self.net[0].weight.dtype)).to(features.dtype).chunk(2, dim=-1)
+        return features * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
