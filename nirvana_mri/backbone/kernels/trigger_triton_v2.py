@@ -23,6 +23,7 @@ three [C, L] weights. Without them (a frozen backbone) nothing of that is writte
 from __future__ import annotations
 
 import os
+import weakref
 
 import torch
 import triton
@@ -357,8 +358,30 @@ def _channels_per_block(k_extent: int, BC: int, BL: int) -> dict:
     }
 
 
+_LAYOUTS: dict[int, tuple] = {}
+
+
 def _layouts(wl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """weight_linear [i, o, l] read as [i, l, o] (z), [i, o, l] (logit gradient), [l, o, i] (input gradient)."""
+    """weight_linear [i, o, l] read as [i, l, o] (z), [i, o, l] (logit gradient), [l, o, i] (input gradient).
+
+    The two permuted copies are cached per tensor while its storage and version counter are unchanged,
+    so frozen weights (the MRI use) are not re-permuted on every call (two copy launches of host time);
+    an in-place update (an optimiser step) bumps the version and rebuilds them.
+    ``NIRVANA_TRIGGER_V2_CACHE=0`` turns the cache off (writes through ``.data`` bypass the version)."""
+    if os.environ.get("NIRVANA_TRIGGER_V2_CACHE", "1") == "0" or wl.is_inference():
+        return _permuted(wl)
+    stamp = (wl._version, wl.data_ptr(), wl.dtype, wl.shape)
+    hit = _LAYOUTS.get(id(wl))
+    if hit is not None and hit[0]() is wl and hit[1] == stamp:
+        return hit[2][0], wl.contiguous(), hit[2][1]
+    wz, wr, wd = _permuted(wl)
+    key = id(wl)
+    # the weak reference drops the entry with the tensor; the cache holds no reference to wl itself
+    _LAYOUTS[key] = (weakref.ref(wl, lambda _ref, key=key: _LAYOUTS.pop(key, None)), stamp, (wz, wd))
+    return wz, wr, wd
+
+
+def _permuted(wl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return wl.permute(0, 2, 1).contiguous(), wl.contiguous(), wl.permute(2, 1, 0).contiguous()
 
 
@@ -376,11 +399,12 @@ class TriggerStepV2(torch.autograd.Function):
         h = torch.empty_like(q2)
         outs = [torch.empty_like(p) for p in ps] if learn else ps
         bt, warps, kx = launch_cfg("FWD", 64, 4, 128)
+        bu = _channels_per_block(kx, BC, BL)
         launch(
             _trigger_fwd_v2,
             (triton.cdiv(N, bt),),
             q2, k2, v2, wz, wr, *small, *ps, h, *outs, N, lr, lr_ln, C, L,
-            BT=bt, BC=BC, BL=BL, **_channels_per_block(kx, BC, BL), LEARN=learn, PREC=_cfg(q.dtype),
+            BT=bt, BC=BC, BL=BL, BUZ=bu["BUZ"], BUR=bu["BUR"], LEARN=learn, PREC=_cfg(q.dtype),
             num_warps=warps,
         )  # fmt: skip
         ctx.save_for_backward(q2, k2, v2, wz, wr, wd, *small, *ps, *(outs if learn else []))
