@@ -608,6 +608,19 @@ class _TriggerStep(torch.autograd.Function):
         return (*grads_x, dwl, dwln_w, dbl, dbln, *grads_p, None, None, None)
 
 
+def _step_function():
+    """``NIRVANA_TRIGGER_IMPL``: ``v1`` (default, the kernels above) or ``v2`` (trigger_triton_v2: each
+    weight_linear contraction as K = 128-256 tensor-core products)."""
+    impl = os.environ.get("NIRVANA_TRIGGER_IMPL", "v1")
+    if impl == "v2":
+        from .trigger_triton_v2 import TriggerStepV2
+
+        return TriggerStepV2
+    if impl != "v1":
+        raise ValueError(f"NIRVANA_TRIGGER_IMPL={impl!r}: expected v1 or v2")
+    return _TriggerStep
+
+
 def trigger_step_triton(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -631,7 +644,7 @@ def trigger_step_triton(
             learn,
         )
         return h.double(), TriggerState(*(s.double() for s in new))
-    out = _TriggerStep.apply(q, k, v, *weights, *state, float(lr_linear), float(lr_ln), bool(learn))
+    out = _step_function().apply(q, k, v, *weights, *state, float(lr_linear), float(lr_ln), bool(learn))
     if learn:
         h, *new = out
         return h, TriggerState(*new)

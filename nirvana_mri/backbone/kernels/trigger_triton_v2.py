@@ -1,0 +1,461 @@
+"""Fused Trigger step, version 2: every weight_linear contraction as large-K tensor-core products.
+
+Same contract and precision policy as ``trigger_triton`` (v1), selected by ``NIRVANA_TRIGGER_IMPL=v2``.
+Each contraction with weight_linear ([C, C, L]) has the form
+    out[t, n] = sum_{a, b} u[t, a] v[t, b] W[a, b, n]
+(z: u = x, v = p; the logit gradient: u = x, v = y; the input gradient: u = p, v = y). v1 loops over
+a one channel at a time with [BT, L] x [L, C] products (K = 32). Here a block of BU channels of u is
+read from global memory, the outer product u[:, block] (x) v is formed in registers as a [BT, BU * BV]
+tile and multiplied by the matching [BU * BV, n] rows of W: K = BU * BV (128 or 256), a dozen products
+per contraction instead of 64. W is read in three orders, [C, L, C], [C, C, L] and [L, C, C]
+(permuted copies made once per call: 3 * C^2 * L values), so every block is a plain row range.
+
+The operand read in blocks (u) must be in global memory; where it is a value computed in the kernel
+(the logit gradient's increment in the backward) the kernel stores it first and synchronises.
+
+Backward: one launch recomputes only what it needs (the learnt logits come saved from the forward, so
+the logit-gradient contraction of the learn step is not recomputed) and writes the per-token
+gradients; with weight gradients requested (``WGRAD``) it also writes the [N, C] / [N, L] factors
+of the weight gradients: one launch (v1's ``_wl_grad``) for weight_linear, one batched matmul for the
+three [C, L] weights. Without them (a frozen backbone) nothing of that is written or launched.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+
+import torch
+import triton
+import triton.language as tl
+
+from ._launch import launch
+from .trigger_triton import _blocks, _cfg, _flat, _layernorm, _layernorm_bwd, _ld, _st, _wl_gradient, _wmat, _wmat_t
+
+
+# ----------------------------------------------------------------------------------------------
+# device helpers (all tiles float32)
+# ----------------------------------------------------------------------------------------------
+@triton.jit
+def _outer(
+    acc,
+    u,
+    rows,
+    N,
+    v,
+    w,
+    DU: tl.constexpr,
+    DV: tl.constexpr,
+    DO: tl.constexpr,
+    BT: tl.constexpr,
+    BU: tl.constexpr,
+    BV: tl.constexpr,
+    BO: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """acc[t, n] += sum_{a < DU, b < DV} u[t, a] v[t, b] w[a, b, n].
+
+    u: [N, DU] in global memory, read BU columns at a time; v: a [BT, BV] tile (zero past DV);
+    w: contiguous [DU, DV, DO]. One product of K = BU * BV per block of u."""
+    kk = tl.arange(0, BU * BV)
+    ka, kb = kk // BV, kk % BV
+    n = tl.arange(0, BO)
+    cu = tl.arange(0, BU)
+    for a0 in range(0, DU, BU):
+        cols = a0 + cu
+        ub = tl.load(
+            u + rows[:, None] * DU + cols[None, :], mask=(rows[:, None] < N) & (cols[None, :] < DU), other=0.0
+        ).to(tl.float32)
+        prod = tl.reshape(ub[:, :, None] * v[:, None, :], (BT, BU * BV))
+        a = a0 + ka
+        wb = tl.load(
+            w + (a[:, None] * DV + kb[:, None]) * DO + n[None, :],
+            mask=(a[:, None] < DU) & (kb[:, None] < DV) & (n[None, :] < DO),
+            other=0.0,
+        ).to(tl.float32)
+        acc += tl.dot(prod, wb, input_precision=PREC)
+    return acc
+
+
+@triton.jit
+def _key_side(
+    k,
+    v,
+    rows,
+    N,
+    wz,
+    wln,
+    bl,
+    bln,
+    pw,
+    pln,
+    pbl,
+    pbln,
+    C: tl.constexpr,
+    L: tl.constexpr,
+    BT: tl.constexpr,
+    BC: tl.constexpr,
+    BL: tl.constexpr,
+    BUZ: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """The learn step's forward at the keys: normalised z, its std, w_ln, the error and d loss / d z."""
+    z = _outer(tl.zeros([BT, BC], dtype=tl.float32), k, rows, N, pw, wz, C, L, C, BT, BUZ, BL, BC, PREC)
+    z += tl.dot(pbl, _wmat_t(bl, C, L, BC, BL), input_precision=PREC)
+    zh, std = _layernorm(z, C, BC)
+    w_ln = tl.dot(pln, _wmat_t(wln, C, L, BC, BL), input_precision=PREC)
+    b_ln = tl.dot(pbln, _wmat_t(bln, C, L, BC, BL), input_precision=PREC)
+    e = w_ln * zh + b_ln + _ld(k, rows, N, C, BC) - _ld(v, rows, N, C, BC)
+    return zh, std, w_ln, e, w_ln * e / std[:, None]
+
+
+@triton.jit
+def _query_z(
+    q,
+    rows,
+    N,
+    wz,
+    bl,
+    pw,
+    pbl,
+    C: tl.constexpr,
+    L: tl.constexpr,
+    BT: tl.constexpr,
+    BC: tl.constexpr,
+    BL: tl.constexpr,
+    BUZ: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """The prediction's pre-activation at the queries with the (learnt) logits."""
+    z = _outer(tl.zeros([BT, BC], dtype=tl.float32), q, rows, N, pw, wz, C, L, C, BT, BUZ, BL, BC, PREC)
+    return z + tl.dot(pbl, _wmat_t(bl, C, L, BC, BL), input_precision=PREC)
+
+
+# ----------------------------------------------------------------------------------------------
+# forward
+# ----------------------------------------------------------------------------------------------
+@triton.jit(do_not_specialize=["N", "lr", "lr_ln"])
+def _trigger_fwd_v2(
+    q,
+    k,
+    v,
+    wz,
+    wr,
+    wln,
+    bl,
+    bln,
+    pw_in,
+    pln_in,
+    pbl_in,
+    pbln_in,
+    h_out,
+    pw_out,
+    pln_out,
+    pbl_out,
+    pbln_out,
+    N,
+    lr,
+    lr_ln,
+    C: tl.constexpr,
+    L: tl.constexpr,
+    BT: tl.constexpr,
+    BC: tl.constexpr,
+    BL: tl.constexpr,
+    BUZ: tl.constexpr,
+    BUR: tl.constexpr,
+    LEARN: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    rows = tl.program_id(0).to(tl.int64) * BT + tl.arange(0, BT)
+    pw = _ld(pw_in, rows, N, L, BL)
+    pln = _ld(pln_in, rows, N, L, BL)
+    pbl = _ld(pbl_in, rows, N, L, BL)
+    pbln = _ld(pbln_in, rows, N, L, BL)
+    if LEARN:
+        zh, std, w_ln, e, gp = _key_side(
+            k, v, rows, N, wz, wln, bl, bln, pw, pln, pbl, pbln, C, L, BT, BC, BL, BUZ, PREC
+        )
+        gw = _outer(tl.zeros([BT, BL], dtype=tl.float32), k, rows, N, gp, wr, C, C, L, BT, BUR, BC, BL, PREC)
+        pw = pw - lr * gw
+        pln = pln - lr_ln * tl.dot(e * zh, _wmat(wln, C, L, BC, BL), input_precision=PREC)
+        pbl = pbl - lr * tl.dot(gp, _wmat(bl, C, L, BC, BL), input_precision=PREC)
+        pbln = pbln - lr_ln * tl.dot(e, _wmat(bln, C, L, BC, BL), input_precision=PREC)
+        _st(pw_out, pw, rows, N, L, BL)
+        _st(pln_out, pln, rows, N, L, BL)
+        _st(pbl_out, pbl, rows, N, L, BL)
+        _st(pbln_out, pbln, rows, N, L, BL)
+    zh, std = _layernorm(_query_z(q, rows, N, wz, bl, pw, pbl, C, L, BT, BC, BL, BUZ, PREC), C, BC)
+    w_ln = tl.dot(pln, _wmat_t(wln, C, L, BC, BL), input_precision=PREC)
+    b_ln = tl.dot(pbln, _wmat_t(bln, C, L, BC, BL), input_precision=PREC)
+    _st(h_out, w_ln * zh + b_ln + _ld(q, rows, N, C, BC), rows, N, C, BC)
+
+
+# ----------------------------------------------------------------------------------------------
+# backward
+# ----------------------------------------------------------------------------------------------
+@triton.jit
+def _st_slot(base, slot, val, rows, N, D: tl.constexpr, BD: tl.constexpr):
+    _st(base + slot * N * D, val, rows, N, D, BD)
+
+
+@triton.jit(do_not_specialize=["N", "lr", "lr_ln"])
+def _trigger_bwd_v2(
+    q,
+    k,
+    v,
+    wz,
+    wr,
+    wd,
+    wln,
+    bl,
+    bln,
+    pw_in,
+    pln_in,
+    pbl_in,
+    pbln_in,
+    pw2_in,
+    pln2_in,
+    pbl2_in,
+    pbln2_in,
+    dh_in,
+    dpw_in,
+    dpln_in,
+    dpbl_in,
+    dpbln_in,
+    dq_out,
+    dk_out,
+    dv_out,
+    dpw_out,
+    dpln_out,
+    dpbl_out,
+    dpbln_out,
+    dgw_buf,
+    vec_c,
+    vec_l,
+    N,
+    lr,
+    lr_ln,
+    C: tl.constexpr,
+    L: tl.constexpr,
+    BT: tl.constexpr,
+    BC: tl.constexpr,
+    BL: tl.constexpr,
+    BUZ: tl.constexpr,
+    BUR: tl.constexpr,
+    BUD: tl.constexpr,
+    LEARN: tl.constexpr,
+    WGRAD: tl.constexpr,
+    PREC: tl.constexpr,
+):
+    """Per-token gradients; with WGRAD the weight-gradient factors too: ``vec_c`` [9, N, C] and ``vec_l``
+    [9, N, L], slot 3 * term + group, so that sum_slots vec_c[s]^T @ vec_l[s] over the slots of a group
+    (weight_ln, bias_linear, bias_ln) is that weight's gradient."""
+    rows = tl.program_id(0).to(tl.int64) * BT + tl.arange(0, BT)
+    Wln = _wmat(wln, C, L, BC, BL)
+    Bl = _wmat(bl, C, L, BC, BL)
+    Bln = _wmat(bln, C, L, BC, BL)
+    # the prediction, recomputed from the saved learnt logits, and its backward
+    pw2 = _ld(pw2_in, rows, N, L, BL)
+    pln2 = _ld(pln2_in, rows, N, L, BL)
+    pbl2 = _ld(pbl2_in, rows, N, L, BL)
+    zqh, std_q = _layernorm(_query_z(q, rows, N, wz, bl, pw2, pbl2, C, L, BT, BC, BL, BUZ, PREC), C, BC)
+    w_ln2 = tl.dot(pln2, _wmat_t(wln, C, L, BC, BL), input_precision=PREC)
+    dh = _ld(dh_in, rows, N, C, BC)
+    dwln2 = dh * zqh
+    dzq = _layernorm_bwd(dh * w_ln2, zqh, std_q, C, BC)
+    dq = _outer(dh, pw2_in, rows, N, dzq, wd, L, C, C, BT, BUD, BC, BC, PREC)
+    _st(dq_out, dq, rows, N, C, BC)
+    dpw2 = _outer(tl.zeros([BT, BL], dtype=tl.float32), q, rows, N, dzq, wr, C, C, L, BT, BUR, BC, BL, PREC)
+    dpln2 = tl.dot(dwln2, Wln, input_precision=PREC)
+    dpbl2 = tl.dot(dzq, Bl, input_precision=PREC)
+    dpbln2 = tl.dot(dh, Bln, input_precision=PREC)
+    if LEARN:  # incoming gradients of the new logits
+        dpw2 += _ld(dpw_in, rows, N, L, BL)
+        dpln2 += _ld(dpln_in, rows, N, L, BL)
+        dpbl2 += _ld(dpbl_in, rows, N, L, BL)
+        dpbln2 += _ld(dpbln_in, rows, N, L, BL)
+    if WGRAD:
+        _st_slot(vec_c, 0, dwln2, rows, N, C, BC)
+        _st_slot(vec_c, 1, dzq, rows, N, C, BC)
+        _st_slot(vec_c, 2, dh, rows, N, C, BC)
+        _st_slot(vec_l, 0, pln2, rows, N, L, BL)
+        _st_slot(vec_l, 1, pbl2, rows, N, L, BL)
+        _st_slot(vec_l, 2, _ld(pbln2_in, rows, N, L, BL), rows, N, L, BL)
+    if LEARN:
+        dgw = -lr * dpw2
+        # the increment's gradient is the u operand of the dk contraction below: through memory
+        _st(dgw_buf, dgw, rows, N, L, BL)
+        tl.debug_barrier()
+        pw = _ld(pw_in, rows, N, L, BL)
+        pln = _ld(pln_in, rows, N, L, BL)
+        pbl = _ld(pbl_in, rows, N, L, BL)
+        pbln = _ld(pbln_in, rows, N, L, BL)
+        zh, std, w_ln, e, gp = _key_side(
+            k, v, rows, N, wz, wln, bl, bln, pw, pln, pbl, pbln, C, L, BT, BC, BL, BUZ, PREC
+        )
+        dez = -lr_ln * tl.dot(dpln2, _wmat_t(wln, C, L, BC, BL), input_precision=PREC)
+        dgp = -lr * tl.dot(dpbl2, _wmat_t(bl, C, L, BC, BL), input_precision=PREC)
+        de = -lr_ln * tl.dot(dpbln2, _wmat_t(bln, C, L, BC, BL), input_precision=PREC)
+        dgp = _outer(dgp, k, rows, N, dgw, wz, C, L, C, BT, BUZ, BL, BC, PREC)
+        dk = _outer(tl.zeros([BT, BC], dtype=tl.float32), dgw_buf, rows, N, gp, wd, L, C, C, BT, BUD, BC, BC, PREC)
+        dwln = dgp * e / std[:, None]
+        de += dgp * w_ln / std[:, None]
+        dstd = -tl.sum(dgp * w_ln * e, 1) / (std * std)
+        de += dez * zh
+        dzh = dez * e
+        dwln += de * zh
+        dzh += de * w_ln
+        cm = tl.arange(0, BC)[None, :] < C
+        dz = _layernorm_bwd(dzh, zh, std, C, BC) + tl.where(cm, (dstd / C)[:, None] * zh, 0.0)
+        dk = _outer(dk + de, pw_in, rows, N, dz, wd, L, C, C, BT, BUD, BC, BC, PREC)
+        _st(dk_out, dk, rows, N, C, BC)
+        _st(dv_out, -de, rows, N, C, BC)
+        dpw = _outer(dpw2, k, rows, N, dz, wr, C, C, L, BT, BUR, BC, BL, PREC)
+        _st(dpw_out, dpw, rows, N, L, BL)
+        _st(dpln_out, dpln2 + tl.dot(dwln, Wln, input_precision=PREC), rows, N, L, BL)
+        _st(dpbl_out, dpbl2 + tl.dot(dz, Bl, input_precision=PREC), rows, N, L, BL)
+        _st(dpbln_out, dpbln2 + tl.dot(de, Bln, input_precision=PREC), rows, N, L, BL)
+        if WGRAD:
+            _st_slot(vec_c, 3, dwln, rows, N, C, BC)
+            _st_slot(vec_c, 4, dz, rows, N, C, BC)
+            _st_slot(vec_c, 5, de, rows, N, C, BC)
+            _st_slot(vec_c, 6, e * zh, rows, N, C, BC)
+            _st_slot(vec_c, 7, gp, rows, N, C, BC)
+            _st_slot(vec_c, 8, e, rows, N, C, BC)
+            _st_slot(vec_l, 3, pln, rows, N, L, BL)
+            _st_slot(vec_l, 4, pbl, rows, N, L, BL)
+            _st_slot(vec_l, 5, pbln, rows, N, L, BL)
+            _st_slot(vec_l, 6, -lr_ln * dpln2, rows, N, L, BL)
+            _st_slot(vec_l, 7, -lr * dpbl2, rows, N, L, BL)
+            _st_slot(vec_l, 8, -lr_ln * dpbln2, rows, N, L, BL)
+    else:
+        _st(dpw_out, dpw2, rows, N, L, BL)
+        _st(dpln_out, dpln2, rows, N, L, BL)
+        _st(dpbl_out, dpbl2, rows, N, L, BL)
+        _st(dpbln_out, dpbln2, rows, N, L, BL)
+
+
+# ----------------------------------------------------------------------------------------------
+# host side
+# ----------------------------------------------------------------------------------------------
+def launch_cfg(which: str, block_t: int, warps: int, k_extent: int) -> tuple[int, int, int]:
+    """(tokens per program, num_warps, K of each product); ``NIRVANA_TRIGGER_V2_{FWD,BWD}=BT,WARPS[,K]``
+    overrides (K: 128 or 256 keeps an operand tile at 32-64 KB of float32)."""
+    value = os.environ.get(f"NIRVANA_TRIGGER_V2_{which}")
+    if value:
+        parts = [int(x) for x in value.split(",")]
+        block_t, warps = parts[:2]
+        k_extent = parts[2] if len(parts) > 2 else k_extent
+    return block_t, warps, k_extent
+
+
+def _channels_per_block(k_extent: int, BC: int, BL: int) -> dict:
+    """BU of each contraction kind: as many u channels as make K = BU * BV, within u's padded width."""
+    return {
+        "BUZ": max(1, min(BC, k_extent // BL)),  # u = x (C wide), v = p (L wide)
+        "BUR": max(1, min(BC, k_extent // BC)),  # u = x, v = y (C wide)
+        "BUD": max(1, min(BL, k_extent // BC)),  # u = p (L wide), v = y
+    }
+
+
+_LAYOUTS: dict[int, tuple] = {}
+
+
+def _layouts(wl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """weight_linear [i, o, l] read as [i, l, o] (z), [i, o, l] (logit gradient), [l, o, i] (input gradient).
+
+    The two permuted copies are cached per tensor while its storage and version counter are unchanged,
+    so frozen weights (the MRI use) are not re-permuted on every call (two copy launches of host time);
+    an in-place update (an optimiser step) bumps the version and rebuilds them.
+    ``NIRVANA_TRIGGER_V2_CACHE=0`` turns the cache off (writes through ``.data`` bypass the version)."""
+    if os.environ.get("NIRVANA_TRIGGER_V2_CACHE", "1") == "0" or wl.is_inference():
+        return _permuted(wl)
+    stamp = (wl._version, wl.data_ptr(), wl.dtype, wl.shape)
+    hit = _LAYOUTS.get(id(wl))
+    if hit is not None and hit[0]() is wl and hit[1] == stamp:
+        return hit[2][0], wl.contiguous(), hit[2][1]
+    wz, wr, wd = _permuted(wl)
+    key = id(wl)
+    # the weak reference drops the entry with the tensor; the cache holds no reference to wl itself
+    _LAYOUTS[key] = (weakref.ref(wl, lambda _ref, key=key: _LAYOUTS.pop(key, None)), stamp, (wz, wd))
+    return wz, wr, wd
+
+
+def _permuted(wl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return wl.permute(0, 2, 1).contiguous(), wl.contiguous(), wl.permute(2, 1, 0).contiguous()
+
+
+class TriggerStepV2(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, wl, wln, bl, bln, pw, pln, pbl, pbln, lr, lr_ln, learn):
+        shape = q.shape
+        C, L = q.shape[-1], wl.shape[-1]
+        q2, k2, v2 = (_flat(x, C) for x in (q, k, v))
+        ps = [_flat(p, L) for p in (pw, pln, pbl, pbln)]
+        wz, wr, wd = _layouts(wl)
+        small = [w.contiguous() for w in (wln, bl, bln)]
+        N = q2.shape[0]
+        BC, BL = _blocks(C, L)
+        h = torch.empty_like(q2)
+        outs = [torch.empty_like(p) for p in ps] if learn else ps
+        bt, warps, kx = launch_cfg("FWD", 64, 4, 128)
+        bu = _channels_per_block(kx, BC, BL)
+        launch(
+            _trigger_fwd_v2,
+            (triton.cdiv(N, bt),),
+            q2, k2, v2, wz, wr, *small, *ps, h, *outs, N, lr, lr_ln, C, L,
+            BT=bt, BC=BC, BL=BL, BUZ=bu["BUZ"], BUR=bu["BUR"], LEARN=learn, PREC=_cfg(q.dtype),
+            num_warps=warps,
+        )  # fmt: skip
+        ctx.save_for_backward(q2, k2, v2, wz, wr, wd, *small, *ps, *(outs if learn else []))
+        ctx.cfg = (shape, C, L, lr, lr_ln, learn, wl.dtype)
+        h = h.reshape(shape)
+        if learn:
+            return (h, *(o.reshape(*shape[:-1], L) for o in outs))
+        return h
+
+    @staticmethod
+    def backward(ctx, dh, *dps):
+        shape, C, L, lr, lr_ln, learn, wl_dtype = ctx.cfg
+        saved = ctx.saved_tensors
+        q2, k2, v2, wz, wr, wd, wln, bl, bln = saved[:9]
+        ps = list(saved[9:13])
+        outs = list(saved[13:17]) if learn else ps
+        N, dev = q2.shape[0], q2.device
+        BC, BL = _blocks(C, L)
+        need = ctx.needs_input_grad
+        wgrad = any(need[3:7])
+        dh2 = _flat(dh, C)
+        dps = [_flat(d, L) if d is not None else torch.zeros_like(ps[0]) for d in dps] if learn else [dh2] * 4
+        dq, dk, dv = torch.empty_like(q2), torch.empty_like(k2), torch.empty_like(v2)
+        dpo = [torch.empty_like(p) for p in ps]
+        f32 = {"device": dev, "dtype": torch.float32}
+        dgw = torch.empty(N, L, **f32) if learn else dq
+        slots = 9 if learn else 3
+        vec_c = torch.empty(slots, N, C, **f32) if wgrad else dq  # unused without weight gradients
+        vec_l = torch.empty(slots, N, L, **f32) if wgrad else dq
+        prec = _cfg(q2.dtype)
+        bt, warps, kx = launch_cfg("BWD", 64, 8, 128)
+        launch(
+            _trigger_bwd_v2,
+            (triton.cdiv(N, bt),),
+            q2, k2, v2, wz, wr, wd, wln, bl, bln, *ps, *outs, dh2, *dps, dq, dk, dv, *dpo, dgw, vec_c, vec_l,
+            N, lr, lr_ln, C, L,
+            BT=bt, BC=BC, BL=BL, **_channels_per_block(kx, BC, BL), LEARN=learn, WGRAD=wgrad, PREC=prec,
+            num_warps=warps,
+        )  # fmt: skip
+        dwl = dsmall = None
+        if need[3]:
+            terms = [(q2, vec_c[1], outs[0])]
+            if learn:
+                terms += [(k2, vec_c[4], ps[0]), (k2, vec_c[7], dgw)]
+            dwl = _wl_gradient(terms, N, C, L, prec).to(wl_dtype)
+        if any(need[4:7]):
+            # [slots, C, L] -> per group: the sum over the slots (terms) of vec_c[s]^T @ vec_l[s]
+            dsmall = torch.bmm(vec_c.transpose(1, 2), vec_l).view(-1, 3, C, L).sum(0)
+        dws = [None if dsmall is None or not need[4 + j] else dsmall[j].to(w.dtype) for j, w in
+               enumerate((wln, bl, bln))]  # fmt: skip
+        lead = shape[:-1]
+        grads_x = [dq.reshape(shape), dk.reshape(shape) if learn else None, dv.reshape(shape) if learn else None]
+        grads_p = [d.reshape(*lead, L) for d in dpo]
+        return (*grads_x, dwl, *dws, *grads_p, None, None, None)
