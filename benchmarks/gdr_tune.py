@@ -56,7 +56,7 @@ def split_bwd_variants() -> list[dict]:
 
 
 def variants(kind: str) -> list[dict]:
-    """``fwd``: the state pass's V-block and warps, the output kernel's warps; ``bwd``: the reverse
+    """``fwd``: the state pass's V-block and warps, the output kernel's V-block and warps; ``bwd``: the reverse
     state pass's V-block and the backward kernels' warps, fused (``_bwd_state``) and split
     (``_bwd_dv_local`` + ``_bwd_state_split``); ``bwd-split``: the split ones only (and the default,
     fused, as the baseline); ``prep``: the forward's first stage, fused (``_fwd_prep``) against split
@@ -78,6 +78,8 @@ def variants(kind: str) -> list[dict]:
         for bv, warps in itertools.product((16, 32, 64), (2, 4, 8)):
             out.append({"NIRVANA_GDR_FWD_BV": str(bv), "NIRVANA_GDR_FWD_STATE_WARPS": str(warps)})
         out += [{"NIRVANA_GDR_FWD_OUT_WARPS": "4"}, {"NIRVANA_GDR_FWD_OUT_WARPS": "8"}]
+        for bv, warps in itertools.product((32, 64), (4, 8)):  # _fwd_output in V-blocks
+            out.append({"NIRVANA_GDR_FWD_OUT_BV": str(bv), "NIRVANA_GDR_FWD_OUT_WARPS": str(warps)})
     else:
         for bv, warps in itertools.product((16, 32, 64), (2, 4, 8)):
             out.append({"NIRVANA_GDR_BWD_BV": str(bv), "NIRVANA_GDR_WARPS": str(warps)})

@@ -21,14 +21,14 @@ NAMES = ["o", "ht", "q", "k", "v", "g", "beta", "initial_state"]
 
 
 def _recorded(monkeypatch, mode: str, halves: str) -> list:
-    """Set the backward switches and record (kernel, HALVES) of every launch, so a test fails if the
-    switch is ignored rather than passing on the fused path."""
+    """Set the backward switches and record (kernel, its constexpr / launch keywords) of every launch,
+    so a test fails if a switch is ignored rather than passing on the default path."""
     monkeypatch.setenv("NIRVANA_GDR_BWD", mode)
     monkeypatch.setenv("NIRVANA_GDR_BWD_HALVES", halves)
     real_launch, seen = triton_mod.launch, []
 
     def launch(kernel, grid, *args, **kwargs):
-        seen.append((kernel.fn.__name__, kwargs.get("HALVES")))
+        seen.append((kernel.fn.__name__, dict(kwargs)))
         return real_launch(kernel, grid, *args, **kwargs)
 
     monkeypatch.setattr(triton_mod, "launch", launch)
@@ -38,7 +38,7 @@ def _recorded(monkeypatch, mode: str, halves: str) -> list:
 def _expect_split(seen: list, halves: bool) -> None:
     names = [name for name, _ in seen]
     assert "_bwd_dv_local" in names and "_bwd_state" not in names
-    assert ("_bwd_state_split", halves) in seen
+    assert [kw["HALVES"] for name, kw in seen if name == "_bwd_state_split"] == [halves]
 
 
 def _forward_backward(fn, xs, state, grads, **kwargs):
@@ -138,3 +138,28 @@ def test_backward_switches(monkeypatch):
     monkeypatch.setenv("NIRVANA_GDR_BWD_HALVES", "yes")
     with pytest.raises(ValueError, match="NIRVANA_GDR_BWD_HALVES"):
         triton_mod.bwd_halves(128)
+
+
+@pytest.mark.parametrize(
+    "case", [(128, 128, "32", None), (64, 80, "32", None), (128, 64, "32", [5, 64, 70, 1])],
+    ids=["K128V128", "K64V80", "varlen-K128V64"],
+)
+def test_output_v_blocks(monkeypatch, case, rel):
+    """NIRVANA_GDR_FWD_OUT_BV: _fwd_output in narrower V-blocks (a partial last one for V=80) gives the
+    reference's values and gradients (the backward reads the q norms that one V-block writes)."""
+    K, V, bv, lens = case
+    monkeypatch.setenv("NIRVANA_GDR_FWD_OUT_BV", bv)
+    if lens is None:
+        xs, state = _inputs(1, 70, 1, K, V, torch.float32, True, True, seed=V)
+        gen = torch.Generator().manual_seed(8)
+        grads, kwargs = (torch.randn(1, 70, 1, V, generator=gen), torch.randn(1, 1, K, V, generator=gen)), {}
+    else:
+        xs, state, cu = _packed(lens, 1, K, V, torch.float32, True, True, seed=4)
+        grads, kwargs = _upstream(lens, 1, V, K), {"cu_seqlens": cu}
+    seen = _recorded(monkeypatch, "fused", "0")
+    got = _forward_backward(triton_mod.chunk_gated_delta_rule_triton, xs, state, grads, **kwargs)
+    assert [kw["BV"] for name, kw in seen if name == "_fwd_output"] == [int(bv)]
+    ys = [x.double() for x in xs]
+    ref = _forward_backward(chunk_gated_delta_rule_reference, ys, state.double(), [x.double() for x in grads], **kwargs)
+    for name, a, r in zip(NAMES, got, ref, strict=True):
+        assert rel(a, r) < 1e-5, (name, rel(a, r))

@@ -23,7 +23,8 @@ Forward, three stages (four launches by default):
      Both give the same rk, G, M bit for bit, and W, U up to float32 rounding.
   2. ``_fwd_state``  (grid: V-blocks x B*H) the sequential pass over chunks: stores each chunk's
      incoming state and Vn.
-  3. ``_fwd_output`` (grid: chunks x B*H) O.
+  3. ``_fwd_output`` (grid: V-blocks x chunks x B*H) O; one V-block of all of V unless
+     ``NIRVANA_GDR_FWD_OUT_BV`` asks for narrower ones (which recompute Qn Kn^T per block).
 Backward, three launches (four with ``NIRVANA_GDR_BWD=split``):
   1. ``NIRVANA_GDR_BWD=fused`` (default): ``_bwd_state``  (grid: V-blocks x B*H) reverse pass: dS per
      chunk, dVn (its intra-chunk part P^T dO included, computed in the serial loop by every V-block's
@@ -70,7 +71,8 @@ forward ran 1.25-1.56x faster on an H200 in GPU call L, despite more register sp
 ``NIRVANA_GDR_FWD_WY_BKV`` (column block of ``_fwd_wy``, default 64, smaller for small head dims),
 ``NIRVANA_GDR_WARPS`` (num_warps of the backward kernels, default 4: see ``_bwd_warps``),
 ``NIRVANA_GDR_FWD_BV`` / ``NIRVANA_GDR_BWD_BV`` (V-block of the sequential state passes, default 64),
-``NIRVANA_GDR_FWD_STATE_WARPS`` / ``NIRVANA_GDR_FWD_OUT_WARPS`` (tuning, benchmarks/gdr_tune.py),
+``NIRVANA_GDR_FWD_STATE_WARPS`` / ``NIRVANA_GDR_FWD_OUT_WARPS`` / ``NIRVANA_GDR_FWD_OUT_BV`` (tuning,
+benchmarks/gdr_tune.py),
 ``NIRVANA_GDR_BWD=fused|split|torch`` (the backward's reverse pass, see above; ``torch``: backward
 through the PyTorch reference, a slow but independent fallback), ``NIRVANA_GDR_BWD_HALVES=0|1`` (split
 only: the state as two half-height tiles) and ``NIRVANA_GDR_DVL_WARPS`` (num_warps of ``_bwd_dv_local``,
@@ -718,7 +720,9 @@ def _fwd_output(
     DT: tl.constexpr,
     IS_VARLEN: tl.constexpr,
 ):
-    i_c, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
+    """O for one chunk and one BV-wide block of V columns (axis 0: the V-blocks, adjacent programs
+    share the chunk's q and k in cache); P = Qn Kn^T is recomputed by each V-block's program."""
+    i_v, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)  # 64-bit offsets
     i_t = i_c  # chunk within the sequence; i_c indexes the per-chunk states (packed order)
     i_b, i_h = i_bh // H, i_bh % H
     if IS_VARLEN:  # program i_c: chunk i_c of the packed sequences (B is 1); T: its sequence's length
@@ -730,7 +734,8 @@ def _fwd_output(
     qt = _load_tile(q + (bos * H + i_h) * K, t0, T, sk, K, BT, BK)
     if USE_L2:
         rq = tl.rsqrt(tl.sum(qt * qt, 1) + 1e-6)
-        _store_vec(rq_out + bos * H + i_h, rq, t0, T, sg, BT)
+        if i_v == 0:  # the same values in every V-block: one writer
+            _store_vec(rq_out + bos * H + i_h, rq, t0, T, sg, BT)
         qt = qt * rq[:, None]
     kT = _load_tile_t(k + (bos * H + i_h) * K, t0, T, sk, K, BT, BK)
     if USE_L2:
@@ -744,16 +749,17 @@ def _fwd_output(
     decay = tl.where(causal, tl.exp(tl.where(causal, Gt[:, None] - Gt[None, :], 0.0)), 0.0)
     qs = qt * scale
     P = _dot(qs, kT, PREC, DT) * decay
+    v0 = i_v * BV
     ok = tl.arange(0, BK)
-    ov = tl.arange(0, BV)
+    ov = v0 + tl.arange(0, BV)
     S = tl.load(
         h + (i_bh * NT + i_c) * K * V + ok[:, None] * V + ov[None, :],
         mask=(ok[:, None] < K) & (ov[None, :] < V),
         other=0.0,
     ).to(tl.float32)
-    vnt = _load_tile(vn + (bos * H + i_h) * V, t0, T, sv, V, BT, BV)
+    vnt = _load_tile(vn + (bos * H + i_h) * V + v0, t0, T, sv, V - v0, BT, BV)
     out = _dot(qs * tl.exp(Gt)[:, None], S, PREC, DT) + _dot(P, vnt, PREC, DT)
-    _store_tile(o + (bos * H + i_h) * V, out, t0, T, sv, V, BT, BV)
+    _store_tile(o + (bos * H + i_h) * V + v0, out, t0, T, sv, V - v0, BT, BV)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1520,9 +1526,10 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=
         num_warps=_fwd_warps("NIRVANA_GDR_FWD_STATE_WARPS", K, V),
     )
     o = torch.empty(B, T, H, V, device=dev, dtype=v.dtype)
+    bv_out = _env_int("NIRVANA_GDR_FWD_OUT_BV", BV)  # V-block of _fwd_output (default: all of V)
     launch(
         _fwd_output,
-        (NT, B * H),
+        (triton.cdiv(V, bv_out), NT, B * H),
         q,
         k,
         G,
@@ -1540,7 +1547,7 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=
         K=K,
         V=V,
         BK=BK,
-        BV=BV,
+        BV=bv_out,
         BT=CHUNK,
         USE_L2=use_l2,
         PREC=prec,
