@@ -6,10 +6,13 @@ parameters and kernel splits only, never the math).
 Phase 1 runs every variant in its own process, side by side (compiling is CPU-bound; a CUDA fault
 stays in its process): values and every gradient against the float64 PyTorch reference at the
 shape. Phase 2 times, one process at a time, forward and forward+backward of the variants that
-passed. The fastest passing forward per shape is written as ``recommended_env`` (the form
-benchmarks/kernels.py --check-json applies).
+passed. The fastest passing variant per shape (forward time; forward+backward for the backward
+kinds) is written as ``recommended_env`` (the form benchmarks/kernels.py --check-json applies).
 
-    python benchmarks/gdr_tune.py --out $OUT/tune.json [--shapes mri,lang] [--kind fwd|bwd|prep]
+    python benchmarks/gdr_tune.py --out $OUT/tune.json [--shapes mri,lang] [--kind fwd|bwd|bwd-split|prep]
+
+``--shapes tiny,tiny128`` (one chunk and a tail, head dims 64 / 128) runs on the CPU under
+``TRITON_INTERPRET=1``: a dry run of both phases, to catch Python errors before a GPU call.
 """
 
 from __future__ import annotations
@@ -23,15 +26,44 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-SHAPES = {"mri": [8, 1600, 16, 64], "long": [2, 6400, 16, 64], "lang": [4, 4096, 16, 128]}
-THRESHOLDS = {"o": 1e-2, "grads": 2e-2}  # bf16 inputs, as in gpu_kernel_check.py
+SHAPES = {
+    "mri": [8, 1600, 16, 64],
+    "long": [2, 6400, 16, 64],
+    "lang": [4, 4096, 16, 128],
+    "tiny": [1, 70, 2, 64],  # interpreter dry runs
+    "tiny128": [1, 70, 1, 128],
+}
+THRESHOLDS = {"o": 1e-2, "ht": 1e-2, "grads": 2e-2}  # bf16 inputs, as in gpu_kernel_check.py
+GRADS = ["dq", "dk", "dv", "dg", "dbeta", "dh0"]
+
+
+def split_bwd_variants() -> list[dict]:
+    """``NIRVANA_GDR_BWD=split`` at both state layouts x reverse-pass V-block x backward warps, and
+    ``_bwd_dv_local``'s own warps. 8 warps is the count that miscompiles ``_bwd_state`` at head dim 128
+    on Hopper / Triton 3.6: kept, since phase 1 fails a variant that faults or is wrong."""
+    out = []
+    for halves, bv, warps in itertools.product(("0", "1"), (32, 64), (4, 8)):
+        out.append(
+            {
+                "NIRVANA_GDR_BWD": "split",
+                "NIRVANA_GDR_BWD_HALVES": halves,
+                "NIRVANA_GDR_BWD_BV": str(bv),
+                "NIRVANA_GDR_WARPS": str(warps),
+            }
+        )
+    out += [{"NIRVANA_GDR_BWD": "split", "NIRVANA_GDR_DVL_WARPS": w} for w in ("4", "8")]
+    return out
 
 
 def variants(kind: str) -> list[dict]:
-    """``fwd``: the state pass's V-block and warps, the output kernel's warps; ``bwd``: the reverse
-    state pass's V-block and the backward kernels' warps; ``prep``: the forward's first stage, fused
-    (``_fwd_prep``) against split (``_fwd_inv`` + ``_fwd_wy``) at a few num_warps of the two."""
+    """``fwd``: the state pass's V-block and warps, the output kernel's V-block and warps; ``bwd``: the reverse
+    state pass's V-block and the backward kernels' warps, fused (``_bwd_state``) and split
+    (``_bwd_dv_local`` + ``_bwd_state_split``); ``bwd-split``: the split ones only (and the default,
+    fused, as the baseline); ``prep``: the forward's first stage, fused (``_fwd_prep``) against split
+    (``_fwd_inv`` + ``_fwd_wy``) at a few num_warps of the two."""
     out = [{}]
+    if kind == "bwd-split":
+        return out + split_bwd_variants()
     if kind == "prep":
         out += [{"NIRVANA_GDR_PREP": "fused"}, {"NIRVANA_GDR_PREP": "split"}]
         for inv_warps, wy_warps in itertools.product((4, 8), (4, 8)):
@@ -46,40 +78,57 @@ def variants(kind: str) -> list[dict]:
         for bv, warps in itertools.product((16, 32, 64), (2, 4, 8)):
             out.append({"NIRVANA_GDR_FWD_BV": str(bv), "NIRVANA_GDR_FWD_STATE_WARPS": str(warps)})
         out += [{"NIRVANA_GDR_FWD_OUT_WARPS": "4"}, {"NIRVANA_GDR_FWD_OUT_WARPS": "8"}]
+        for bv, warps in itertools.product((32, 64), (4, 8)):  # _fwd_output in V-blocks
+            out.append({"NIRVANA_GDR_FWD_OUT_BV": str(bv), "NIRVANA_GDR_FWD_OUT_WARPS": str(warps)})
     else:
         for bv, warps in itertools.product((16, 32, 64), (2, 4, 8)):
             out.append({"NIRVANA_GDR_BWD_BV": str(bv), "NIRVANA_GDR_WARPS": str(warps)})
+        out += split_bwd_variants()
     return out
 
 
-def child(shape: list[int], mode: str) -> dict:
+def check_errors(xs: list, state, dev: str) -> dict:
+    """Relative errors of o, the final state and every gradient (dh0 included, the final state's
+    gradient fed in) against the float64 reference."""
     import torch
-    from _common import bench, gdr_inputs, rel_err
+    from _common import rel_err
 
     from nirvana_mri.backbone.kernels.gated_delta_rule_reference import chunk_gated_delta_rule_reference
     from nirvana_mri.backbone.kernels.gated_delta_rule_triton import chunk_gated_delta_rule_triton
 
+    o, ht = chunk_gated_delta_rule_triton(*xs, None, state, True, True)
+    gen = torch.Generator(device="cpu").manual_seed(12)
+    do = torch.randn(o.shape, generator=gen).to(dev, o.dtype)
+    dht = torch.randn(ht.shape, generator=gen).to(dev)
+    grads = torch.autograd.grad([o, ht], xs + [state], [do, dht])
+    ys = [x.detach().double().requires_grad_(True) for x in xs + [state]]
+    o_ref, ht_ref = chunk_gated_delta_rule_reference(*ys[:5], None, ys[5], True, True)
+    refs = torch.autograd.grad([o_ref, ht_ref], ys, [do.double(), dht.double()])
+    errors = {"o": rel_err(o, o_ref), "ht": rel_err(ht, ht_ref)}
+    errors.update({n: rel_err(a, b) for n, a, b in zip(GRADS, grads, refs, strict=True)})
+    return errors
+
+
+def child(shape: list[int], mode: str) -> dict:
+    import torch
+    from _common import bench, gdr_inputs
+
+    from nirvana_mri.backbone.kernels.gated_delta_rule_triton import chunk_gated_delta_rule_triton
+
     B, T, H, D = shape
-    xs, _ = gdr_inputs(B, T, H, D, torch.bfloat16, "cuda", seed=11)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: TRITON_INTERPRET=1 dry runs
+    if mode == "check":  # with an initial and a final state, so dh0 and the final state are checked too
+        xs, state = gdr_inputs(B, T, H, D, torch.bfloat16, dev, seed=11, h0=True)
+        errors = check_errors(xs, state, dev)
+        ok = all(v < THRESHOLDS.get(k, THRESHOLDS["grads"]) for k, v in errors.items())
+        return {"errors": errors, "pass": ok}
+
+    xs, _ = gdr_inputs(B, T, H, D, torch.bfloat16, dev, seed=11)  # timed as before: no states
 
     def ours():
         return chunk_gated_delta_rule_triton(*xs, None, None, False, True)[0]
 
-    if mode == "check":
-        o = ours()
-        do = torch.randn_like(o)
-        grads = torch.autograd.grad(o, xs, do)
-        ys = [x.detach().double().requires_grad_(True) for x in xs]
-        o_ref, _ = chunk_gated_delta_rule_reference(*ys, None, None, False, True)
-        refs = torch.autograd.grad(o_ref, ys, do.double())
-        errors = {"o": rel_err(o, o_ref)}
-        errors.update(
-            {n: rel_err(a, b) for n, a, b in zip(["dq", "dk", "dv", "dg", "dbeta"], grads, refs, strict=True)}
-        )
-        ok = errors["o"] < THRESHOLDS["o"] and all(v < THRESHOLDS["grads"] for k, v in errors.items() if k != "o")
-        return {"errors": errors, "pass": ok}
-
-    do = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16)
+    do = torch.randn(B, T, H, D, device=dev, dtype=torch.bfloat16)
 
     def fwd():
         with torch.no_grad():
@@ -119,7 +168,8 @@ def main() -> int:
     parser.add_argument("--out", default="gdr_tune.json")
     parser.add_argument("--shapes", default="mri,lang")
     parser.add_argument("--workers", type=int, default=12)
-    parser.add_argument("--kind", choices=("fwd", "bwd", "prep"), default="fwd", help="which launches to vary")
+    kinds = ("fwd", "bwd", "bwd-split", "prep")
+    parser.add_argument("--kind", choices=kinds, default="fwd", help="which launches to vary")
     parser.add_argument("--budget", type=float, default=300.0, help="seconds for both phases")
     args = parser.parse_args()
     if args.child:
@@ -149,11 +199,12 @@ def main() -> int:
             row.update(timing)
             print(json.dumps({k: row.get(k) for k in ("shape", "env", "fwd_ms", "fwdbwd_ms")}), flush=True)
     best = {}
+    key = "fwdbwd_ms" if args.kind.startswith("bwd") else "fwd_ms"  # what the variants can change
     for shape in args.shapes.split(","):
-        timed = [r for r in rows if r["shape"] == shape and r.get("fwd_ms")]
+        timed = [r for r in rows if r["shape"] == shape and r.get(key)]
         if timed:
-            best[shape] = min(timed, key=lambda r: r["fwd_ms"])
-    summary = {"rows": rows, "best": {s: {"env": r["env"], "fwd_ms": r["fwd_ms"]} for s, r in best.items()}}
+            best[shape] = min(timed, key=lambda r: r[key])
+    summary = {"rows": rows, "best": {s: {"env": r["env"], key: r[key]} for s, r in best.items()}}
     if len(best) == 1:
         summary["recommended_env"] = next(iter(best.values()))["env"]
     with open(args.out, "w") as fh:

@@ -18,7 +18,10 @@ import os
 import sys
 import time
 
-GDR_KERNELS = ["_fwd_prep", "_fwd_inv", "_fwd_wy", "_fwd_state", "_fwd_output", "_bwd_state", "_bwd_dqk", "_bwd_wy"]
+GDR_KERNELS = [
+    *("_fwd_prep", "_fwd_inv", "_fwd_wy", "_fwd_state", "_fwd_output"),
+    *("_bwd_state", "_bwd_dv_local", "_bwd_state_split", "_bwd_dqk", "_bwd_wy"),
+]
 TRIGGER_KERNELS = ["_trigger_fwd", "_trigger_bwd", "_wl_grad"]
 
 # (name, dtype, head dim, env, initial state + final state)
@@ -50,6 +53,8 @@ def _task(kind, config, kernel):
         os.environ.update(env)
         if kernel in ("_fwd_prep", "_fwd_inv", "_fwd_wy"):  # launched only on their NIRVANA_GDR_PREP path
             os.environ["NIRVANA_GDR_PREP"] = "fused" if kernel == "_fwd_prep" else "split"
+        if kernel in ("_bwd_state", "_bwd_dv_local", "_bwd_state_split"):  # likewise NIRVANA_GDR_BWD's
+            os.environ["NIRVANA_GDR_BWD"] = "fused" if kernel == "_bwd_state" else "split"
         from nirvana_mri.backbone.kernels.gated_delta_rule_triton import chunk_gated_delta_rule_triton
 
         dt = getattr(torch, dtype)

@@ -23,9 +23,19 @@ Forward, three stages (four launches by default):
      Both give the same rk, G, M bit for bit, and W, U up to float32 rounding.
   2. ``_fwd_state``  (grid: V-blocks x B*H) the sequential pass over chunks: stores each chunk's
      incoming state and Vn.
-  3. ``_fwd_output`` (grid: chunks x B*H) O.
-Backward, three launches:
-  1. ``_bwd_state``  (grid: V-blocks x B*H) reverse pass: dS per chunk, dVn, the initial state's grad.
+  3. ``_fwd_output`` (grid: V-blocks x chunks x B*H) O; one V-block of all of V unless
+     ``NIRVANA_GDR_FWD_OUT_BV`` asks for narrower ones (which recompute Qn Kn^T per block).
+Backward, three launches (four with ``NIRVANA_GDR_BWD=split``):
+  1. ``NIRVANA_GDR_BWD=fused`` (default): ``_bwd_state``  (grid: V-blocks x B*H) reverse pass: dS per
+     chunk, dVn (its intra-chunk part P^T dO included, computed in the serial loop by every V-block's
+     program), the initial state's grad.
+     ``NIRVANA_GDR_BWD=split``, two launches (fla's chunk_bwd_dv_local + chunk_gated_delta_rule_bwd_dhu):
+     ``_bwd_dv_local`` (grid: chunks x B*H) dVn's intra-chunk part P^T dO into the float32 dVn buffer;
+     ``_bwd_state_split`` (grid: V-blocks x B*H) the reverse pass, which only adds the state part
+     (Kn exp(g_last - G)) dS to that buffer in place and updates dS; with ``NIRVANA_GDR_BWD_HALVES=1``
+     (default when the K block is wider than 64) it holds dS as two half-height tiles, so every
+     product is at most 64 wide in K at head dim 128. Both give the same gradients up to float32
+     rounding (the split only reorders sums).
   2. ``_bwd_dqk``    (grid: chunks x B*H) dq (final, through the L2 norm), the attention and
      state parts of dk, dW and dG.
   3. ``_bwd_wy``     (grid: chunks x B*H) through M, A, W, U: dk (final), dv, dbeta, dg.
@@ -61,8 +71,12 @@ forward ran 1.25-1.56x faster on an H200 in GPU call L, despite more register sp
 ``NIRVANA_GDR_FWD_WY_BKV`` (column block of ``_fwd_wy``, default 64, smaller for small head dims),
 ``NIRVANA_GDR_WARPS`` (num_warps of the backward kernels, default 4: see ``_bwd_warps``),
 ``NIRVANA_GDR_FWD_BV`` / ``NIRVANA_GDR_BWD_BV`` (V-block of the sequential state passes, default 64),
-``NIRVANA_GDR_FWD_STATE_WARPS`` / ``NIRVANA_GDR_FWD_OUT_WARPS`` (tuning, benchmarks/gdr_tune.py),
-``NIRVANA_GDR_BWD=torch`` (backward through the PyTorch reference: a slow but independent fallback).
+``NIRVANA_GDR_FWD_STATE_WARPS`` / ``NIRVANA_GDR_FWD_OUT_WARPS`` / ``NIRVANA_GDR_FWD_OUT_BV`` (tuning,
+benchmarks/gdr_tune.py),
+``NIRVANA_GDR_BWD=fused|split|torch`` (the backward's reverse pass, see above; ``torch``: backward
+through the PyTorch reference, a slow but independent fallback), ``NIRVANA_GDR_BWD_HALVES=0|1`` (split
+only: the state as two half-height tiles) and ``NIRVANA_GDR_DVL_WARPS`` (num_warps of ``_bwd_dv_local``,
+default that of the other backward kernels).
 """
 
 from __future__ import annotations
@@ -706,7 +720,9 @@ def _fwd_output(
     DT: tl.constexpr,
     IS_VARLEN: tl.constexpr,
 ):
-    i_c, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
+    """O for one chunk and one BV-wide block of V columns (axis 0: the V-blocks, adjacent programs
+    share the chunk's q and k in cache); P = Qn Kn^T is recomputed by each V-block's program."""
+    i_v, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)  # 64-bit offsets
     i_t = i_c  # chunk within the sequence; i_c indexes the per-chunk states (packed order)
     i_b, i_h = i_bh // H, i_bh % H
     if IS_VARLEN:  # program i_c: chunk i_c of the packed sequences (B is 1); T: its sequence's length
@@ -718,7 +734,8 @@ def _fwd_output(
     qt = _load_tile(q + (bos * H + i_h) * K, t0, T, sk, K, BT, BK)
     if USE_L2:
         rq = tl.rsqrt(tl.sum(qt * qt, 1) + 1e-6)
-        _store_vec(rq_out + bos * H + i_h, rq, t0, T, sg, BT)
+        if i_v == 0:  # the same values in every V-block: one writer
+            _store_vec(rq_out + bos * H + i_h, rq, t0, T, sg, BT)
         qt = qt * rq[:, None]
     kT = _load_tile_t(k + (bos * H + i_h) * K, t0, T, sk, K, BT, BK)
     if USE_L2:
@@ -732,16 +749,17 @@ def _fwd_output(
     decay = tl.where(causal, tl.exp(tl.where(causal, Gt[:, None] - Gt[None, :], 0.0)), 0.0)
     qs = qt * scale
     P = _dot(qs, kT, PREC, DT) * decay
+    v0 = i_v * BV
     ok = tl.arange(0, BK)
-    ov = tl.arange(0, BV)
+    ov = v0 + tl.arange(0, BV)
     S = tl.load(
         h + (i_bh * NT + i_c) * K * V + ok[:, None] * V + ov[None, :],
         mask=(ok[:, None] < K) & (ov[None, :] < V),
         other=0.0,
     ).to(tl.float32)
-    vnt = _load_tile(vn + (bos * H + i_h) * V, t0, T, sv, V, BT, BV)
+    vnt = _load_tile(vn + (bos * H + i_h) * V + v0, t0, T, sv, V - v0, BT, BV)
     out = _dot(qs * tl.exp(Gt)[:, None], S, PREC, DT) + _dot(P, vnt, PREC, DT)
-    _store_tile(o + (bos * H + i_h) * V, out, t0, T, sv, V, BT, BV)
+    _store_tile(o + (bos * H + i_h) * V + v0, out, t0, T, sv, V - v0, BT, BV)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -835,6 +853,186 @@ def _bwd_state(
         dS = dS * tl.exp(g_last) + _dot(qT * tl.exp(GtT)[None, :], dot_, PREC, DT) - _dot(wT, dvn, PREC, DT)
     if STORE_DH0:
         tl.store(dh0_out + i_bh * K * V + ok[:, None] * V + ov[None, :], dS, mask=smask)
+
+
+# The split backward (``NIRVANA_GDR_BWD=split``): the intra-chunk part of dVn, P^T dO, does not depend
+# on dS, so ``_bwd_dv_local`` computes it for every chunk in parallel (fla's chunk_bwd_dv_local) and the
+# sequential ``_bwd_state_split`` only adds the state part and carries dS. In ``_bwd_state`` that
+# product sits inside the serial loop and is repeated by every V-block's program.
+@triton.jit(do_not_specialize=["T", "scale"])  # one compiled variant for every length
+def _bwd_dv_local(
+    q,
+    k,
+    G,
+    rq,
+    rk,
+    do,
+    dvn_out,
+    scale,
+    T,
+    cu_seqlens,
+    chunk_indices,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    BT: tl.constexpr,
+    PREC: tl.constexpr,
+    DT: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
+):
+    """dVn_local = P^T dO with P^T[s, t] = scale qn_t.kn_s exp(G_t - G_s), s <= t, for one chunk;
+    K and V in blocks of BK / BV so no product is wider than a block (float32 out)."""
+    i_t, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
+    i_b, i_h = i_bh // H, i_bh % H
+    if IS_VARLEN:  # program i_t: chunk i_t of the packed sequences (B is 1); T: its sequence's length
+        i_b, i_t, bos, T = _varlen_chunk(cu_seqlens, chunk_indices, i_t)
+    else:
+        bos = i_b * T
+    t0 = i_t * BT
+    row = bos * H + i_h
+    sk, sv, sg = H * K, H * V, H
+    o_t = tl.arange(0, BT)
+    rk_t = _load_vec(rk + row, t0, T, sg, BT)
+    rq_s = tl.load(rq + row + (t0 + o_t) * sg, mask=(t0 + o_t) < T, other=0.0) * scale
+    PT = tl.zeros([BT, BT], dtype=tl.float32)
+    for k0 in range(0, K, BK):
+        kt = _load_tile(k + row * K + k0, t0, T, sk, K - k0, BT, BK) * rk_t[:, None]
+        qT = _load_tile_t(q + row * K + k0, t0, T, sk, K - k0, BT, BK) * rq_s[None, :]
+        PT += _dot(kt, qT, PREC, DT)
+    Gt = _load_G(G + row, t0, T, sg, BT)
+    GtT = _load_G(G + row, t0, T, sg, BT)
+    upper = o_t[:, None] <= o_t[None, :]  # [s, t] with s <= t
+    PT = PT * tl.where(upper, tl.exp(tl.where(upper, GtT[None, :] - Gt[:, None], 0.0)), 0.0)
+    for v0 in range(0, V, BV):
+        dot_ = _load_tile(do + row * V + v0, t0, T, sv, V - v0, BT, BV)
+        _store_tile(dvn_out + row * V + v0, _dot(PT, dot_, PREC, DT), t0, T, sv, V - v0, BT, BV)
+
+
+@triton.jit
+def _state_ptrs(base, c0, v0, K, V, BKH: tl.constexpr, BV: tl.constexpr):
+    """Pointers and mask of rows [c0, c0 + BKH) x cols [v0, v0 + BV) of a [K, V] state."""
+    ok = c0 + tl.arange(0, BKH)
+    ov = v0 + tl.arange(0, BV)
+    return base + ok[:, None] * V + ov[None, :], (ok[:, None] < K) & (ov[None, :] < V)
+
+
+@triton.jit
+def _dS_rows(
+    dS,
+    q_base,
+    w_base,
+    c0,
+    t0,
+    T,
+    sk,
+    K,
+    qs,
+    decay,
+    dot_,
+    dvt,
+    BT: tl.constexpr,
+    BKH: tl.constexpr,
+    PREC: tl.constexpr,
+    DT: tl.constexpr,
+):
+    """Rows [c0, c0 + BKH) of the state gradient one chunk earlier: decay dS + Qs^T dO - W^T dVn."""
+    qT = _load_tile_t(q_base + c0, t0, T, sk, K - c0, BT, BKH) * qs[None, :]
+    wT = _load_tile_t(w_base + c0, t0, T, sk, K - c0, BT, BKH)
+    return dS * decay + _dot(qT, dot_, PREC, DT) - _dot(wT, dvt, PREC, DT)
+
+
+@triton.jit(do_not_specialize=["T", "NT", "scale"])  # one compiled variant for every length
+def _bwd_state_split(
+    q,
+    k,
+    w,
+    G,
+    rq,
+    rk,
+    do,
+    dht,
+    dhs_out,
+    dvn,
+    dh0_out,
+    scale,
+    T,
+    NT,
+    cu_seqlens,
+    chunk_offsets,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BKH: tl.constexpr,
+    BV: tl.constexpr,
+    BT: tl.constexpr,
+    HALVES: tl.constexpr,
+    USE_DHT: tl.constexpr,
+    STORE_DH0: tl.constexpr,
+    PREC: tl.constexpr,
+    DT: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
+):
+    """``_bwd_state`` without the intra-chunk product: dVn = dVn_local (read from ``dvn``, overwritten)
+    + (Kn exp(g_last - G)) dS, then the dS update. With HALVES the state is held as two BKH-row tiles
+    (fla's b_dh1 / b_dh2), so every product is at most BKH = BK / 2 wide in K; else one BKH = BK tile."""
+    i_v, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
+    i_b, i_h = i_bh // H, i_bh % H
+    v0 = i_v * BV
+    sk, sv, sg = H * K, H * V, H
+    dS1 = tl.zeros([BKH, BV], dtype=tl.float32)
+    if USE_DHT:
+        p1, m1 = _state_ptrs(dht + i_bh * K * V, 0, v0, K, V, BKH, BV)
+        dS1 += tl.load(p1, mask=m1, other=0.0).to(tl.float32)
+    if HALVES:
+        dS2 = tl.zeros([BKH, BV], dtype=tl.float32)
+        if USE_DHT:
+            p2, m2 = _state_ptrs(dht + i_bh * K * V, BKH, v0, K, V, BKH, BV)
+            dS2 += tl.load(p2, mask=m2, other=0.0).to(tl.float32)
+    if IS_VARLEN:  # i_b: sequence (states [N, H, K, V]); T, NT: its length and chunks; NT_all = all chunks
+        NT_all = NT
+        bos, T = _varlen_seq(cu_seqlens, i_b)
+        NT = tl.cdiv(T, BT)
+        boc = tl.load(chunk_offsets + i_b).to(tl.int64)  # its first chunk in the packed order
+        dh_base = dhs_out + (i_h * NT_all + boc) * K * V
+    else:
+        bos = i_b * T
+        dh_base = dhs_out + i_bh * NT * K * V
+    row = bos * H + i_h
+    q_base, k_base, w_base = q + row * K, k + row * K, w + row * K
+    do_base, dvn_base = do + row * V + v0, dvn + row * V + v0
+    o_t = tl.arange(0, BT)
+    for j in range(NT):
+        i_t = NT - 1 - j
+        t0 = i_t * BT
+        p1, m1 = _state_ptrs(dh_base + i_t * K * V, 0, v0, K, V, BKH, BV)
+        tl.store(p1, dS1.to(dhs_out.dtype.element_ty), mask=m1)
+        if HALVES:
+            p2, m2 = _state_ptrs(dh_base + i_t * K * V, BKH, v0, K, V, BKH, BV)
+            tl.store(p2, dS2.to(dhs_out.dtype.element_ty), mask=m2)
+        Gt = _load_G(G + row, t0, T, sg, BT)
+        GtT = _load_G(G + row, t0, T, sg, BT)
+        last = tl.minimum(t0 + BT, T) - 1
+        g_last = tl.load(G + row + last * sg).to(tl.float32)
+        kd = _load_vec(rk + row, t0, T, sg, BT) * tl.exp(g_last - Gt)  # Kn's row factors
+        qs = tl.load(rq + row + (t0 + o_t) * sg, mask=(t0 + o_t) < T, other=0.0) * scale * tl.exp(GtT)
+        dot_ = _load_tile(do_base, t0, T, sv, V - v0, BT, BV)
+        dvt = _load_tile(dvn_base, t0, T, sv, V - v0, BT, BV)
+        dvt += _dot(_load_tile(k_base, t0, T, sk, K, BT, BKH) * kd[:, None], dS1, PREC, DT)
+        if HALVES:
+            dvt += _dot(_load_tile(k_base + BKH, t0, T, sk, K - BKH, BT, BKH) * kd[:, None], dS2, PREC, DT)
+        _store_tile(dvn_base, dvt, t0, T, sv, V - v0, BT, BV)
+        decay = tl.exp(g_last)
+        dS1 = _dS_rows(dS1, q_base, w_base, 0, t0, T, sk, K, qs, decay, dot_, dvt, BT, BKH, PREC, DT)
+        if HALVES:
+            dS2 = _dS_rows(dS2, q_base, w_base, BKH, t0, T, sk, K, qs, decay, dot_, dvt, BT, BKH, PREC, DT)
+    if STORE_DH0:
+        p1, m1 = _state_ptrs(dh0_out + i_bh * K * V, 0, v0, K, V, BKH, BV)
+        tl.store(p1, dS1, mask=m1)
+        if HALVES:
+            p2, m2 = _state_ptrs(dh0_out + i_bh * K * V, BKH, v0, K, V, BKH, BV)
+            tl.store(p2, dS2, mask=m2)
 
 
 @triton.jit(do_not_specialize=["T", "NT", "scale"])  # one compiled variant for every length
@@ -1175,6 +1373,27 @@ def prep_mode() -> str:
     return mode
 
 
+def bwd_mode() -> str:
+    """The backward (``NIRVANA_GDR_BWD``, read at call time): ``fused`` (default: ``_bwd_state``),
+    ``split`` (``_bwd_dv_local`` then ``_bwd_state_split``) or ``torch`` (autograd through the
+    PyTorch reference); ``triton``, the switch's old default, means ``fused``."""
+    mode = os.environ.get("NIRVANA_GDR_BWD") or "fused"
+    mode = "fused" if mode == "triton" else mode
+    if mode not in ("fused", "split", "torch"):
+        raise ValueError(f"NIRVANA_GDR_BWD must be fused, split or torch, got {mode!r}")
+    return mode
+
+
+def bwd_halves(block_k: int) -> bool:
+    """Whether ``_bwd_state_split`` holds the state as two half-height tiles (``NIRVANA_GDR_BWD_HALVES``
+    = 1 / 0; default: when the K block is wider than 64, so every product is at most 64 wide in K, as
+    fla's b_dh1 / b_dh2). Never below a 32-row block: a product needs 16 rows at least."""
+    flag = os.environ.get("NIRVANA_GDR_BWD_HALVES") or ("1" if block_k > 64 else "0")
+    if flag not in ("0", "1"):
+        raise ValueError(f"NIRVANA_GDR_BWD_HALVES must be 0 or 1, got {flag!r}")
+    return flag == "1" and block_k >= 32
+
+
 def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=None):
     """The forward launches; ``varlen`` (from ``varlen_index``) for packed sequences, else None."""
     B, T, H, K = q.shape
@@ -1307,9 +1526,10 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=
         num_warps=_fwd_warps("NIRVANA_GDR_FWD_STATE_WARPS", K, V),
     )
     o = torch.empty(B, T, H, V, device=dev, dtype=v.dtype)
+    bv_out = _env_int("NIRVANA_GDR_FWD_OUT_BV", BV)  # V-block of _fwd_output (default: all of V)
     launch(
         _fwd_output,
-        (NT, B * H),
+        (triton.cdiv(V, bv_out), NT, B * H),
         q,
         k,
         G,
@@ -1327,7 +1547,7 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=
         K=K,
         V=V,
         BK=BK,
-        BV=BV,
+        BV=bv_out,
         BT=CHUNK,
         USE_L2=use_l2,
         PREC=prec,
@@ -1359,39 +1579,35 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht, varlen=Non
     dvn = torch.empty(B, T, H, V, **f32)
     dh0 = torch.empty(NS, H, K, V, **f32) if h0 is not None else None
     do = do.contiguous()
-    launch_state_pass(
-        "NIRVANA_GDR_BWD_BV",
-        V,
-        _bwd_state,
-        NS * H,
-        q,
-        k,
-        w,
-        G,
-        rq,
-        rk,
-        do,
-        dht if dht is not None else G,
-        dhs,
-        dvn,
-        dh0 if dh0 is not None else G,
-        scale,
-        T,
-        NT,
-        cu,
-        co,
-        H=H,
-        K=K,
-        V=V,
-        BK=BK,
-        BT=CHUNK,
-        USE_DHT=dht is not None,
-        STORE_DH0=dh0 is not None,
-        PREC=prec,
-        DT=dt,
-        IS_VARLEN=varlen is not None,
-        num_warps=warps,
-    )
+    state_args = (q, k, w, G, rq, rk, do, dht if dht is not None else G, dhs, dvn)
+    state_args += (dh0 if dh0 is not None else G, scale, T, NT, cu, co)
+    common = dict(H=H, K=K, V=V, BT=CHUNK, PREC=prec, DT=dt, IS_VARLEN=varlen is not None)
+    flags = dict(USE_DHT=dht is not None, STORE_DH0=dh0 is not None, num_warps=warps)
+    if bwd_mode() == "split":
+        # the intra-chunk part of dVn for all chunks at once; the reverse pass adds the state part in place
+        launch(
+            _bwd_dv_local,
+            (NT, B * H),
+            *(q, k, G, rq, rk, do, dvn, scale, T, cu, ci),
+            BK=min(BK, 64),
+            BV=min(BV, 64),
+            **common,
+            num_warps=_env_int("NIRVANA_GDR_DVL_WARPS", warps),
+        )
+        halves = bwd_halves(BK)
+        launch_state_pass(
+            "NIRVANA_GDR_BWD_BV",
+            V,
+            _bwd_state_split,
+            NS * H,
+            *state_args,
+            BKH=BK // 2 if halves else BK,
+            HALVES=halves,
+            **common,
+            **flags,
+        )
+    else:
+        launch_state_pass("NIRVANA_GDR_BWD_BV", V, _bwd_state, NS * H, *state_args, BK=BK, **common, **flags)
     dq = torch.empty_like(q)
     dk_part = torch.empty(B, T, H, K, **f32)
     dw = torch.empty(B, T, H, K, **f32)
@@ -1505,7 +1721,7 @@ class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, do, dht):
         q, k, v, g, beta, h0, *saved = ctx.saved_tensors
-        if os.environ.get("NIRVANA_GDR_BWD", "triton") == "torch":
+        if bwd_mode() == "torch":
             return _reference_backward(ctx, q, k, v, g, beta, h0, do, dht)
         dq, dk, dv, dg, dbeta, dh0 = gdr_backward(
             q,
