@@ -8,12 +8,12 @@
 set -u
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 T0=$(date +%s); stamp() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
-timeout 100 python3 benchmarks/warm_kernels.py --budget 90 > "$OUT/warm.log" 2>&1; stamp "warm $?"
-timeout 460 python3 benchmarks/gdr_tune.py --kind bwd-split --shapes lang,mri --workers 14 --budget 440 \
+timeout 80 python3 benchmarks/warm_kernels.py --budget 70 > "$OUT/warm.log" 2>&1; stamp "warm $?"
+timeout 370 python3 benchmarks/gdr_tune.py --kind bwd-split --shapes lang,mri --workers 14 --budget 350 \
   --out "$OUT/tune_bwd_split.json" > "$OUT/tune_bwd_split.log" 2>&1
 stamp "tune $?"; tail -n 1 "$OUT/tune_bwd_split.log"
 # the split backward's full correctness check (head dim 128 with a tail and both states, fp32 and bf16,
 # the 1.3B layer stack) before any default is flipped
-NIRVANA_GDR_BWD=split timeout 60 python3 benchmarks/gpu_kernel_check.py --budget 50 --out "$OUT/check_split.json" \
+NIRVANA_GDR_BWD=split timeout 130 python3 benchmarks/gpu_kernel_check.py --budget 115 --out "$OUT/check_split.json" \
   > "$OUT/check_split.log" 2>&1
 stamp "split check $?"; tail -n 3 "$OUT/check_split.log"
