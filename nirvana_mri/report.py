@@ -258,8 +258,12 @@ def ablation_paragraph(results: dict[str, Any]) -> list[str]:
     if not present:
         return ["No ablation models (`" + "`, `".join(ABLATIONS) + "`) were evaluated in this run."]
     sentences, verdicts = [], {}
+    samples = _training_samples(results)
     for name in present:
         part, replacement = ABLATIONS[name]
+        if samples.get(name) and samples.get(NIRVANA) and samples[name] != samples[NIRVANA]:
+            sentences.append(f"(`{name}` was trained on {samples[name]} samples and `nirvana_mri` on "
+                             f"{samples[NIRVANA]}: not a like-for-like ablation.)")
         for accel in sorted({a for (m, a) in rows if m == name}):
             if (NIRVANA, accel) not in rows:
                 continue
@@ -394,6 +398,11 @@ def training_budgets(results: dict[str, Any]) -> dict[str, list[tuple[int, int]]
         known = all(isinstance(s, int) and isinstance(b, int) for s, b in stages)
         out[row["method"]] = stages if known else None
     return out
+
+
+def _training_samples(results: dict[str, Any]) -> dict[str, int]:
+    """Recorded training budget (sum of steps x batch over the stages) per learned method."""
+    return {m: sum(s * b for s, b in stages) for m, stages in training_budgets(results).items() if stages}
 
 
 def budget_sentence(results: dict[str, Any]) -> str | None:

@@ -233,3 +233,15 @@ def test_cpu_timing_helper_survives_models_that_fail_on_cpu():
             raise RuntimeError("no CPU kernel")
 
     assert "no CPU kernel" in benchmark._time_on_cpu(CudaOnly(), kspace, mask, 4, 2, torch.device("cpu"))
+
+
+def test_ablation_trained_at_another_budget_is_flagged():
+    res = _fake_results({"codecs_only": 0.02, "transformer_backbone": 0.1})
+    stages = {"nirvana_mri": [1200, 1000, 600], "codecs_only": [1200, 1000, 600], "transformer_backbone": [1200, 1000]}
+    for row in res["rows"]:
+        if row["method"] in stages:
+            row["training"] = {"batch_size": 4, "training_stages": [
+                {"budget_steps": s, "batch_size": 4} for s in stages[row["method"]]]}
+    text = " ".join(report.ablation_paragraph(res))
+    assert "`transformer_backbone` was trained on 8800 samples and `nirvana_mri` on 11200" in text
+    assert "`codecs_only` was trained on" not in text  # same budget: no flag
