@@ -66,16 +66,21 @@ def compile_kernel(fn, args, varlen):
     name = fn.__name__
     values = dict(H=16, K=D, V=D, BK=pow2, BV=pow2, BT=64, BC=16, USE_L2=True, PREC=args.prec,
                   DT=getattr(tl, args.dt), BKV=min(pow2, 64), NK=triton.cdiv(D, min(pow2, 64)),
-                  USE_H0=True, STORE_HT=True, USE_DHT=True, STORE_DH0=True, IS_VARLEN=varlen)
+                  USE_H0=True, STORE_HT=True, USE_DHT=True, STORE_DH0=True, IS_VARLEN=varlen,
+                  HALVES=args.halves and pow2 > 64, BKB=min(pow2, 64),
+                  KPREC=args.prec if args.prec in ("tf32", "tf32x3") else "ieee")
     if name in ("_fwd_state", "_bwd_state"):
         values["BV"] = min(pow2, 64)
+    if name == "_fwd_state" and values["HALVES"]:  # NIRVANA_GDR_FWD_HALVES=1: two half-height state tiles
+        values["BK"] = pow2 // 2
     if name in ("_bwd_dqk", "_bwd_wy"):
         values["BV"] = min(pow2, 32 if pow2 >= 128 else 64)
     if name == "_bwd_wy":
         values["BK"] = min(pow2, 64)
-    if name in ("_fwd_inv", "_fwd_prep", "_fwd_wy", "_bwd_wy") and args.prec not in ("tf32", "tf32x3"):
+    fp32_operands = ("_fwd_inv", "_fwd_inv_block", "_fwd_prep", "_fwd_wy", "_bwd_wy")
+    if name in fp32_operands and args.prec not in ("tf32", "tf32x3"):
         values["PREC"] = "ieee"
-    warps = {"_fwd_prep": 8, "_fwd_state": wide, "_fwd_output": wide}.get(name, 4)
+    warps = args.warps or {"_fwd_prep": 8, "_fwd_state": wide, "_fwd_output": wide}.get(name, 4)
     sig, consts, attrs = {}, {}, {}
     for i, (arg, param) in enumerate(zip(fn.arg_names, fn.params, strict=True)):
         if param.is_constexpr:
@@ -139,13 +144,19 @@ def main() -> int:
     ap.add_argument("--dt", default="float32", help="operand dtype DT: float32, or bfloat16 (bf16 mode)")
     ap.add_argument("--arch", type=int, default=90)
     ap.add_argument("--stages", type=int, default=3)
+    ap.add_argument("--warps", type=int, default=0, help="num_warps (default: the host code's)")
+    ap.add_argument("--halves", action="store_true", help="_fwd_state with HALVES (NIRVANA_GDR_FWD_HALVES=1)")
     args = ap.parse_args()
     all_same = True
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         old_mod, new_mod = load_revision(args.rev, tmp), load_worktree()
         for name in args.kernels:
-            old_fn, new_fn = getattr(old_mod, name), getattr(new_mod, name)
+            old_fn, new_fn = getattr(old_mod, name, None), getattr(new_mod, name)
+            if old_fn is None or args.halves:  # a new kernel or variant: nothing to compare, usage only
+                usage = ptxas_usage(compile_kernel(new_fn, args, False), tmp, name + "_n", args.arch)
+                print(f"{name}: not in {args.rev} (or --halves); worktree: {usage}", flush=True)
+                continue
             old_k = compile_kernel(old_fn, args, None)
             new_k = compile_kernel(new_fn, args, False)
             ptx_same = ptx_lines(old_k, old_fn) == ptx_lines(new_k, new_fn)

@@ -19,7 +19,7 @@ import sys
 import time
 
 GDR_KERNELS = [
-    *("_fwd_prep", "_fwd_inv", "_fwd_wy", "_fwd_state", "_fwd_output"),
+    *("_fwd_prep", "_fwd_inv", "_fwd_inv_block", "_fwd_wy", "_fwd_state", "_fwd_output"),
     *("_bwd_state", "_bwd_dv_local", "_bwd_state_split", "_bwd_dqk", "_bwd_wy"),
 ]
 TRIGGER_KERNELS = ["_trigger_fwd", "_trigger_bwd", "_wl_grad"]
@@ -51,8 +51,10 @@ def _task(kind, config, kernel):
     if kind == "gdr":
         name, dtype, dim, env, states = config
         os.environ.update(env)
-        if kernel in ("_fwd_prep", "_fwd_inv", "_fwd_wy"):  # launched only on their NIRVANA_GDR_PREP path
+        if kernel in ("_fwd_prep", "_fwd_inv", "_fwd_inv_block", "_fwd_wy"):  # only on their NIRVANA_GDR_PREP path
             os.environ["NIRVANA_GDR_PREP"] = "fused" if kernel == "_fwd_prep" else "split"
+        if kernel == "_fwd_inv_block":  # likewise NIRVANA_GDR_INV_KKT's
+            os.environ["NIRVANA_GDR_INV_KKT"] = "block"
         if kernel in ("_bwd_state", "_bwd_dv_local", "_bwd_state_split"):  # likewise NIRVANA_GDR_BWD's
             os.environ["NIRVANA_GDR_BWD"] = "fused" if kernel == "_bwd_state" else "split"
         from nirvana_mri.backbone.kernels.gated_delta_rule_triton import chunk_gated_delta_rule_triton

@@ -18,11 +18,19 @@ Forward, three stages (four launches by default):
      ``_fwd_wy``   (grid: (K-blocks + V-blocks) x chunks x B*H) W = M (Kn * beta * gamma) or
      U = M (V * beta) for one 64-wide block of columns: one [64, 64] x [64, 64] product from the
      stored M, rk and G.
+     ``NIRVANA_GDR_INV_KKT=block`` replaces ``_fwd_inv`` by ``_fwd_inv_block``: Kn Kn^T as ONE
+     [64, 64] product over K in blocks of ``NIRVANA_GDR_INV_BK`` (default 64; L2 norms applied after
+     the product), the four diagonal inverses by one masked forward substitution on the whole tile
+     (exact fp32), the off-diagonal blocks by M = (I - N + N^2 - N^3) X, N = X A_off (four [64, 64]
+     products at the forward's float32 precision); the product's own precision is
+     ``NIRVANA_GDR_INV_KKT_PREC`` (``inv_kkt_precision``). Same rk, G, M up to float32 rounding.
      ``NIRVANA_GDR_PREP=fused``: the single ``_fwd_prep`` (grid: chunks x B*H) computes all of that
      in one program (all four K and V sub-blocks live at once: register-bound at head dim 128).
      Both give the same rk, G, M bit for bit, and W, U up to float32 rounding.
   2. ``_fwd_state``  (grid: V-blocks x B*H) the sequential pass over chunks: stores each chunk's
-     incoming state and Vn.
+     incoming state and Vn; with ``NIRVANA_GDR_FWD_HALVES=1`` (default 0) and a K block wider than 64
+     it holds the state as two half-height tiles (as ``_bwd_state_split``), so ``W S`` and the update
+     are at most 64 wide in K at head dim 128.
   3. ``_fwd_output`` (grid: V-blocks x chunks x B*H) O; one V-block of all of V unless
      ``NIRVANA_GDR_FWD_OUT_BV`` asks for narrower ones (which recompute Qn Kn^T per block).
 Backward, three launches (four with ``NIRVANA_GDR_BWD=split``):
@@ -570,6 +578,123 @@ def _fwd_inv(
     _store_tile(m_base + 3 * BC, X3, t0 + 3 * BC, T, sm, BC, BC, BC)
 
 
+# ``NIRVANA_GDR_INV_KKT=block``: the same rk, G and M as ``_fwd_inv``, from ONE [BT, BT] product Kn Kn^T
+# looped over K in BKB-wide column blocks (``_fwd_inv`` reloads a [BC, K] row tile and a [K, BC] column
+# tile for each of its ten 16x16 blocks of A: 20 tile loads, at K = 128 ~80 KB of operands per chunk,
+# against 2 * BT * K here). The inverse then works on the whole [BT, BT] matrix, masking instead of
+# slicing (Triton has no register-tile slices): the four diagonal 16x16 inverses by one forward
+# substitution over the block-diagonal part (four rows per step, exact fp32 elementwise arithmetic, as
+# ``_inv_unit_lower``), and the off-diagonal merge as a short Neumann series of [BT, BT] products.
+@triton.jit
+def _kkt_dot(a, b, KPREC: tl.constexpr):
+    """The Kn Kn^T product at KPREC: ``tf32`` / ``tf32x3`` / ``ieee`` as tl.dot, or ``tf32emu`` (the
+    interpreter: operands rounded to TF32's 10-bit mantissa, then exact fp32, to measure TF32 on a CPU)."""
+    if KPREC == "tf32emu":
+        # round to nearest (ties away) at bit 13 of the int32 pattern: -8192 = 0xFFFFE000
+        a = ((a.to(tl.int32, bitcast=True) + 0x1000) & -8192).to(tl.float32, bitcast=True)
+        b = ((b.to(tl.int32, bitcast=True) + 0x1000) & -8192).to(tl.float32, bitcast=True)
+        return tl.dot(a, b, input_precision="ieee")
+    else:
+        return tl.dot(a, b, input_precision=KPREC)
+
+
+@triton.jit
+def _kkt_block(k_base, t0, T, sk, K, BT: tl.constexpr, BKB: tl.constexpr, USE_L2: tl.constexpr,
+               KPREC: tl.constexpr):
+    """(Kn Kn^T [BT, BT], rk [BT]) of one chunk: K k^T accumulated over BKB-wide column blocks, with the
+    squared row norms summed on the way; the L2 norms are per-row scalars, so they scale the product
+    afterwards (rows by rk, columns by the same reciprocals from the transposed tile)."""
+    KK = tl.zeros([BT, BT], dtype=tl.float32)
+    ss = tl.zeros([BT], dtype=tl.float32)
+    ssT = tl.zeros([BT], dtype=tl.float32)
+    for k0 in range(0, K, BKB):
+        kt = _load_tile(k_base + k0, t0, T, sk, K - k0, BT, BKB)
+        kT = _load_tile_t(k_base + k0, t0, T, sk, K - k0, BT, BKB)  # loaded transposed, never tl.trans
+        KK += _kkt_dot(kt, kT, KPREC)
+        ss += tl.sum(kt * kt, 1)
+        ssT += tl.sum(kT * kT, 0)
+    if USE_L2:
+        rk = tl.rsqrt(ss + 1e-6)
+        KK = KK * rk[:, None] * tl.rsqrt(ssT + 1e-6)[None, :]
+    else:
+        rk = tl.full([BT], 1.0, tl.float32)
+    return KK, rk
+
+
+@triton.jit
+def _inv_diag_blocks(KK, b, G, BT: tl.constexpr, BC: tl.constexpr):
+    """blockdiag((I + A_ii)^-1) as a [BT, BT] tile, A_ii the BC x BC diagonal blocks of A: the forward
+    substitution of ``_inv_unit_lower`` on all BT / BC blocks at once (step i updates row i of every
+    block); exact fp32, no products. Uses A^T[s, t] = b_t KK[s, t] exp(G_t - G_s) (KK is symmetric)."""
+    o = tl.arange(0, BT)
+    same = (o[:, None] // BC) == (o[None, :] // BC)
+    upper = (o[:, None] < o[None, :]) & same  # [s, t] with s < t in one block
+    AT = tl.where(upper, KK * b[None, :] * tl.exp(tl.where(upper, G[None, :] - G[:, None], 0.0)), 0.0)
+    X = tl.where(o[:, None] == o[None, :], 1.0, 0.0)
+    first = (o[:, None] // BC) * BC  # [j, *]: first row of j's block
+    for i in tl.static_range(1, BC):
+        a = tl.sum(tl.where(o[None, :] == first + i, AT, 0.0), 1)  # a[j] = A[row i of j's block, j]
+        row = tl.sum(a[:, None] * X, 0)  # X block-diagonal: block c of row = that block's new row i
+        X = tl.where(same & (o[:, None] % BC == i), X - row[None, :], X)
+    return X
+
+
+@triton.jit
+def _inv_merge(KK, X, b, G, BT: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr):
+    """M = (I + A)^-1 from the diagonal-block inverse X = (I + A_bd)^-1: I + A = X^-1 (I + N) with
+    N = X A_off strictly block-lower, N^(BT/BC) = 0, so M = (I - N + N^2 - N^3) X, evaluated as
+    Y <- X - N Y three times (BT / BC = 4). N Y is strictly block-lower, so M's diagonal blocks stay
+    X's exact ones; the products (3 + 1 for N) are [BT, BT] x [BT, BT] at PREC."""
+    o = tl.arange(0, BT)
+    off = (o[:, None] // BC) > (o[None, :] // BC)  # [t, s]: block row of t below that of s
+    A_off = tl.where(off, KK * b[:, None] * tl.exp(tl.where(off, G[:, None] - G[None, :], 0.0)), 0.0)
+    N = tl.dot(X, A_off, input_precision=PREC)
+    Y = X
+    for _ in tl.static_range(1, BT // BC):
+        Y = X - tl.dot(N, Y, input_precision=PREC)
+    return Y
+
+
+@triton.jit(do_not_specialize=["T"])  # one compiled variant for every length
+def _fwd_inv_block(
+    k,
+    g,
+    beta,
+    rk_out,
+    G_out,
+    m_out,
+    T,
+    cu_seqlens,
+    chunk_indices,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    BKB: tl.constexpr,
+    BT: tl.constexpr,
+    BC: tl.constexpr,
+    USE_L2: tl.constexpr,
+    PREC: tl.constexpr,
+    KPREC: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
+):
+    """rk, G and M per chunk like ``_fwd_inv`` (up to float32 rounding), from one Kn Kn^T product at
+    KPREC (see ``inv_kkt_precision``); the merge products at PREC, the diagonal inverses exact."""
+    i_t, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
+    i_b, i_h = i_bh // H, i_bh % H
+    if IS_VARLEN:  # program i_t: chunk i_t of the packed sequences (B is 1); T: its sequence's length
+        i_b, i_t, bos, T = _varlen_chunk(cu_seqlens, chunk_indices, i_t)
+    else:
+        bos = i_b * T
+    t0 = i_t * BT
+    row = bos * H + i_h
+    G = tl.cumsum(_load_vec(g + row, t0, T, H, BT), 0)  # rows past T add 0: G stays finite there
+    b = _load_vec(beta + row, t0, T, H, BT)
+    KK, rk = _kkt_block(k + row * K, t0, T, H * K, K, BT, BKB, USE_L2, KPREC)
+    M = _inv_merge(KK, _inv_diag_blocks(KK, b, G, BT, BC), b, G, BT, BC, PREC)
+    _store_vec(G_out + row, G, t0, T, H, BT)
+    _store_vec(rk_out + row, rk, t0, T, H, BT)
+    _store_tile(m_out + row * BT, M, t0, T, H * BT, BT, BT, BT)
+
+
 @triton.jit(do_not_specialize=["T"])  # one compiled variant for every length
 def _fwd_wy(
     k,
@@ -646,7 +771,12 @@ def _fwd_state(
     PREC: tl.constexpr,
     DT: tl.constexpr,
     IS_VARLEN: tl.constexpr,
+    HALVES: tl.constexpr = False,
 ):
+    """The forward state pass for one BV-wide block of V. With HALVES (``NIRVANA_GDR_FWD_HALVES``) BK is
+    half the K block and the state is held as two BK-row tiles S (rows [0, BK)) and S2 (rows [BK, 2 BK)),
+    like fla's b_h1 / b_h2, so ``W S`` and the update are products at most BK wide in K; without it
+    (the default) the kernel compiles exactly as before (every HALVES line sits behind the constexpr)."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
     i_b, i_h = i_bh // H, i_bh % H
     v0 = i_v * BV
@@ -657,6 +787,12 @@ def _fwd_state(
     S = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_H0:
         S += tl.load(h0 + i_bh * K * V + ok[:, None] * V + ov[None, :], mask=smask, other=0.0).to(tl.float32)
+    if HALVES:  # the state's second half, rows [BK, 2 BK)
+        ok2 = BK + ok
+        smask2 = (ok2[:, None] < K) & (ov[None, :] < V)
+        S2 = tl.zeros([BK, BV], dtype=tl.float32)
+        if USE_H0:
+            S2 += tl.load(h0 + i_bh * K * V + ok2[:, None] * V + ov[None, :], mask=smask2, other=0.0).to(tl.float32)
     if IS_VARLEN:  # i_b: sequence (states [N, H, K, V]); T, NT: its length and chunks; NT_all = all chunks
         NT_all = NT
         bos, T = _varlen_seq(cu_seqlens, i_b)
@@ -679,6 +815,8 @@ def _fwd_state(
         tl.store(
             h_base + i_t * K * V + ok[:, None] * V + ov[None, :], S.to(h_out.dtype.element_ty), mask=smask
         )
+        if HALVES:
+            tl.store(h_base + i_t * K * V + ok2[:, None] * V + ov[None, :], S2.to(h_out.dtype.element_ty), mask=smask2)
         wt = _load_tile(w_base, t0, T, sk, K, BT, BK)
         ut = _load_tile(u_base, t0, T, sv, V - v0, BT, BV)
         kT = _load_tile_t(k_base, t0, T, sk, K, BT, BK)
@@ -687,11 +825,18 @@ def _fwd_state(
         last = tl.minimum(t0 + BT, T) - 1
         g_last = tl.load(g_base + last * sg).to(tl.float32)
         vn = ut - _dot(wt, S, PREC, DT)
+        if HALVES:
+            vn -= _dot(_load_tile(w_base + BK, t0, T, sk, K - BK, BT, BK), S2, PREC, DT)
         _store_tile(vn_base, vn, t0, T, sv, V - v0, BT, BV)
         kd = kT * (rkt * tl.exp(g_last - Gt))[None, :]
         S = S * tl.exp(g_last) + _dot(kd, vn, PREC, DT)
+        if HALVES:
+            kd2 = _load_tile_t(k_base + BK, t0, T, sk, K - BK, BT, BK) * (rkt * tl.exp(g_last - Gt))[None, :]
+            S2 = S2 * tl.exp(g_last) + _dot(kd2, vn, PREC, DT)
     if STORE_HT:
         tl.store(ht_out + i_bh * K * V + ok[:, None] * V + ov[None, :], S, mask=smask)
+        if HALVES:
+            tl.store(ht_out + i_bh * K * V + ok2[:, None] * V + ov[None, :], S2, mask=smask2)
 
 
 @triton.jit(do_not_specialize=["T", "NT", "scale"])  # one compiled variant for every length
@@ -1373,6 +1518,43 @@ def prep_mode() -> str:
     return mode
 
 
+def inv_kkt_mode() -> str:
+    """How the split forward's first kernel forms Kn Kn^T (``NIRVANA_GDR_INV_KKT``, read at call time):
+    ``tiles`` (default: ``_fwd_inv``, ten 16x16 blocks from reloaded [16, K] tiles) or ``block``
+    (``_fwd_inv_block``: one [64, 64] product over K in blocks of ``NIRVANA_GDR_INV_BK``, default 64)."""
+    mode = os.environ.get("NIRVANA_GDR_INV_KKT") or "tiles"
+    if mode not in ("tiles", "block"):
+        raise ValueError(f"NIRVANA_GDR_INV_KKT must be tiles or block, got {mode!r}")
+    return mode
+
+
+def inv_kkt_precision(prec32: str) -> str:
+    """Input precision of ``_fwd_inv_block``'s Kn Kn^T product (``NIRVANA_GDR_INV_KKT_PREC``).
+
+    Default ``tf32x3`` on the GPU: ``_fwd_inv`` multiplies the diagonal 16x16 blocks in exact fp32
+    ("ieee", FMA loops) because the forward substitution reuses them, and 3xTF32 is as accurate for a
+    tensor-core price; ``tf32`` (the off-diagonal blocks' precision for 16-bit inputs) and ``ieee`` can be
+    asked for. Under the interpreter ``ieee`` (exact) by default, and ``tf32`` is emulated (operands
+    rounded to TF32) so CPU tests measure what TF32 costs in accuracy.
+    """
+    want = os.environ.get("NIRVANA_GDR_INV_KKT_PREC") or ("tf32x3" if prec32 in ("tf32", "tf32x3") else "ieee")
+    if want not in ("tf32", "tf32x3", "ieee"):
+        raise ValueError(f"NIRVANA_GDR_INV_KKT_PREC must be tf32, tf32x3 or ieee, got {want!r}")
+    if _interpreted():
+        return "tf32emu" if want == "tf32" else "ieee"
+    return want
+
+
+def fwd_halves(block_k: int) -> bool:
+    """Whether ``_fwd_state`` holds the state as two half-height tiles (``NIRVANA_GDR_FWD_HALVES=1``;
+    default 0 until the GPU sweep has timed it): only when the K block is wider than 64, so every
+    product is at most 64 wide in K at head dim 128 (at 256, 128 wide: fla uses four pieces there)."""
+    flag = os.environ.get("NIRVANA_GDR_FWD_HALVES") or "0"
+    if flag not in ("0", "1"):
+        raise ValueError(f"NIRVANA_GDR_FWD_HALVES must be 0 or 1, got {flag!r}")
+    return flag == "1" and block_k > 64
+
+
 def bwd_mode() -> str:
     """The backward (``NIRVANA_GDR_BWD``, read at call time): ``fused`` (default: ``_bwd_state``),
     ``split`` (``_bwd_dv_local`` then ``_bwd_state_split``) or ``torch`` (autograd through the
@@ -1444,25 +1626,20 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=
             num_warps=8,
         )
     else:
+        # rk, G and M: ten 16x16 tiles of Kn Kn^T (default) or one [64, 64] product (NIRVANA_GDR_INV_KKT)
+        block = inv_kkt_mode() == "block"
         launch(
-            _fwd_inv,
+            _fwd_inv_block if block else _fwd_inv,
             (NT, B * H),
-            k,
-            g,
-            beta,
-            rk,
-            G,
-            M,
-            T,
-            cu,
-            ci,
+            *(k, g, beta, rk, G, M, T, cu, ci),
             H=H,
             K=K,
-            BK=BK,
+            **(dict(BKB=min(BK, _env_int("NIRVANA_GDR_INV_BK", 64))) if block else dict(BK=BK)),
             BT=CHUNK,
             BC=SUB,
             USE_L2=use_l2,
             PREC=_prec32(prec),
+            **(dict(KPREC=inv_kkt_precision(_prec32(prec))) if block else {}),
             IS_VARLEN=varlen is not None,
             num_warps=_env_int("NIRVANA_GDR_PREP_WARPS", 4),
         )
@@ -1495,6 +1672,7 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=
     h = torch.empty(B, H, NT, K, V, device=dev, dtype=store_dtype)
     vn = torch.empty(B, T, H, V, device=dev, dtype=store_dtype)
     ht = torch.empty(NS, H, K, V, **f32) if output_final_state else None
+    halves = fwd_halves(BK)  # the state as two BK / 2-row tiles (NIRVANA_GDR_FWD_HALVES)
     launch_state_pass(
         "NIRVANA_GDR_FWD_BV",
         V,
@@ -1516,7 +1694,8 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=
         H=H,
         K=K,
         V=V,
-        BK=BK,
+        BK=BK // 2 if halves else BK,
+        HALVES=halves,
         BT=CHUNK,
         USE_H0=h0 is not None,
         STORE_HT=ht is not None,
