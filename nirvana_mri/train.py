@@ -96,6 +96,33 @@ def build_model(config: TrainConfig) -> tuple[torch.nn.Module, str, dict[str, An
     return model_class(config.method)(**config.model_args), config.method, config.model_args
 
 
+def simulated_snr_range(folders: list[str]) -> list[float] | None:
+    """[lowest, highest] SNR of training folders written by ``nirvana-mri simulate`` (its manifest.json
+    sits in the folder or its parent); None when any folder has no such record (e.g. real scans)."""
+    lows, highs = [], []
+    for folder in map(Path, folders):
+        manifest = next((m for m in (folder / "manifest.json", folder.parent / "manifest.json") if m.exists()), None)
+        try:
+            snr = json.loads(manifest.read_text())["parameters"]["snr"] if manifest else None
+        except (OSError, ValueError, KeyError, TypeError):
+            snr = None
+        values = snr if isinstance(snr, list) else [snr]
+        if not values or not all(isinstance(v, (int, float)) for v in values):
+            return None
+        lows.append(min(values))
+        highs.append(max(values))
+    return [min(lows), max(highs)] if lows else None
+
+
+def training_snr(stages: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """``{"training_snr": [low, high]}`` over every stage when all of them recorded one (reconstruct warns
+    about scans cleaner than that), else nothing."""
+    ranges = [stage.get("snr") for stage in stages]
+    if not ranges or not all(ranges):
+        return {}
+    return {"training_snr": [min(r[0] for r in ranges), max(r[1] for r in ranges)]}
+
+
 def lr_factor(step: int, warmup: int, total: int) -> float:
     """Linear warmup to 1, then cosine decay to 5% at ``total``."""
     if step < warmup:
@@ -184,12 +211,15 @@ class Trainer:
                          train_steps=self.step, batch_size=self.config.batch_size * self.world,
                          device=torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
                          val=val_scores, train_config=asdict(self.config),
-                         training_stages=self.prior_stages + [self._stage()])
+                         training_stages=self.prior_stages + [self._stage()],
+                         **training_snr(self.prior_stages + [self._stage()]))
 
     def _stage(self) -> dict[str, Any]:
         """This run as one entry of the model's training history (budget = planned steps)."""
-        return {"budget_steps": self.config.max_steps, "batch_size": self.config.batch_size * self.world,
-                "train": list(self.config.train), "checkpoint_step": self.step}
+        stage = {"budget_steps": self.config.max_steps, "batch_size": self.config.batch_size * self.world,
+                 "train": list(self.config.train), "checkpoint_step": self.step}
+        snr = simulated_snr_range(self.config.train)
+        return stage | ({"snr": snr} if snr else {})
 
     def _save_state(self) -> None:
         self._save(self.out / "last")

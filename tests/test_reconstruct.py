@@ -213,6 +213,22 @@ def test_finetune_from_a_saved_model_records_both_training_stages(dataset, tmp_p
     stages = json.loads((second / "best" / "config.json").read_text())["training_stages"]
     assert [(s["budget_steps"], s["batch_size"]) for s in stages] == [(2, 2), (1, 2)]
     assert stages[1]["train"] == [str(dataset / "train")]
+    snr = json.loads((dataset / "manifest.json").read_text())["parameters"]["snr"]
+    expected = [min(snr), max(snr)] if isinstance(snr, list) else [snr, snr]
+    assert stages[0]["snr"] == stages[1]["snr"] == expected  # read from the simulated data's manifest
+    assert json.loads((second / "best" / "config.json").read_text())["training_snr"] == expected
+
+
+def test_training_snr_is_unknown_without_a_simulation_manifest(tmp_path):
+    from nirvana_mri.train import simulated_snr_range, training_snr
+
+    (tmp_path / "sim" / "train").mkdir(parents=True)
+    (tmp_path / "sim" / "manifest.json").write_text(json.dumps({"parameters": {"snr": [30.0, 1000.0]}}))
+    (tmp_path / "real").mkdir()
+    assert simulated_snr_range([str(tmp_path / "sim" / "train")]) == [30.0, 1000.0]
+    assert simulated_snr_range([str(tmp_path / "sim" / "train"), str(tmp_path / "real")]) is None
+    assert training_snr([{"snr": [30, 40]}, {"snr": [30, 1000]}]) == {"training_snr": [30, 1000]}
+    assert training_snr([{"snr": [30, 40]}, {}]) == {}  # a stage on data of unknown noise level
 
 
 def test_cli_help_lists_every_command():
