@@ -80,6 +80,12 @@ def init_folder(name: str, args: argparse.Namespace) -> str | None:
     return str(folder)
 
 
+def saved_flag(run: Path, argument: str) -> bool | None:
+    """A model argument as the run's saved best model records it (None when nothing was saved)."""
+    config = run / "best" / "config.json"
+    return bool(json.loads(config.read_text())["model_args"].get(argument)) if config.exists() else None
+
+
 def launch(name: str, method: str, model_args: dict, args: argparse.Namespace, gpu: int | None) -> subprocess.Popen:
     out = Path(args.out) / name
     out.mkdir(parents=True, exist_ok=True)
@@ -155,7 +161,7 @@ def main() -> int:
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
         results[name] = {"exit_code": code, "gpu": gpu, "method": specs[name][0], "model_args": specs[name][1],
                          "init": init_folder(name, args),
-                         "noise_conditioning": bool(args.noise_conditioning and specs[name][0] == "nirvana_mri"),
+                         "noise_conditioning": saved_flag(Path(args.out) / name, "noise_conditioning"),
                          **summary}
         print(f"{name}: exit {code}, steps {summary.get('steps')}, best val SSIM {summary.get('best_val_ssim')}, "
               f"{summary.get('train_slices_per_second', 0):.1f} slices/s", flush=True)

@@ -118,8 +118,9 @@ def training_snr(stages: list[dict[str, Any]]) -> dict[str, list[float]]:
     """``{"training_snr": [low, high]}`` over every stage when all of them recorded one (reconstruct warns
     about scans cleaner than that), else nothing."""
     ranges = [stage.get("snr") for stage in stages]
-    if not ranges or not all(ranges):
-        return {}
+    if not ranges or not all(isinstance(r, list) and len(r) == 2 and all(isinstance(v, (int, float)) for v in r)
+                              for r in ranges):
+        return {}  # a stage on data of unknown noise level, or a hand-written record of another form
     return {"training_snr": [min(r[0] for r in ranges), max(r[1] for r in ranges)]}
 
 

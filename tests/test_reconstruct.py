@@ -229,6 +229,7 @@ def test_training_snr_is_unknown_without_a_simulation_manifest(tmp_path):
     assert simulated_snr_range([str(tmp_path / "sim" / "train"), str(tmp_path / "real")]) is None
     assert training_snr([{"snr": [30, 40]}, {"snr": [30, 1000]}]) == {"training_snr": [30, 1000]}
     assert training_snr([{"snr": [30, 40]}, {}]) == {}  # a stage on data of unknown noise level
+    assert training_snr([{"snr": 30}, {"snr": [30, 1000]}]) == {}  # a hand-written record of another form
 
 
 def test_cli_help_lists_every_command():

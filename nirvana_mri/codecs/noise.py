@@ -18,12 +18,21 @@ LOG_LEVEL_CENTRE = -4.5
 LOG_LEVEL_SCALE = 1.5
 
 
+# the training range maps to about [-1.1, 1.3]; beyond +-1.5 the FiLM would extrapolate
+FEATURE_LIMIT = 1.5
+
+
 def noise_level_feature(noise_std: torch.Tensor, image_scale: torch.Tensor) -> torch.Tensor:
     """``[B, 1]`` normalised log of the noise std relative to the image's std; 0 (the middle of the
-    training range) where the noise could not be measured."""
-    ratio = noise_std.reshape(-1).float() / image_scale.reshape(-1).float().clamp_min(1e-12)
-    feature = (torch.log(ratio.clamp_min(1e-12)) - LOG_LEVEL_CENTRE) / LOG_LEVEL_SCALE
-    return torch.nan_to_num(feature, nan=0.0).clamp(-3.0, 3.0)[:, None]
+    training range) where the noise could not be measured. A conditioning signal only: no gradient
+    flows through it into the image (an unmeasured sample's NaN would otherwise poison the backward)."""
+    noise = noise_std.reshape(-1).float().detach()
+    measured = torch.isfinite(noise) & (noise > 0)
+    scale = image_scale.reshape(-1).float().detach().clamp_min(1e-12)
+    ratio = torch.where(measured, noise, scale) / scale  # finite everywhere, so no NaN in any backward
+    feature = (torch.log(ratio) - LOG_LEVEL_CENTRE) / LOG_LEVEL_SCALE
+    feature = torch.where(measured, feature, torch.zeros_like(feature))
+    return feature.clamp(-FEATURE_LIMIT, FEATURE_LIMIT)[:, None]
 
 
 class NoiseFiLM(nn.Module):

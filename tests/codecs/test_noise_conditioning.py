@@ -106,3 +106,41 @@ def test_trained_film_makes_the_output_depend_on_the_noise_level(brain_slices):
         bypassed = model(masked, mask)
     assert conditioned.shape == (2, *masked.shape[2:4]) and torch.isfinite(conditioned).all()
     assert not torch.allclose(conditioned, bypassed)
+
+
+def test_a_sample_without_corner_samples_keeps_every_gradient_finite(brain_slices):
+    torch.manual_seed(0)
+    model = NirvanaMRI(**ARGS, noise_conditioning=True)
+    for cascade in model.cascades:
+        torch.nn.init.normal_(cascade.decoder.refine[-1].weight, std=0.05)
+    masked, mask = _undersampled(simulate_volume(brain_slices[:2], coils=4, snr=100.0, rng=3))
+    mask = mask.clone()
+    mask[1] = 0
+    mask[1, ..., mask.shape[-2] // 2 - 6 : mask.shape[-2] // 2 + 6, :] = 1  # centre only: no corner measured
+    model(masked * mask, mask).mean().backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_the_feature_stays_in_the_trained_range():
+    noise = torch.tensor([1e-9, 1e-3, 10.0, float("nan")])
+    feature = noise_level_feature(noise, torch.ones(4))
+    assert feature.abs().max() <= 1.5 and feature[3] == 0
+
+
+def test_only_the_film_tensors_are_excused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(0)
+    plain = NirvanaMRI(**ARGS)
+    save_recon_model(plain, tmp_path / "plain", "nirvana_mri", ARGS)
+    weights = tmp_path / "plain" / "model.safetensors"
+    save_file({k: v for k, v in load_file(weights).items() if "stem.0" not in k}, weights)
+    with pytest.raises(ValueError, match="stem.0"):  # a codec tensor missing is still an error
+        load_recon_model(tmp_path / "plain", overrides={"noise_conditioning": True})
+    conditioned = NirvanaMRI(**ARGS, noise_conditioning=True)
+    save_recon_model(conditioned, tmp_path / "cond", "nirvana_mri", dict(ARGS, noise_conditioning=True))
+    weights = tmp_path / "cond" / "model.safetensors"
+    save_file({k: v for k, v in load_file(weights).items() if "noise_film" not in k}, weights)
+    with pytest.raises(ValueError, match="noise_film"):  # saved with the FiLM: its tensors must be there
+        load_recon_model(tmp_path / "cond", overrides={"noise_conditioning": True})

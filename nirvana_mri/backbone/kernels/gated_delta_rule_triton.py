@@ -31,7 +31,7 @@ Forward, three stages (four launches by default):
      incoming state and Vn; with ``NIRVANA_GDR_FWD_HALVES=1`` (default 0) and a K block wider than 64
      it holds the state as two half-height tiles (as ``_bwd_state_split``), so ``W S`` and the update
      are at most 64 wide in K at head dim 128.
-  3. ``_fwd_output`` (grid: V-blocks x chunks x B*H) O; one V-block of all of V unless
+  3. ``_fwd_output`` (grid: chunks x V-blocks x B*H) O; one V-block of all of V unless
      ``NIRVANA_GDR_FWD_OUT_BV`` asks for narrower ones (which recompute Qn Kn^T per block).
 Backward, three launches (four with ``NIRVANA_GDR_BWD=split``):
   1. ``NIRVANA_GDR_BWD=fused`` (default): ``_bwd_state``  (grid: V-blocks x B*H) reverse pass: dS per
@@ -867,7 +867,8 @@ def _fwd_output(
 ):
     """O for one chunk and one BV-wide block of V columns (axis 0: the V-blocks, adjacent programs
     share the chunk's q and k in cache); P = Qn Kn^T is recomputed by each V-block's program."""
-    i_v, i_c, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)  # 64-bit offsets
+    # chunks on grid axis 0 (limit 2^31; axes 1-2 stop at 65535): long packed batches keep launching
+    i_c, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)  # 64-bit offsets
     i_t = i_c  # chunk within the sequence; i_c indexes the per-chunk states (packed order)
     i_b, i_h = i_bh // H, i_bh % H
     if IS_VARLEN:  # program i_c: chunk i_c of the packed sequences (B is 1); T: its sequence's length
@@ -1708,7 +1709,7 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=
     bv_out = _env_int("NIRVANA_GDR_FWD_OUT_BV", BV)  # V-block of _fwd_output (default: all of V)
     launch(
         _fwd_output,
-        (triton.cdiv(V, bv_out), NT, B * H),
+        (NT, triton.cdiv(V, bv_out), B * H),
         q,
         k,
         G,
