@@ -29,8 +29,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapt-steps", type=int, default=0,
                         help="self-supervised test-time adaptation steps per scan (0 = off): the codecs learn "
                              "to predict held-out measured k-space, and the step with the lowest error on a "
-                             "further validation hold-out is kept (possibly none). Slow on CPU (~1 s per step "
-                             "and check); see benchmarks/results/adaptation.md for what it gains")
+                             "further validation hold-out is kept (possibly none). Slow on CPU (seconds per "
+                             "step). With the bundled model it lowered SSIM (-0.024 at SNR 300: it fits the "
+                             "measured noise too); see benchmarks/results/adaptation_stage3_snr300.md")
     parser.add_argument("--demo", action="store_true",
                         help="simulate a sample scan, reconstruct it and write OUT/demo.png")
 
