@@ -37,7 +37,9 @@ def refresh_training(results: dict) -> None:
     for row in results["rows"]:
         folder = row.get("folder")
         if row.get("kind") == "learned" and folder and (Path(folder) / "config.json").exists():
-            row["training"] = training_metadata(read_recon_config(folder))
+            config = read_recon_config(folder)
+            row["training"] = training_metadata(config)
+            row["model_args"] = config.get("model_args")
 
 
 def main() -> int:

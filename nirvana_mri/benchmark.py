@@ -531,6 +531,7 @@ def run_benchmark(
                     registry_method=config.get("method"),
                     folder=str(spec.folder),
                     training=training_metadata(config),
+                    model_args=config.get("model_args"),
                 )
         except Exception as err:  # noqa: BLE001
             errors.append({"method": spec.name, "accel": None, "volume": None, "error": _error_text(err)})

@@ -264,6 +264,11 @@ def ablation_paragraph(results: dict[str, Any]) -> list[str]:
         if samples.get(name) and samples.get(NIRVANA) and samples[name] != samples[NIRVANA]:
             sentences.append(f"(`{name}` was trained on {samples[name]} samples and `nirvana_mri` on "
                              f"{samples[NIRVANA]}: not a like-for-like ablation.)")
+        conditioned = _noise_conditioning(rows, name), _noise_conditioning(rows, NIRVANA)
+        if None not in conditioned and conditioned[0] != conditioned[1]:
+            sentences.append(f"(`{name}` {'has' if conditioned[0] else 'lacks'} the codecs' noise-level input "
+                             f"and `nirvana_mri` {'has' if conditioned[1] else 'lacks'} it: not a like-for-like "
+                             "ablation.)")
         for accel in sorted({a for (m, a) in rows if m == name}):
             if (NIRVANA, accel) not in rows:
                 continue
@@ -398,6 +403,12 @@ def training_budgets(results: dict[str, Any]) -> dict[str, list[tuple[int, int]]
         known = all(isinstance(s, int) and isinstance(b, int) for s, b in stages)
         out[row["method"]] = stages if known else None
     return out
+
+
+def _noise_conditioning(rows: dict, method: str) -> bool | None:
+    """Whether a method's model had the codecs' noise-level FiLM (None: not recorded)."""
+    args = next((row.get("model_args") for (m, _), row in rows.items() if m == method), None)
+    return bool(args.get("noise_conditioning")) if isinstance(args, dict) else None
 
 
 def _training_samples(results: dict[str, Any]) -> dict[str, int]:

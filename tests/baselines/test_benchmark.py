@@ -245,3 +245,13 @@ def test_ablation_trained_at_another_budget_is_flagged():
     text = " ".join(report.ablation_paragraph(res))
     assert "`transformer_backbone` was trained on 8800 samples and `nirvana_mri` on 11200" in text
     assert "`codecs_only` was trained on" not in text  # same budget: no flag
+
+
+def test_ablation_without_the_noise_input_is_flagged():
+    res = _fake_results({"codecs_only": 0.02, "nirvana_mri_no_trigger": 0.01})
+    for row in res["rows"]:
+        if row["method"] in ("nirvana_mri", "codecs_only"):
+            row["model_args"] = {"noise_conditioning": row["method"] == "nirvana_mri"}
+    text = " ".join(report.ablation_paragraph(res))
+    assert "`codecs_only` lacks the codecs' noise-level input and `nirvana_mri` has it" in text
+    assert "`nirvana_mri_no_trigger` lacks" not in text  # not recorded: not flagged
