@@ -14,6 +14,7 @@ Checkpoint folder (Hugging Face style)::
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,17 @@ def model_class(method: str) -> type[torch.nn.Module]:
         raise ValueError(f"unknown reconstruction method {method!r}; known: {', '.join(REGISTRY)}")
     module_name, class_name = REGISTRY[method].split(":")
     return getattr(importlib.import_module(module_name), class_name)
+
+
+def build_recon_model(method: str, model_args: dict[str, Any]) -> torch.nn.Module:
+    """A new model of ``method``; an argument its class does not take is a ValueError naming those it does."""
+    cls = model_class(method)
+    accepted = inspect.signature(cls).parameters
+    unknown = sorted(set(model_args) - set(accepted))
+    if unknown:
+        raise ValueError(f"{method} takes no model argument {', '.join(map(repr, unknown))}; "
+                         f"it takes {', '.join(accepted)}")
+    return cls(**model_args)
 
 
 def save_recon_model(model: torch.nn.Module, folder: str | Path, method: str, model_args: dict[str, Any],
@@ -106,8 +118,7 @@ def load_recon_model(folder: str | Path, map_location: str | torch.device = "cpu
     config = read_recon_config(folder)
     saved_args = config.get("model_args", {})
     config["model_args"] = {**saved_args, **(overrides or {})}
-    cls = model_class(config["method"])
-    model = cls(**config["model_args"])
+    model = build_recon_model(config["method"], config["model_args"])
     weights = folder / "model.safetensors"
     if not weights.exists():
         raise FileNotFoundError(f"{folder}: no model.safetensors")

@@ -29,8 +29,8 @@ from nirvana_mri import metrics
 from nirvana_mri.io_utils import atomic_path, atomic_write_text
 from nirvana_mri.physics import center_crop
 from nirvana_mri.recon_models import (
+    build_recon_model,
     load_recon_model,
-    model_class,
     read_recon_config,
     save_recon_model,
     training_stages,
@@ -93,7 +93,7 @@ def build_model(config: TrainConfig) -> tuple[torch.nn.Module, str, dict[str, An
     if config.init:
         model, saved = load_recon_model(config.init, overrides=config.model_args)
         return model, saved["method"], saved["model_args"]
-    return model_class(config.method)(**config.model_args), config.method, config.model_args
+    return build_recon_model(config.method, config.model_args), config.method, config.model_args
 
 
 def simulated_snr_range(folders: list[str]) -> list[float] | None:

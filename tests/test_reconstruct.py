@@ -236,3 +236,13 @@ def test_cli_help_lists_every_command():
     text = subprocess.run([sys.executable, "-m", "nirvana_mri.cli", "--help"], capture_output=True, text=True).stdout
     for command in ("reconstruct", "finetune", "simulate", "convert"):
         assert command in text
+
+
+def test_finetune_refuses_a_model_argument_the_method_does_not_take(dataset, tmp_path, capsys):
+    common = ["--train", str(dataset / "train"), "--val", str(dataset / "val"), "--steps", "1", "--workers", "0"]
+    out = tmp_path / "never"
+    assert main(["finetune", *common, "--out", str(out), "--method", "unet",
+                 "--model-args", '{"noise_conditioning": true}']) == 1
+    err = capsys.readouterr().err
+    assert "unet takes no model argument 'noise_conditioning'" in err and "Traceback" not in err
+    assert not (out / "best").exists()
