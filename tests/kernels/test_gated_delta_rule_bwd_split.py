@@ -119,14 +119,17 @@ def test_split_backward_no_states(monkeypatch, rel):
 
 
 def test_backward_switches(monkeypatch):
-    """NIRVANA_GDR_BWD: fused by default (``triton``, its old default, too), split, torch, else refused;
+    """NIRVANA_GDR_BWD: fused by default up to a 64-wide K block and split above (``triton``, the old
+    default, means fused), split, torch, else refused;
     NIRVANA_GDR_BWD_HALVES: on above a 64-wide K block by default, never below a 32-wide one."""
     monkeypatch.delenv("NIRVANA_GDR_BWD", raising=False)
     monkeypatch.delenv("NIRVANA_GDR_BWD_HALVES", raising=False)
     assert triton_mod.bwd_mode() == "fused"
+    assert [triton_mod.bwd_mode(bk) for bk in (16, 64, 128, 256)] == ["fused", "fused", "split", "split"]
     for value, mode in [("triton", "fused"), ("split", "split"), ("torch", "torch"), ("", "fused")]:
         monkeypatch.setenv("NIRVANA_GDR_BWD", value)
         assert triton_mod.bwd_mode() == mode
+        assert triton_mod.bwd_mode(128) == ("split" if value == "" else mode)
     monkeypatch.setenv("NIRVANA_GDR_BWD", "both")
     with pytest.raises(ValueError, match="NIRVANA_GDR_BWD"):
         triton_mod.bwd_mode()

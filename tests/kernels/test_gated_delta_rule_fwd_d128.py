@@ -22,9 +22,11 @@ from test_gated_delta_rule_triton import _inputs  # noqa: E402
 from test_gated_delta_rule_varlen import _packed, _upstream  # noqa: E402
 
 SWITCHES = ("NIRVANA_GDR_INV_KKT", "NIRVANA_GDR_INV_KKT_PREC", "NIRVANA_GDR_FWD_HALVES", "NIRVANA_GDR_FWD_BV")
+# the defaults are the block inverse and (above a 64-wide K block) the halves: each variant sets both switches
 VARIANTS = {
-    "block": {"NIRVANA_GDR_INV_KKT": "block"},
-    "halves": {"NIRVANA_GDR_FWD_HALVES": "1"},
+    "tiles": {"NIRVANA_GDR_INV_KKT": "tiles", "NIRVANA_GDR_FWD_HALVES": "0"},
+    "block": {"NIRVANA_GDR_INV_KKT": "block", "NIRVANA_GDR_FWD_HALVES": "0"},
+    "halves": {"NIRVANA_GDR_INV_KKT": "tiles", "NIRVANA_GDR_FWD_HALVES": "1"},
     "both-bv32": {"NIRVANA_GDR_INV_KKT": "block", "NIRVANA_GDR_FWD_HALVES": "1", "NIRVANA_GDR_FWD_BV": "32"},
 }
 
@@ -49,9 +51,9 @@ def _recorded(monkeypatch, env: dict) -> list:
 def _expect(seen: list, env: dict, K: int) -> None:
     """The launches match the switches: which inverse kernel, and _fwd_state's halves, K block and V-block."""
     names = [name for name, _ in seen]
-    block = env.get("NIRVANA_GDR_INV_KKT") == "block"
+    block = env.get("NIRVANA_GDR_INV_KKT", "block") == "block"
     assert ("_fwd_inv_block" in names, "_fwd_inv" in names) == (block, not block)
-    halves = env.get("NIRVANA_GDR_FWD_HALVES") == "1" and K > 64  # a no-op up to a 64-wide K block
+    halves = env.get("NIRVANA_GDR_FWD_HALVES", "1") == "1" and K > 64  # a no-op up to a 64-wide K block
     state = [kw for name, kw in seen if name == "_fwd_state"]
     assert [(kw["HALVES"], kw["BK"]) for kw in state] == [(halves, 64 if halves else max(16, K))]
     if "NIRVANA_GDR_FWD_BV" in env:
@@ -143,14 +145,14 @@ def test_tf32_kkt_accuracy(monkeypatch, rel):
 
 
 def test_forward_switches(monkeypatch):
-    """NIRVANA_GDR_INV_KKT: tiles by default, block, else refused; NIRVANA_GDR_INV_KKT_PREC: exact under
-    the interpreter unless tf32 (emulated); NIRVANA_GDR_FWD_HALVES: off by default, only above a 64-wide
-    K block when on."""
+    """NIRVANA_GDR_INV_KKT: block by default, tiles, else refused; NIRVANA_GDR_INV_KKT_PREC: exact under
+    the interpreter unless tf32 (emulated); NIRVANA_GDR_FWD_HALVES: on by default, only ever above a 64-wide
+    K block."""
     for name in SWITCHES:
         monkeypatch.delenv(name, raising=False)
-    assert triton_mod.inv_kkt_mode() == "tiles"
-    monkeypatch.setenv("NIRVANA_GDR_INV_KKT", "block")
     assert triton_mod.inv_kkt_mode() == "block"
+    monkeypatch.setenv("NIRVANA_GDR_INV_KKT", "tiles")
+    assert triton_mod.inv_kkt_mode() == "tiles"
     monkeypatch.setenv("NIRVANA_GDR_INV_KKT", "full")
     with pytest.raises(ValueError, match="NIRVANA_GDR_INV_KKT"):
         triton_mod.inv_kkt_mode()
@@ -161,6 +163,8 @@ def test_forward_switches(monkeypatch):
     monkeypatch.setenv("NIRVANA_GDR_INV_KKT_PREC", "bf16")
     with pytest.raises(ValueError, match="NIRVANA_GDR_INV_KKT_PREC"):
         triton_mod.inv_kkt_precision("ieee")
+    assert [triton_mod.fwd_halves(bk) for bk in (16, 64, 128, 256)] == [False, False, True, True]
+    monkeypatch.setenv("NIRVANA_GDR_FWD_HALVES", "0")
     assert not any(triton_mod.fwd_halves(bk) for bk in (64, 128, 256))
     monkeypatch.setenv("NIRVANA_GDR_FWD_HALVES", "1")
     assert [triton_mod.fwd_halves(bk) for bk in (16, 64, 128, 256)] == [False, False, True, True]

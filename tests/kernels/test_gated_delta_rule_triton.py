@@ -160,9 +160,13 @@ def test_head_dim_128(rel):
 
 
 def test_backward_warps(monkeypatch):
-    """4 warps at every head dim (8 miscompiles _bwd_state at head dim 128 on Hopper, Triton 3.6); env wins."""
+    """4 warps up to head dim 64; 8 above with the split backward (its default there), 4 with the fused
+    one (8 miscompiles _bwd_state at head dim 128 on Hopper, Triton 3.6); env wins."""
     monkeypatch.delenv("NIRVANA_GDR_WARPS", raising=False)
-    assert triton_mod._bwd_warps(64) == 4 and triton_mod._bwd_warps(128) == 4
+    monkeypatch.delenv("NIRVANA_GDR_BWD", raising=False)
+    assert triton_mod._bwd_warps(64) == 4 and triton_mod._bwd_warps(128) == 8
+    monkeypatch.setenv("NIRVANA_GDR_BWD", "fused")
+    assert triton_mod._bwd_warps(128) == 4
     monkeypatch.setenv("NIRVANA_GDR_WARPS", "2")
     assert triton_mod._bwd_warps(128) == 2
 

@@ -18,8 +18,8 @@ Forward, three stages (four launches by default):
      ``_fwd_wy``   (grid: (K-blocks + V-blocks) x chunks x B*H) W = M (Kn * beta * gamma) or
      U = M (V * beta) for one 64-wide block of columns: one [64, 64] x [64, 64] product from the
      stored M, rk and G.
-     ``NIRVANA_GDR_INV_KKT=block`` replaces ``_fwd_inv`` by ``_fwd_inv_block``: Kn Kn^T as ONE
-     [64, 64] product over K in blocks of ``NIRVANA_GDR_INV_BK`` (default 64; L2 norms applied after
+     ``NIRVANA_GDR_INV_KKT=block`` (default since run U) replaces ``_fwd_inv`` by ``_fwd_inv_block``:
+     Kn Kn^T as ONE [64, 64] product over K in blocks of ``NIRVANA_GDR_INV_BK`` (default 64; L2 norms applied after
      the product), the four diagonal inverses by one masked forward substitution on the whole tile
      (exact fp32), the off-diagonal blocks by M = (I - N + N^2 - N^3) X, N = X A_off (four [64, 64]
      products at the forward's float32 precision); the product's own precision is
@@ -28,16 +28,17 @@ Forward, three stages (four launches by default):
      in one program (all four K and V sub-blocks live at once: register-bound at head dim 128).
      Both give the same rk, G, M bit for bit, and W, U up to float32 rounding.
   2. ``_fwd_state``  (grid: V-blocks x B*H) the sequential pass over chunks: stores each chunk's
-     incoming state and Vn; with ``NIRVANA_GDR_FWD_HALVES=1`` (default 0) and a K block wider than 64
+     incoming state and Vn; with ``NIRVANA_GDR_FWD_HALVES=1`` (default since run U) and a K block wider than 64
      it holds the state as two half-height tiles (as ``_bwd_state_split``), so ``W S`` and the update
      are at most 64 wide in K at head dim 128.
   3. ``_fwd_output`` (grid: chunks x V-blocks x B*H) O; one V-block of all of V unless
      ``NIRVANA_GDR_FWD_OUT_BV`` asks for narrower ones (which recompute Qn Kn^T per block).
 Backward, three launches (four with ``NIRVANA_GDR_BWD=split``):
-  1. ``NIRVANA_GDR_BWD=fused`` (default): ``_bwd_state``  (grid: V-blocks x B*H) reverse pass: dS per
+  1. ``NIRVANA_GDR_BWD=fused`` (default up to head dim 64): ``_bwd_state``  (grid: V-blocks x B*H) reverse pass: dS per
      chunk, dVn (its intra-chunk part P^T dO included, computed in the serial loop by every V-block's
      program), the initial state's grad.
-     ``NIRVANA_GDR_BWD=split``, two launches (fla's chunk_bwd_dv_local + chunk_gated_delta_rule_bwd_dhu):
+     ``NIRVANA_GDR_BWD=split`` (default above head dim 64, since run R), two launches (fla's
+     chunk_bwd_dv_local + chunk_gated_delta_rule_bwd_dhu):
      ``_bwd_dv_local`` (grid: chunks x B*H) dVn's intra-chunk part P^T dO into the float32 dVn buffer;
      ``_bwd_state_split`` (grid: V-blocks x B*H) the reverse pass, which only adds the state part
      (Kn exp(g_last - G)) dS to that buffer in place and updates dS; with ``NIRVANA_GDR_BWD_HALVES=1``
@@ -77,11 +78,13 @@ default ``split``, see above), ``NIRVANA_GDR_PREP_WARPS`` / ``NIRVANA_GDR_FWD_WY
 ``_fwd_inv`` / ``_fwd_wy``, default 4 / 4: with 4 warps for ``_fwd_inv`` instead of 8 the whole
 forward ran 1.25-1.56x faster on an H200 in GPU call L, despite more register spills) and
 ``NIRVANA_GDR_FWD_WY_BKV`` (column block of ``_fwd_wy``, default 64, smaller for small head dims),
-``NIRVANA_GDR_WARPS`` (num_warps of the backward kernels, default 4: see ``_bwd_warps``),
+``NIRVANA_GDR_WARPS`` (num_warps of the backward kernels, default 4, 8 for the split backward above
+head dim 64: see ``_bwd_warps``),
 ``NIRVANA_GDR_FWD_BV`` / ``NIRVANA_GDR_BWD_BV`` (V-block of the sequential state passes, default 64),
 ``NIRVANA_GDR_FWD_STATE_WARPS`` / ``NIRVANA_GDR_FWD_OUT_WARPS`` / ``NIRVANA_GDR_FWD_OUT_BV`` (tuning,
 benchmarks/gdr_tune.py),
-``NIRVANA_GDR_BWD=fused|split|torch`` (the backward's reverse pass, see above; ``torch``: backward
+``NIRVANA_GDR_BWD=fused|split|torch`` (the backward's reverse pass, default split above head dim 64 and
+fused up to it, see ``bwd_mode``; ``torch``: backward
 through the PyTorch reference, a slow but independent fallback), ``NIRVANA_GDR_BWD_HALVES=0|1`` (split
 only: the state as two half-height tiles) and ``NIRVANA_GDR_DVL_WARPS`` (num_warps of ``_bwd_dv_local``,
 default that of the other backward kernels).
@@ -775,8 +778,9 @@ def _fwd_state(
 ):
     """The forward state pass for one BV-wide block of V. With HALVES (``NIRVANA_GDR_FWD_HALVES``) BK is
     half the K block and the state is held as two BK-row tiles S (rows [0, BK)) and S2 (rows [BK, 2 BK)),
-    like fla's b_h1 / b_h2, so ``W S`` and the update are products at most BK wide in K; without it
-    (the default) the kernel compiles exactly as before (every HALVES line sits behind the constexpr)."""
+    like fla's b_h1 / b_h2, so ``W S`` and the update are products at most BK wide in K (the default
+    above head dim 64); without it the kernel compiles exactly as before (every HALVES line sits behind
+    the constexpr)."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
     i_b, i_h = i_bh // H, i_bh % H
     v0 = i_v * BV
@@ -1483,23 +1487,26 @@ def launch_state_pass(env_name: str, value_dim: int, kernel, batch_heads: int, *
 
 
 def _bwd_warps(head_dim: int) -> int:
-    """num_warps of the backward kernels (``NIRVANA_GDR_WARPS`` overrides): 4 at every head dim.
+    """num_warps of the backward kernels (``NIRVANA_GDR_WARPS`` overrides): 4 up to head dim 64, 8 above
+    when the split backward runs (its default there), else 4.
 
-    Measured on the H200 (Triton 3.6, benchmarks/results/kernels/call_i_tune_bwd.json), with the
-    64-wide reverse state blocks: 4 warps gave the fastest forward+backward at head dim 64 (2.00 ms vs
-    2.23 ms at 8, B8 T1600 H16). At head dim 128, 8 warps is faster when it compiles right (5.65 vs
-    6.87 ms) but Triton 3.6 on Hopper miscompiles ``_bwd_state`` at 8 warps with 16-wide blocks
-    (compute-sanitizer: an out-of-bounds shared-memory read inside a ``tl.dot``; illegal memory
-    accesses or silently wrong gradients: call_f_probe.json), so 4 warps, which passed every check.
+    Measured on the H200 (Triton 3.6): at head dim 64, 4 warps gave the fastest forward+backward
+    (2.00 ms vs 2.23 ms at 8, B8 T1600 H16, call_i_tune_bwd.json; split 1.70 vs 1.96-2.06 ms in run R).
+    At head dim 128 the split backward at 8 warps with 64-wide reverse blocks took 5.14 ms forward+backward
+    vs 6.18-6.34 at 4 and 6.59 fused (B4 T4096 H16, kernels/call_r_tune_bwd_split.json) and passed every
+    check. The fused ``_bwd_state`` stays at 4: Triton 3.6 on Hopper miscompiles it at 8 warps with
+    16-wide blocks (compute-sanitizer: an out-of-bounds shared-memory read inside a ``tl.dot``; illegal
+    memory accesses or silently wrong gradients: call_f_probe.json).
     """
     if "NIRVANA_GDR_WARPS" in os.environ:
         return int(os.environ["NIRVANA_GDR_WARPS"])
-    return 4
+    return 8 if head_dim > 64 and bwd_mode(_pow2(head_dim)) == "split" else 4
 
 
-def _fwd_warps(env_name: str, K: int, V: int) -> int:
-    """num_warps of a forward kernel: 4 up to head dim 64, 8 above; ``env_name`` overrides (tuning)."""
-    return int(os.environ.get(env_name, 0)) or (4 if max(K, V) <= 64 else 8)
+def _fwd_warps(env_name: str, K: int, V: int, halves: bool = False) -> int:
+    """num_warps of a forward kernel: 4 up to head dim 64, 8 above, 4 for a state pass on half-height
+    tiles (``halves``: 1.29 vs 1.33 ms forward at B4 T4096 H16 D128, run U); ``env_name`` overrides."""
+    return int(os.environ.get(env_name, 0)) or (4 if max(K, V) <= 64 or halves else 8)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -1521,9 +1528,11 @@ def prep_mode() -> str:
 
 def inv_kkt_mode() -> str:
     """How the split forward's first kernel forms Kn Kn^T (``NIRVANA_GDR_INV_KKT``, read at call time):
-    ``tiles`` (default: ``_fwd_inv``, ten 16x16 blocks from reloaded [16, K] tiles) or ``block``
-    (``_fwd_inv_block``: one [64, 64] product over K in blocks of ``NIRVANA_GDR_INV_BK``, default 64)."""
-    mode = os.environ.get("NIRVANA_GDR_INV_KKT") or "tiles"
+    ``block`` (default: ``_fwd_inv_block``, one [64, 64] product over K in blocks of
+    ``NIRVANA_GDR_INV_BK``, default 64) or ``tiles`` (``_fwd_inv``, ten 16x16 blocks from reloaded
+    [16, K] tiles). Run U (H200, kernels/call_u_tune_fwd_d128.json): the whole forward 0.63 -> 0.48 ms at
+    B8 T1600 H16 D64 and 1.85 -> 1.35 ms at B4 T4096 H16 D128, every variant checked against float64."""
+    mode = os.environ.get("NIRVANA_GDR_INV_KKT") or "block"
     if mode not in ("tiles", "block"):
         raise ValueError(f"NIRVANA_GDR_INV_KKT must be tiles or block, got {mode!r}")
     return mode
@@ -1547,20 +1556,23 @@ def inv_kkt_precision(prec32: str) -> str:
 
 
 def fwd_halves(block_k: int) -> bool:
-    """Whether ``_fwd_state`` holds the state as two half-height tiles (``NIRVANA_GDR_FWD_HALVES=1``;
-    default 0 until the GPU sweep has timed it): only when the K block is wider than 64, so every
-    product is at most 64 wide in K at head dim 128 (at 256, 128 wide: fla uses four pieces there)."""
-    flag = os.environ.get("NIRVANA_GDR_FWD_HALVES") or "0"
+    """Whether ``_fwd_state`` holds the state as two half-height tiles (``NIRVANA_GDR_FWD_HALVES=1|0``;
+    default 1): only when the K block is wider than 64, so every product is at most 64 wide in K at head
+    dim 128 (at 256, 128 wide: fla uses four pieces there). Run U: 1.29 ms forward at B4 T4096 H16 D128
+    with the block inverse, 4 state warps and 64-wide V blocks, vs 1.32-1.35 without halves."""
+    flag = os.environ.get("NIRVANA_GDR_FWD_HALVES") or "1"
     if flag not in ("0", "1"):
         raise ValueError(f"NIRVANA_GDR_FWD_HALVES must be 0 or 1, got {flag!r}")
     return flag == "1" and block_k > 64
 
 
-def bwd_mode() -> str:
-    """The backward (``NIRVANA_GDR_BWD``, read at call time): ``fused`` (default: ``_bwd_state``),
-    ``split`` (``_bwd_dv_local`` then ``_bwd_state_split``) or ``torch`` (autograd through the
-    PyTorch reference); ``triton``, the switch's old default, means ``fused``."""
-    mode = os.environ.get("NIRVANA_GDR_BWD") or "fused"
+def bwd_mode(block_k: int | None = None) -> str:
+    """The backward (``NIRVANA_GDR_BWD``, read at call time): ``fused`` (``_bwd_state``), ``split``
+    (``_bwd_dv_local`` then ``_bwd_state_split``) or ``torch`` (autograd through the PyTorch reference);
+    ``triton``, the switch's old default, means ``fused``. Unset: ``split`` above a 64-wide K block
+    (head dim 128: 5.14 vs 6.59 ms forward+backward at B4 T4096 H16, run R), else ``fused`` (the two
+    within 1% at head dim 64; ``block_k`` None: the head-dim-64 choice)."""
+    mode = os.environ.get("NIRVANA_GDR_BWD") or ("split" if (block_k or 0) > 64 else "fused")
     mode = "fused" if mode == "triton" else mode
     if mode not in ("fused", "split", "torch"):
         raise ValueError(f"NIRVANA_GDR_BWD must be fused, split or torch, got {mode!r}")
@@ -1703,7 +1715,7 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=
         PREC=prec,
         DT=dt,
         IS_VARLEN=varlen is not None,
-        num_warps=_fwd_warps("NIRVANA_GDR_FWD_STATE_WARPS", K, V),
+        num_warps=_fwd_warps("NIRVANA_GDR_FWD_STATE_WARPS", K, V, halves),
     )
     o = torch.empty(B, T, H, V, device=dev, dtype=v.dtype)
     bv_out = _env_int("NIRVANA_GDR_FWD_OUT_BV", BV)  # V-block of _fwd_output (default: all of V)
@@ -1763,7 +1775,7 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht, varlen=Non
     state_args += (dh0 if dh0 is not None else G, scale, T, NT, cu, co)
     common = dict(H=H, K=K, V=V, BT=CHUNK, PREC=prec, DT=dt, IS_VARLEN=varlen is not None)
     flags = dict(USE_DHT=dht is not None, STORE_DH0=dh0 is not None, num_warps=warps)
-    if bwd_mode() == "split":
+    if bwd_mode(BK) == "split":
         # the intra-chunk part of dVn for all chunks at once; the reverse pass adds the state part in place
         launch(
             _bwd_dv_local,
