@@ -37,13 +37,15 @@ from nirvana_mri.physics import center_crop, ifft2c_np, rss_np
 DEFAULT_ACCELS = (4, 8)
 CENTER_FRACTIONS = {4: 0.08, 8: 0.04}  # fastMRI's equispaced-fraction settings for brain (4x, 8x)
 MASK_TYPE = "equispaced_fraction"
-# the order methods appear in tables: baselines first, then Nirvana-MRI and its ablations
+# the order methods appear in tables: baselines first (E2E-VarNet given the noise-level input right after
+# E2E-VarNet), then Nirvana-MRI and its ablations
 METHOD_ORDER = (
     "zero_filled",
     "sense",
     "cs_l1_wavelet",
     "unet",
     "e2e_varnet",
+    "e2e_varnet_noise",
     "nirvana_mri",
     "nirvana_mri_no_trigger",
     "nirvana_mri_random_backbone",

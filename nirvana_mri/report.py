@@ -59,8 +59,11 @@ ABLATIONS = {  # name: (the part removed, in a few words; what replaced it)
 # paired SSIM differences smaller than this are called negligible whatever their standard error
 NEGLIGIBLE_SSIM = 0.002
 CLASSICAL_BASELINES = ("zero_filled", "sense", "cs_l1_wavelet")
-LEARNED_BASELINES = ("unet", "e2e_varnet")
+LEARNED_BASELINES = ("unet", "e2e_varnet", "e2e_varnet_noise")
 NIRVANA = "nirvana_mri"
+# E2E-VarNet given the same noise-level input as nirvana_mri (VarNetRecon(noise_conditioning=True)): how
+# much of nirvana_mri's lead over e2e_varnet comes from that input rather than from the backbone
+VARNET_NOISE = "e2e_varnet_noise"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -255,8 +258,9 @@ def ablation_paragraph(results: dict[str, Any]) -> list[str]:
         return [
             "No `nirvana_mri` model was evaluated in this run, so there are no ablation results to report."
         ]
+    noise_input = noise_input_sentences(results)
     if not present:
-        return ["No ablation models (`" + "`, `".join(ABLATIONS) + "`) were evaluated in this run."]
+        return ["No ablation models (`" + "`, `".join(ABLATIONS) + "`) were evaluated in this run.", *noise_input]
     sentences, verdicts = [], {}
     samples = _training_samples(results)
     for name in present:
@@ -283,8 +287,45 @@ def ablation_paragraph(results: dict[str, Any]) -> list[str]:
                 text += "; " + _diff_sentence(d, NIRVANA, name)
                 verdicts.setdefault(name, []).append(_verdict(d))
             sentences.append(text + ".")
+    sentences += noise_input
     sentences += _suggestions(results, rows, verdicts)
     return sentences
+
+
+def noise_input_sentences(results: dict[str, Any]) -> list[str]:
+    """``nirvana_mri`` against ``e2e_varnet_noise`` (E2E-VarNet given the noise-level input) per
+    acceleration, paired per volume, and what the input changes for E2E-VarNet (when ``e2e_varnet`` was
+    evaluated too); empty unless both ``nirvana_mri`` and ``e2e_varnet_noise`` were evaluated."""
+    rows = _rows_by(results)
+    accels = sorted(a for (m, a) in rows if m == VARNET_NOISE and (NIRVANA, a) in rows)
+    if not accels:
+        return []
+    out = []
+    varnet_has, nirvana_has = _noise_conditioning(rows, VARNET_NOISE), _noise_conditioning(rows, NIRVANA)
+    if varnet_has is False:
+        out.append(f"(The `{VARNET_NOISE}` model was saved without `noise_conditioning`: it is a plain E2E-VarNet, "
+                   "so the lines below do not measure the noise-level input.)")
+    if varnet_has and nirvana_has is False:
+        out.append(f"(`{VARNET_NOISE}` has the noise-level input and `nirvana_mri` lacks it: the comparison "
+                   "below gives E2E-VarNet an input Nirvana-MRI did not have.)")
+    like = ", like `nirvana_mri`" if varnet_has and nirvana_has else ""
+    for accel in accels:
+        full, var = rows[(NIRVANA, accel)], rows[(VARNET_NOISE, accel)]
+        text = (f"At {accel}x, with the noise-level input E2E-VarNet (`{VARNET_NOISE}`{like}) reaches SSIM "
+                f"{var['ssim_mean']:.4f} against {full['ssim_mean']:.4f} for `nirvana_mri` "
+                f"(Δ {full['ssim_mean'] - var['ssim_mean']:+.4f})")
+        d = paired_difference(results, NIRVANA, VARNET_NOISE, accel)
+        if d:
+            text += "; " + _diff_sentence(d, NIRVANA, VARNET_NOISE)
+        if ("e2e_varnet", accel) in rows:
+            plain = rows[("e2e_varnet", accel)]["ssim_mean"]
+            text += (f". `nirvana_mri` minus E2E-VarNet is {full['ssim_mean'] - plain:+.4f} without the input "
+                     f"(`e2e_varnet` {plain:.4f}) and {full['ssim_mean'] - var['ssim_mean']:+.4f} with it")
+            d = paired_difference(results, VARNET_NOISE, "e2e_varnet", accel)
+            if d:
+                text += "; " + _diff_sentence(d, VARNET_NOISE, "e2e_varnet")
+        out.append(text + ".")
+    return out
 
 
 def _and(items: list[str]) -> str:
@@ -406,7 +447,7 @@ def training_budgets(results: dict[str, Any]) -> dict[str, list[tuple[int, int]]
 
 
 def _noise_conditioning(rows: dict, method: str) -> bool | None:
-    """Whether a method's model had the codecs' noise-level FiLM (None: not recorded)."""
+    """Whether a method's model had the noise-level FiLM (``noise_conditioning``; None: not recorded)."""
     args = next((row.get("model_args") for (m, _), row in rows.items() if m == method), None)
     return bool(args.get("noise_conditioning")) if isinstance(args, dict) else None
 

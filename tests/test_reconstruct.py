@@ -246,3 +246,23 @@ def test_finetune_refuses_a_model_argument_the_method_does_not_take(dataset, tmp
     err = capsys.readouterr().err
     assert "unet takes no model argument 'noise_conditioning'" in err and "Traceback" not in err
     assert not (out / "best").exists()
+
+
+def test_finetune_adds_the_noise_input_to_an_unconditioned_varnet(dataset, tmp_path):
+    """finetune --init <e2e_varnet folder> --model-args '{"noise_conditioning": true}' (train_suite's
+    e2e_varnet_noise continued from a copy of an unconditioned e2e_varnet)."""
+    from nirvana_mri.baselines.learned import VarNetRecon
+    from nirvana_mri.recon_models import load_recon_model, save_recon_model
+
+    args = VarNetRecon.default_args("tiny")
+    torch.manual_seed(0)
+    save_recon_model(VarNetRecon(**args), tmp_path / "plain", "e2e_varnet", args)
+    out = tmp_path / "run"
+    assert main(["finetune", "--train", str(dataset / "train"), "--val", str(dataset / "val"), "--out", str(out),
+                 "--init", str(tmp_path / "plain"), "--model-args", json.dumps({"noise_conditioning": True}),
+                 "--batch-size", "2", "--val-every", "1", "--workers", "0", "--warmup", "1", "--steps", "1"]) == 0
+    config = json.loads((out / "best" / "config.json").read_text())
+    assert config["method"] == "e2e_varnet" and config["model_args"] == {**args, "noise_conditioning": True}
+    model, _ = load_recon_model(out / "best")  # saved with the FiLM: loads strictly, no override needed
+    assert model.noise_conditioning
+    assert any(".noise_film_" in name for name in model.state_dict())

@@ -13,10 +13,14 @@ from ``config.json``; :meth:`UNetRecon.default_args` / :meth:`VarNetRecon.defaul
   ACS-only coil images divided by their RSS).
 - :class:`VarNetRecon`: fastMRI's ``VarNet`` (E2E-VarNet, Sriram et al. 2020) unchanged, with the mask
   made boolean and 2-D patterns handled (the number of low frequencies is read from the centre row).
+  With ``noise_conditioning`` (an ablation: E2E-VarNet given Nirvana-MRI's noise-level input), each
+  cascade's U-Net is modulated after its first block by the scan's measured noise level, the same
+  FiLM as Nirvana-MRI's codecs (:mod:`nirvana_mri.codecs.noise`), identity at initialisation.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import fastmri
@@ -25,6 +29,9 @@ import torch.nn.functional as F
 from fastmri.data.transforms import batched_mask_center
 from fastmri.models import Unet, VarNet
 from torch import nn
+
+from nirvana_mri.codecs.noise import NoiseFiLM, noise_level_feature
+from nirvana_mri.physics import noise_std, sens_reduce
 
 _UNET_SIZES = {
     "tiny": {"in_chans": 1, "chans": 8, "num_pool_layers": 3},
@@ -166,7 +173,19 @@ class VarNetRecon(nn.Module):
     Args are those of ``fastmri.models.VarNet``: ``num_cascades``, ``sens_chans``, ``sens_pools``,
     ``chans``, ``pools``, ``mask_center``. fastMRI pads the U-Nets' inputs to a multiple of 16, so any
     H, W works with ``pools, sens_pools <= 4``.
+
+    ``noise_conditioning``: Nirvana-MRI's noise-level input. The noise std measured in the k-space
+    corners (``physics.noise_std``), relative to the std of the zero-filled image combined with
+    VarNet's own sensitivities (the scale Nirvana-MRI's first cascade uses), becomes a level feature
+    (``noise_level_feature``); in every cascade a ``NoiseFiLM`` modulates the output of the U-Net's first
+    block (``cascades[i].model.unet.down_sample_layers[0]``) through a forward hook. The FiLMs live at
+    ``varnet.cascades.<i>.model.noise_film_first_block``, so the unconditioned model's tensors keep
+    their names, and start as the identity: a model saved without them loads with
+    ``overrides={"noise_conditioning": True}`` and continues from identical outputs.
     """
+
+    # modules that start as the identity: a checkpoint saved without them continues training with them
+    identity_init_parts = {"noise_conditioning": ".noise_film_"}
 
     def __init__(
         self,
@@ -176,6 +195,7 @@ class VarNetRecon(nn.Module):
         chans: int = 18,
         pools: int = 4,
         mask_center: bool = True,
+        noise_conditioning: bool = False,
     ):
         super().__init__()
         if max(pools, sens_pools) > 4:
@@ -188,6 +208,19 @@ class VarNetRecon(nn.Module):
             pools=pools,
             mask_center=mask_center,
         )
+        self.noise_conditioning = noise_conditioning
+        # the level of the forward in progress ([B, 1]); set and cleared by forward, read by the hooks
+        self._noise_level: torch.Tensor | None = None
+        if noise_conditioning:
+            for cascade in self.varnet.cascades:
+                film = NoiseFiLM(chans)
+                cascade.model.noise_film_first_block = film
+                cascade.model.unet.down_sample_layers[0].register_forward_hook(partial(self._modulate, film))
+
+    def _modulate(self, film: NoiseFiLM, block: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
+        """Forward hook on a cascade U-Net's first block: FiLM its output by the current noise level."""
+        del block, inputs
+        return None if self._noise_level is None else film(output, self._noise_level)
 
     @staticmethod
     def default_args(size: str = "small") -> dict[str, Any]:
@@ -195,6 +228,14 @@ class VarNetRecon(nn.Module):
         ``tiny`` 0.27 M (2 cascades, chans 8, 3 pools), ``small`` 7.03 M (6 cascades, chans 12, 4 pools),
         ``base`` 29.9 M (12 cascades, chans 18, 4 pools, sens_chans 8: the E2E-VarNet paper's model)."""
         return _sizes(_VARNET_SIZES, size)
+
+    @staticmethod
+    def noise_level(masked_kspace: torch.Tensor, mask: torch.Tensor, sens_maps: torch.Tensor) -> torch.Tensor:
+        """``[B, 1]`` noise-level feature: the corners' noise std relative to the std of the real and
+        imaginary parts of the zero-filled image combined with ``sens_maps`` (0 where unmeasured)."""
+        with torch.no_grad():
+            scale = sens_reduce(masked_kspace, sens_maps).flatten(1).float().std(dim=1)
+            return noise_level_feature(noise_std(masked_kspace, mask), scale)
 
     def forward(
         self, masked_kspace: torch.Tensor, mask: torch.Tensor, num_low_frequencies: int | None = None
@@ -206,4 +247,15 @@ class VarNetRecon(nn.Module):
             counts = num_low_frequencies_from_mask(mask)
             # fastMRI's VarNet takes one count for the batch: the smallest keeps every ACS line measured
             num_low_frequencies = int(counts.min())
-        return self.varnet(masked_kspace, mask, int(num_low_frequencies))
+        if not self.noise_conditioning:
+            return self.varnet(masked_kspace, mask, int(num_low_frequencies))
+        # fastMRI's VarNet.forward, with the noise level set for the cascades' hooks in between
+        sens_maps = self.varnet.sens_net(masked_kspace, mask, int(num_low_frequencies))
+        self._noise_level = self.noise_level(masked_kspace, mask, sens_maps)
+        try:
+            kspace_pred = masked_kspace.clone()
+            for cascade in self.varnet.cascades:
+                kspace_pred = cascade(kspace_pred, masked_kspace, mask, sens_maps)
+        finally:
+            self._noise_level = None
+        return fastmri.rss(fastmri.complex_abs(fastmri.ifft2c(kspace_pred)), dim=1)

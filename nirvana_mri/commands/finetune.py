@@ -24,8 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        "(nirvana_mri, unet, e2e_varnet) instead of starting from --init")
     parser.add_argument("--model-args", default="{}",
                         help="JSON keyword arguments for a new model (with --method), or changes to the starting "
-                        "model's arguments (with --init), e.g. '{\"noise_conditioning\": true}' adds the codecs' "
-                        "noise-level modulation to a model trained without it")
+                        "model's arguments (with --init), e.g. '{\"noise_conditioning\": true}' adds the "
+                        "noise-level modulation (nirvana_mri, e2e_varnet) to a model trained without it")
     parser.add_argument("--tune", choices=["codecs", "lora", "attention", "all"],
                         help="nirvana_mri only: which backbone parts to train besides the codecs (default: codecs)")
     parser.add_argument("--accel", type=int, nargs="+", default=[4, 8], help="accelerations to sample masks from")

@@ -255,3 +255,42 @@ def test_ablation_without_the_noise_input_is_flagged():
     text = " ".join(report.ablation_paragraph(res))
     assert "`codecs_only` lacks the codecs' noise-level input and `nirvana_mri` has it" in text
     assert "`nirvana_mri_no_trigger` lacks" not in text  # not recorded: not flagged
+
+
+def test_nirvana_against_varnet_with_the_noise_input():
+    res = _fake_results({"e2e_varnet_noise": 0.004, "codecs_only": 0.02})
+    for row in res["rows"]:
+        if row["method"] in ("nirvana_mri", "e2e_varnet_noise", "codecs_only"):
+            row["model_args"] = {"noise_conditioning": True}
+    text = " ".join(report.ablation_paragraph(res))
+    assert re.search(r"At 4x, with the noise-level input E2E-VarNet \(`e2e_varnet_noise`, like `nirvana_mri`\) "
+                     r"reaches SSIM 0\.\d{4} against 0\.\d{4} for `nirvana_mri` \(Δ \+0\.00[34]\d\); "
+                     r"`nirvana_mri` is higher on \d of 4 volumes \(paired ΔSSIM \+0\.00[34]\d", text)
+    assert re.search(r"`nirvana_mri` minus E2E-VarNet is \+0\.0(09|10)\d without the input \(`e2e_varnet` "
+                     r"0\.\d{4}\) and \+0\.00[34]\d with it; `e2e_varnet_noise` is higher on \d of 4 volumes", text)
+    assert "At 8x, with the noise-level input" in text
+    assert "not a like-for-like" not in text and "lacks" not in text  # both have the input: no flag
+    md = report.markdown_report(res)
+    assert "`e2e_varnet_noise`, like `nirvana_mri`" in md
+    # the flags say what differs
+    for row in res["rows"]:
+        if row["method"] == "nirvana_mri":
+            row["model_args"] = {"noise_conditioning": False}
+    text = " ".join(report.ablation_paragraph(res))
+    assert "`e2e_varnet_noise` has the noise-level input and `nirvana_mri` lacks it" in text
+    assert ", like `nirvana_mri`" not in text
+    for row in res["rows"]:
+        if row["method"] == "e2e_varnet_noise":
+            row["model_args"] = {}
+    assert "saved without `noise_conditioning`: it is a plain E2E-VarNet" in " ".join(report.ablation_paragraph(res))
+    # without the other ablations, and without nirvana_mri
+    res = _fake_results({"e2e_varnet_noise": 0.004})
+    paragraph = report.ablation_paragraph(res)
+    assert "No ablation models" in paragraph[0] and any("`e2e_varnet_noise`" in s for s in paragraph[1:])
+    assert report.noise_input_sentences(_fake_results({})) == []
+
+
+def test_varnet_with_the_noise_input_is_listed_right_after_varnet():
+    names = ["nirvana_mri", "e2e_varnet_noise", "codecs_only", "unet", "e2e_varnet", "zero_filled"]
+    assert sorted(names, key=benchmark.method_sort_key) == [
+        "zero_filled", "unet", "e2e_varnet", "e2e_varnet_noise", "nirvana_mri", "codecs_only"]

@@ -181,3 +181,51 @@ def test_classical_regularisation_options(data_dir, tmp_path, capsys):
         runs[lamda] = json.loads((out / "quality.json").read_text())
     assert runs["1.0"]["settings"]["classical_options"] == {"sense": {"lamda": 1.0}}
     assert runs["0.001"]["rows"][0]["psnr_mean"] != runs["1.0"]["rows"][0]["psnr_mean"]
+
+
+def _train_suite():
+    spec = importlib.util.spec_from_file_location("train_suite_script", REPO / "benchmarks" / "train_suite.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_suite_e2e_varnet_noise(tmp_path, monkeypatch):
+    """e2e_varnet_noise = e2e_varnet's sizes + the noise input; continued from a saved (maybe unconditioned)
+    model, the launch asks finetune to add the input."""
+    import argparse
+
+    from nirvana_mri.backbone import default_backbone_path
+
+    suite = _train_suite()
+    specs = suite.method_specs(str(default_backbone_path()), None, {"num_cascades": 2})
+    method, model_args = specs["e2e_varnet_noise"]
+    assert method == "e2e_varnet" and model_args == {**specs["e2e_varnet"][1], "noise_conditioning": True}
+    assert "noise_conditioning" not in specs["e2e_varnet"][1]
+    launched = []
+    monkeypatch.setattr(suite.subprocess, "Popen", lambda command, **kw: launched.append(command))
+    init_dir = tmp_path / "stage1"
+    (init_dir / "e2e_varnet_noise").mkdir(parents=True)
+    (init_dir / "e2e_varnet_noise" / "config.json").write_text("{}")
+    args = argparse.Namespace(out=str(tmp_path / "out"), init_dir=None, init_bundled=[], noise_conditioning=False,
+                              train=["t"], val=["v"], steps=1, batch_size=1, lr=1e-3, val_every=1, val_volumes=1,
+                              workers=0, seed=0, max_minutes=None)
+    suite.launch("e2e_varnet_noise", method, model_args, args, None)
+    command = launched[-1]
+    assert command[command.index("--method") + 1] == "e2e_varnet"
+    assert json.loads(command[command.index("--model-args") + 1]) == model_args
+    args.init_dir = str(init_dir)
+    for name in ("e2e_varnet_noise", "e2e_varnet"):
+        if name == "e2e_varnet":
+            (init_dir / name).mkdir()
+            (init_dir / name / "config.json").write_text("{}")
+        suite.launch(name, *specs[name], args, None)
+        command = launched[-1]
+        assert command[command.index("--init") + 1] == str(init_dir / name)
+        expected = {"noise_conditioning": True} if name == "e2e_varnet_noise" else {}
+        assert json.loads(command[command.index("--model-args") + 1]) == expected
+    # a probe made before e2e_varnet_noise existed times it as e2e_varnet
+    probe = tmp_path / "probe.json"
+    probe.write_text(json.dumps({"rows": [{"method": "e2e_varnet", "train_step_seconds": 0.1}]}))
+    steps, assignment = suite.plan_from_probe(str(probe), ["e2e_varnet", "e2e_varnet_noise"], [0, 1], 100)
+    assert steps == int(0.85 * 100 / 0.1) and sorted(assignment.values()) == [0, 1]
