@@ -1,10 +1,13 @@
 """Re-render a quality report without re-running any reconstruction: add GPU seconds per slice measured
-on the H200 by ``mri_probe.py`` (for a report that ran its learned models on the CPU), and/or refresh
-each learned model's training metadata from its folder's ``config.json`` (e.g. after its training
-history was recorded), and/or write only JSON + Markdown into another folder.
+separately (for a report that ran its learned models on the CPU) from a ``gpu_timing.py`` JSON
+(``--gpu-timing``: the same engine and protocol, per method and acceleration) or from ``mri_probe.py``
+(``--probe``: one slice, random weights), and/or refresh each learned model's training metadata from
+its folder's ``config.json`` (e.g. after its training history was recorded), and/or write only JSON +
+Markdown into another folder.
 
     python benchmarks/refresh_report.py --report benchmarks/results/quality.json \
-        [--probe benchmarks/results/mri_probe.json] [--refresh-training] [--note TEXT] [--out DIR --md-only]
+        [--gpu-timing gpu_timing.json | --probe benchmarks/results/mri_probe.json] [--refresh-training] \
+        [--note TEXT] [--out DIR --md-only]
 """
 
 from __future__ import annotations
@@ -14,9 +17,13 @@ import json
 import sys
 from pathlib import Path
 
-from nirvana_mri.io_utils import atomic_write_text
-from nirvana_mri.recon_models import read_recon_config, training_metadata
-from nirvana_mri.report import load_results, markdown_report, to_json, write_report
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from nirvana_mri.io_utils import atomic_write_text  # noqa: E402
+from nirvana_mri.recon_models import read_recon_config, training_metadata  # noqa: E402
+from nirvana_mri.report import load_results, markdown_report, to_json, write_report  # noqa: E402
 
 
 def add_gpu_timings(results: dict, probe_path: Path) -> None:
@@ -32,6 +39,59 @@ def add_gpu_timings(results: dict, probe_path: Path) -> None:
     results["notes"] = [n for n in results.get("notes", []) if not n.startswith("s/slice GPU")] + [note]
 
 
+def add_gpu_timing_file(results: dict, timing_path: Path) -> list[tuple[str, int]]:
+    """Merge ``gpu_timing.py``'s CUDA seconds per slice into the rows present in both (method + accel);
+    provenance goes to ``results["gpu_timing"]``. ``ValueError`` for a file not measured on a CUDA GPU, or
+    for a report whose own run already measured GPU times. Returns the (method, accel) pairs merged."""
+    try:
+        timing = json.loads(timing_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{timing_path}: invalid JSON ({err})") from None
+    rows = timing.get("rows") or []
+    gpu = (timing.get("hardware") or {}).get("gpu")
+    not_cuda = sorted({str(r.get("device")) for r in rows if "sec_per_slice_gpu" not in r or
+                       not str(r.get("device", "")).startswith("cuda")})
+    if not rows or not_cuda or not gpu:
+        found = ", ".join(not_cuda) or ("no rows" if not rows else "no GPU in its hardware record")
+        raise ValueError(f"{timing_path}: not a CUDA timing file (measured on: {found}); "
+                         "only gpu_timing.py --device cuda rows can fill the s/slice GPU column")
+    if str((results.get("settings") or {}).get("device", "cpu")).startswith("cuda"):
+        raise ValueError("the report's own run measured its learned models on the GPU; "
+                         "its s/slice GPU column is not replaced by a separate measurement")
+    times = {(r["method"], int(r["accel"])): r for r in rows if r.get("sec_per_slice_gpu") is not None}
+    merged = []
+    for row in results["rows"]:
+        if row.get("sec_per_slice_gpu_source"):  # an earlier merge: replaced, not mixed with this one
+            for key in ("sec_per_slice_gpu", "sec_per_slice_gpu_source", "gpu_timing_how"):
+                row.pop(key, None)
+            row["sec_per_slice_gpu"] = None
+        source = times.get((row["method"], int(row["accel"])))
+        if source is not None:
+            row["sec_per_slice_gpu"] = source["sec_per_slice_gpu"]
+            row["sec_per_slice_gpu_source"] = str(timing_path)
+            row["gpu_timing_how"] = source.get("how")
+            merged.append((row["method"], int(row["accel"])))
+    hows = {r.get("how") for r in rows}
+    settings = timing.get("settings") or {}
+    results["gpu_timing"] = {
+        "command": timing.get("command"),
+        "gpu": gpu,
+        "date": timing.get("date"),
+        "architecture_only": bool(timing.get("architecture_only")),
+        "backbones_replaced": any("random" in str(h) for h in hows),
+        "source": str(timing_path),
+        "batch_size": settings.get("batch_size"),
+        "volumes": (timing.get("data") or {}).get("volumes"),
+        "versions": timing.get("versions"),
+        "merged": [f"{m} {a}x" for m, a in merged],
+        "not_in_report": sorted(f"{m} {a}x" for m, a in set(times) - set(merged)),
+        "errors": timing.get("errors") or [],
+    }
+    # a probe note describes another GPU column: gone with it
+    results["notes"] = [n for n in results.get("notes", []) if not n.startswith("s/slice GPU")]
+    return merged
+
+
 def refresh_training(results: dict) -> None:
     """Each learned row's ``training`` metadata re-read from its model folder (the config minus weights)."""
     for row in results["rows"]:
@@ -42,18 +102,29 @@ def refresh_training(results: dict) -> None:
             row["model_args"] = config.get("model_args")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--report", type=Path, required=True, help="a quality.json written by quality.py")
-    parser.add_argument("--probe", type=Path, help="mri_probe.json: add its GPU timings")
+    gpu = parser.add_mutually_exclusive_group()
+    gpu.add_argument("--gpu-timing", type=Path, help="a gpu_timing.py JSON (--device cuda): merge its GPU s/slice")
+    gpu.add_argument("--probe", type=Path, help="mri_probe.json: add its GPU timings")
     parser.add_argument("--refresh-training", action="store_true", help="re-read each model folder's config.json")
     parser.add_argument("--note", action="append", default=[], help="a line to add to the report's notes")
     parser.add_argument("--out", type=Path, help="folder to write into (default: the report's own)")
     parser.add_argument("--md-only", action="store_true", help="write JSON + Markdown only (no HTML, no examples)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not args.report.is_file():
         parser.error(f"no report at {args.report} (a quality.json written by quality.py)")
+    if args.gpu_timing and not args.gpu_timing.is_file():
+        parser.error(f"no timing file at {args.gpu_timing} (written by benchmarks/gpu_timing.py)")
     results = load_results(args.report)
+    if args.gpu_timing:
+        try:
+            merged = add_gpu_timing_file(results, args.gpu_timing)
+        except ValueError as err:
+            print(f"refresh_report.py: error: {err}", file=sys.stderr)
+            return 2
+        print(f"merged GPU s/slice of {len(merged)} row(s) from {args.gpu_timing}", file=sys.stderr)
     if args.probe:
         add_gpu_timings(results, args.probe)
     if args.refresh_training:

@@ -618,6 +618,30 @@ def _cpu_note(results: dict[str, Any]) -> str:
     return note
 
 
+def gpu_timing_line(results: dict[str, Any]) -> str | None:
+    """Where the s/slice GPU column comes from when it was measured separately
+    (``benchmarks/refresh_report.py --gpu-timing``): one line, or None."""
+    timing = results.get("gpu_timing")
+    if not timing:
+        return None
+    if timing.get("architecture_only"):
+        weights = ("architecture-only: same model configs, untrained weights"
+                   + ("; Nirvana backbones random with the same config" if timing.get("backbones_replaced") else "")
+                   + "; time does not depend on the weights")
+    else:
+        weights = "the same trained models"
+    volumes = timing.get("volumes") or {}
+    where = ""
+    if volumes:
+        coils = sorted({v.get("coils") for v in volumes.values() if v.get("coils")})
+        slices = sum(v.get("slices", 0) for v in volumes.values())
+        where = (f"; {len(volumes)} volume(s), {slices} slice(s)"
+                 + (f", {'/'.join(map(str, coils))} coils" if coils else "")
+                 + (f", batches of {timing['batch_size']}" if timing.get("batch_size") else ""))
+    return (f"s/slice GPU: measured separately on {timing.get('gpu')} by `{timing.get('command')}` "
+            f"({timing.get('date')}; {weights}{where}; source `{timing.get('source')}`).")
+
+
 def results_table(results: dict[str, Any]) -> list[list[str]]:
     header = [
         "method",
@@ -699,6 +723,7 @@ def markdown_report(results: dict[str, Any], title: str = "Reconstruction qualit
         "some are frozen); classical methods have none. Per-volume values are in the JSON."
         + _cpu_note(results),
         "",
+        *([gpu_timing_line(results), ""] if gpu_timing_line(results) else []),
         *[f"- {note}" for note in results.get("notes", [])],
         *([""] if results.get("notes") else []),
     ]
@@ -875,6 +900,7 @@ def html_report(results: dict[str, Any], title: str = "Reconstruction quality be
         _html_table(results_table(results)),
         "<p>Mean ± standard deviation over volumes (volume-wise fastMRI metrics). Seconds per slice are "
         "wall-clock reconstruction times; GPU times include host-device transfers.</p>",
+        *([f"<p>{_inline(gpu_timing_line(results))}</p>"] if gpu_timing_line(results) else []),
         *([f"<ul>{''.join(f'<li>{_inline(n)}</li>' for n in results['notes'])}</ul>"] if results.get("notes") else []),
         "<h2>Summary</h2><ul>",
         *[f"<li>{_inline(s)}</li>" for s in summary_sentences(results)],
