@@ -282,17 +282,24 @@ def hardware_info(device: str | torch.device = "cpu") -> dict[str, Any]:
 
 
 def software_versions() -> dict[str, str]:
-    import fastmri
-    import sigpy
+    """Versions of the packages a benchmark's numbers depend on; one not installed (e.g. sigpy on a
+    GPU machine that runs only learned models) reads "not installed" instead of stopping the run."""
+    from importlib import metadata
 
     import nirvana_mri
+
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
 
     return {
         "nirvana_mri": getattr(nirvana_mri, "__version__", "0.1.0"),
         "torch": torch.__version__,
         "numpy": np.__version__,
-        "fastmri": getattr(fastmri, "__version__", "0.3.0"),
-        "sigpy": sigpy.__version__,
+        "fastmri": version("fastmri"),
+        "sigpy": version("sigpy"),
     }
 
 
