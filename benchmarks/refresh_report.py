@@ -2,12 +2,14 @@
 separately (for a report that ran its learned models on the CPU) from a ``gpu_timing.py`` JSON
 (``--gpu-timing``: the same engine and protocol, per method and acceleration) or from ``mri_probe.py``
 (``--probe``: one slice, random weights), and/or refresh each learned model's training metadata from
-its folder's ``config.json`` (e.g. after its training history was recorded), and/or write only JSON +
+its folder's ``config.json`` (e.g. after its training history was recorded), and/or take the rows of
+the methods another run evaluated on the same data with the same protocol (``--merge-methods-from``:
+e.g. two models retrained later, without re-running every other method), and/or write only JSON +
 Markdown into another folder.
 
     python benchmarks/refresh_report.py --report benchmarks/results/quality.json \
         [--gpu-timing gpu_timing.json | --probe benchmarks/results/mri_probe.json] [--refresh-training] \
-        [--note TEXT] [--out DIR --md-only]
+        [--merge-methods-from OTHER.json] [--note TEXT] [--out DIR --md-only]
 """
 
 from __future__ import annotations
@@ -92,6 +94,33 @@ def add_gpu_timing_file(results: dict, timing_path: Path) -> list[tuple[str, int
     return merged
 
 
+# what must agree for rows of two runs to sit in one table
+_PROTOCOL_KEYS = ("accels", "mask_type", "center_fractions", "seed", "max_volumes", "max_slices_per_volume", "metrics")
+
+
+def merge_methods(results: dict, other: dict, source: str) -> list[str]:
+    """Replace (or add) the rows, per-volume values, errors and method entries of every method ``other``
+    evaluated. Refused (ValueError) unless both runs used the same protocol and the same volumes, so the
+    paired comparisons stay paired. Returns the merged method names."""
+    mismatched = [k for k in _PROTOCOL_KEYS if results["settings"].get(k) != other["settings"].get(k)]
+    if mismatched:
+        raise ValueError(f"{source}: protocol differs in {', '.join(mismatched)}")
+    volumes = {(v["volume"], v["n_slices"]) for v in results["per_volume"]}
+    theirs = {(v["volume"], v["n_slices"]) for v in other["per_volume"]}
+    if not theirs or not theirs <= volumes:
+        raise ValueError(f"{source}: evaluated volumes (or slice counts) differ from this report's")
+    names = sorted({row["method"] for row in other["rows"]})
+    keep = [row for row in results["rows"] if row["method"] not in names]
+    results["rows"] = keep + list(other["rows"])
+    results["per_volume"] = [v for v in results["per_volume"] if v["method"] not in names] + list(other["per_volume"])
+    results["errors"] = ([e for e in results.get("errors", []) if e["method"] not in names]
+                         + list(other.get("errors", [])))
+    results["methods"] = [m for m in results["methods"] if m["name"] not in names] + list(other["methods"])
+    results.setdefault("merged_runs", []).append({"methods": names, "command": other.get("command"),
+                                                  "date": other.get("date"), "source": source})
+    return names
+
+
 def refresh_training(results: dict) -> None:
     """Each learned row's ``training`` metadata re-read from its model folder (the config minus weights)."""
     for row in results["rows"]:
@@ -109,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     gpu.add_argument("--gpu-timing", type=Path, help="a gpu_timing.py JSON (--device cuda): merge its GPU s/slice")
     gpu.add_argument("--probe", type=Path, help="mri_probe.json: add its GPU timings")
     parser.add_argument("--refresh-training", action="store_true", help="re-read each model folder's config.json")
+    parser.add_argument("--merge-methods-from", type=Path, help="another quality.json on the same data and "
+                        "protocol: its methods' rows replace (or join) this report's")
     parser.add_argument("--note", action="append", default=[], help="a line to add to the report's notes")
     parser.add_argument("--out", type=Path, help="folder to write into (default: the report's own)")
     parser.add_argument("--md-only", action="store_true", help="write JSON + Markdown only (no HTML, no examples)")
@@ -127,6 +158,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"merged GPU s/slice of {len(merged)} row(s) from {args.gpu_timing}", file=sys.stderr)
     if args.probe:
         add_gpu_timings(results, args.probe)
+    if args.merge_methods_from:
+        try:
+            other = json.loads(args.merge_methods_from.read_text())
+            names = merge_methods(results, other, str(args.merge_methods_from))
+        except (ValueError, OSError, KeyError) as err:
+            print(f"refresh_report.py: error: cannot merge {args.merge_methods_from}: {err}", file=sys.stderr)
+            return 2
+        print(f"merged the rows of {', '.join(names)} from {args.merge_methods_from}", file=sys.stderr)
     if args.refresh_training:
         refresh_training(results)
     results["notes"] = [*results.get("notes", []), *args.note]

@@ -21,9 +21,10 @@ import torch
 from tqdm import tqdm
 
 from nirvana_mri import metrics
+from nirvana_mri.codecs.refine import DEFAULT_REFINE
 from nirvana_mri.io_utils import atomic_write_text
 from nirvana_mri.physics import center_crop, estimate_snr, low_frequency_mask, zero_filled
-from nirvana_mri.recon_models import load_recon_model
+from nirvana_mri.recon_models import load_recon_model, read_recon_config
 
 
 def default_model_path() -> Path:
@@ -39,11 +40,17 @@ def pick_device(choice: str = "auto") -> torch.device:
     return torch.device(choice)
 
 
-def load_model(path: str | Path | None = None, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
+def load_model(path: str | Path | None = None, device: torch.device | str = "cpu",
+               refine: bool = False) -> tuple[torch.nn.Module, dict]:
+    """The model folder (``None`` / ``"bundled"``: the packaged default) in eval mode; ``refine`` switches
+    on the clean-scan compressed-sensing step (codecs/refine.py), which only Nirvana-MRI models have."""
     folder = default_model_path() if path in (None, "bundled") else Path(path)
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"no reconstruction model at {folder}")
-    model, config = load_recon_model(folder, map_location=device)
+    if refine and read_recon_config(folder)["method"] != "nirvana_mri":
+        raise ValueError(f"--refine needs a Nirvana-MRI model; {folder} is not one")
+    overrides = {"refine": DEFAULT_REFINE} if refine else None
+    model, config = load_recon_model(folder, map_location=device, overrides=overrides)
     return model.eval(), config
 
 
@@ -192,6 +199,7 @@ class ReconstructOptions:
     png: bool = False
     nifti: bool = False
     adapt_steps: int = 0
+    refine: bool = False
 
 
 def noise_level_warning(name: str, snr: float, training_snr: list[float] | None) -> str | None:
@@ -243,7 +251,7 @@ def reconstruct_file(path: Path, model: torch.nn.Module, options: ReconstructOpt
 def reconstruct_files(paths: list[Path], options: ReconstructOptions) -> dict[str, Any]:
     """Reconstruct many files; a failing file is recorded in ``failed`` and the rest go on."""
     device = pick_device(options.device)
-    model, config = load_model(options.model, device)
+    model, config = load_model(options.model, device, options.refine)
     options.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"files": {}, "failed": {}}
     for path in tqdm(paths, desc="reconstruct", unit="file", dynamic_ncols=True):

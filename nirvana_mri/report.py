@@ -709,6 +709,8 @@ def markdown_report(results: dict[str, Any], title: str = "Reconstruction qualit
     lines = [f"# {title}", ""]
     lines += [
         f"- Command: `{results.get('command') or 'not recorded'}`",
+        *[f"- Rows of {', '.join(f'`{m}`' for m in run['methods'])} from a second run on the same volumes and "
+          f"protocol ({run.get('date')}): `{run.get('command')}`" for run in results.get("merged_runs", [])],
         f"- Hardware: {_hardware_line(results)}",
         f"- Date: {results.get('date')} (took {results.get('duration_s', '?')} s)",
         f"- Data: {_data_line(results)}",
@@ -892,6 +894,9 @@ def html_report(results: dict[str, Any], title: str = "Reconstruction quality be
         f"<style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1><ul class='meta'>",
         f"<li>Command: <code>{html.escape(str(results.get('command') or 'not recorded'))}</code></li>",
+        *[f"<li>Rows of {html.escape(', '.join(run['methods']))} from a second run on the same volumes and protocol "
+          f"({html.escape(str(run.get('date')))}): <code>{html.escape(str(run.get('command')))}</code></li>"
+          for run in results.get("merged_runs", [])],
         f"<li>Hardware: {_inline(_hardware_line(results))}</li>",
         f"<li>Date: {html.escape(str(results.get('date')))} (took {results.get('duration_s', '?')} s)</li>",
         f"<li>Data: {_inline(_data_line(results))}</li>",

@@ -9,6 +9,8 @@
     (optional, ``noise_conditioning``: both codecs are modulated by the noise level measured in the
      k-space corners, so that the painted background floor follows the scan's SNR; codecs/noise.py)
     output: RSS magnitude of the final coil k-space  [B, H, W]
+    (optional, ``refine``, inference only: on clean scans a few L1-wavelet compressed-sensing steps from
+     that estimate; codecs/refine.py)
 
 Interface of every learned model here (``nirvana_mri.recon_models``):
 ``forward(masked_kspace [B,C,H,W,2], mask [B,1,1|H,W,1], num_low_frequencies=None) -> [B,H,W]``.
@@ -30,6 +32,7 @@ from nirvana_mri.physics import data_consistency, noise_std, rss, sens_expand, s
 from .decoder import ImageDecoder
 from .encoder import KSpaceEncoder
 from .noise import NoiseFiLM, noise_level_feature
+from .refine import check_refine, refine_magnitude
 from .sensitivity import SensitivityEstimator
 
 # which backbone parameters ``tune`` unfreezes (the rest of the backbone stays frozen)
@@ -135,6 +138,7 @@ class NirvanaMRI(nn.Module):
         gradient_checkpointing: bool = False,
         backbone_checksum: float | None = None,
         noise_conditioning: bool = False,
+        refine: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         if tune not in TUNE_PATTERNS:
@@ -151,6 +155,7 @@ class NirvanaMRI(nn.Module):
                              f"(checksum {self.backbone_checksum():.6f} vs {backbone_checksum:.6f})")
         self.sensitivity = SensitivityEstimator(sens_chans, sens_pools)
         self.noise_conditioning = noise_conditioning
+        self.refine = check_refine(refine)  # no tensors: a saved model can switch it on with overrides
         self.cascades = nn.ModuleList(Cascade(hidden_size, patch_size, codec_channels, noise_conditioning)
                                       for _ in range(num_cascades))
 
@@ -163,13 +168,16 @@ class NirvanaMRI(nn.Module):
                 return_kspace: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         del num_low_frequencies  # the calibration region is read off the mask itself (1-D and 2-D)
         sens_maps = self.sensitivity(masked_kspace, mask)
-        noise = noise_std(masked_kspace, mask) if self.noise_conditioning else None
+        refining = self.refine is not None and not self.training
+        noise = noise_std(masked_kspace, mask) if self.noise_conditioning or refining else None
         kspace = masked_kspace
         for cascade in self.cascades:
             image = _to_channels(sens_reduce(kspace, sens_maps))
-            image = _from_channels(cascade(image, self.backbone, noise))
+            image = _from_channels(cascade(image, self.backbone, noise if self.noise_conditioning else None))
             kspace = data_consistency(sens_expand(image, sens_maps), masked_kspace, mask)
         magnitude = rss(kspace)
+        if refining:  # the returned k-space stays the network's
+            magnitude = refine_magnitude(magnitude, kspace, masked_kspace, mask, sens_maps, noise, self.refine)
         return (magnitude, kspace) if return_kspace else magnitude
 
     def backbone_checksum(self) -> float:

@@ -32,6 +32,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "further validation hold-out is kept (possibly none). Slow on CPU (seconds per "
                              "step). With the bundled model it lowered SSIM (-0.024 at SNR 300: it fits the "
                              "measured noise too); see benchmarks/results/adaptation_stage3_snr300.md")
+    parser.add_argument("--refine", action="store_true",
+                        help="clean scans only: after the network, a few L1-wavelet compressed-sensing steps "
+                             "from its image (Nirvana-MRI models; applied to slices whose measured noise is low, "
+                             "about SNR 150 and above; +0.01 / +0.08 SSIM at SNR 300 / 1000 on validation "
+                             "volumes, 4x). Off by default; see benchmarks/results/refine_probe/")
     parser.add_argument("--demo", action="store_true",
                         help="simulate a sample scan, reconstruct it and write OUT/demo.png")
 
@@ -48,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = ReconstructOptions(out=args.out, model=args.model, acceleration=args.accel, mask_type=args.mask_type,
                                  seed=args.seed, device=args.device, batch_size=args.batch_size, png=args.png,
-                                 nifti=args.nifti, adapt_steps=args.adapt_steps)
+                                 nifti=args.nifti, adapt_steps=args.adapt_steps,
+                                 refine=args.refine)
     if args.batch_size < 1 or args.adapt_steps < 0:
         raise ValueError("--batch-size must be positive and --adapt-steps non-negative")
     if args.demo:

@@ -233,3 +233,29 @@ def test_merge_refuses_a_cpu_timing_file(refresh, quality_json, tmp_path, capsys
     err = capsys.readouterr().err
     assert "not a CUDA timing file" in err and "cpu" in err
     assert quality_json.read_text() == before
+
+
+def test_merge_methods_from_another_run(tmp_path):
+    """refresh_report.py --merge-methods-from: the other run's methods replace or join this report's rows
+    (per-volume values too, and the markdown names the second command); a different protocol or other
+    volumes are refused."""
+    refresh = _script("refresh_report")
+    base = {"settings": {"accels": [4], "seed": 0, "max_slices_per_volume": 3}, "command": "first",
+            "rows": [{"method": "a", "accel": 4}, {"method": "b", "accel": 4}],
+            "per_volume": [{"method": m, "accel": 4, "volume": "v1", "n_slices": 3, "ssim": 0.5} for m in "ab"],
+            "errors": [], "methods": [{"name": "a"}, {"name": "b"}]}
+    other = {"settings": dict(base["settings"]), "command": "second", "date": "d",
+             "rows": [{"method": "b", "accel": 4, "ssim_mean": 0.9}, {"method": "c", "accel": 4}],
+             "per_volume": [{"method": m, "accel": 4, "volume": "v1", "n_slices": 3, "ssim": 0.9} for m in "bc"],
+             "errors": [], "methods": [{"name": "b"}, {"name": "c"}]}
+    merged = json.loads(json.dumps(base))
+    assert refresh.merge_methods(merged, other, "o.json") == ["b", "c"]
+    assert sorted(r["method"] for r in merged["rows"]) == ["a", "b", "c"]
+    assert [r.get("ssim_mean") for r in merged["rows"] if r["method"] == "b"] == [0.9]
+    assert sorted((v["method"], v["ssim"]) for v in merged["per_volume"]) == [("a", 0.5), ("b", 0.9), ("c", 0.9)]
+    assert merged["merged_runs"][0]["command"] == "second"
+    with pytest.raises(ValueError, match="protocol"):
+        refresh.merge_methods(json.loads(json.dumps(base)), dict(other, settings={**base["settings"], "seed": 1}), "o")
+    moved = dict(other, per_volume=[dict(v, volume="v2") for v in other["per_volume"]])
+    with pytest.raises(ValueError, match="volumes"):
+        refresh.merge_methods(json.loads(json.dumps(base)), moved, "o")
