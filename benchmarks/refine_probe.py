@@ -89,7 +89,7 @@ def snr_of(path: str) -> str:
     return found.group(1) if found else "?"
 
 
-def summarize(lines: list[dict], command: str) -> tuple[dict, str]:
+def summarize(lines: list[dict], command: str, accel: int | None = None) -> tuple[dict, str]:
     by_snr: dict[str, list[dict]] = {}
     for row in lines:
         by_snr.setdefault(snr_of(row["file"]), []).append(row)
@@ -105,8 +105,8 @@ def summarize(lines: list[dict], command: str) -> tuple[dict, str]:
                         "ssim_better_volumes": int(sum(r[c] > r["net"] for r in rows))}
         table[snr] = entry
     md = ["# Few-step L1-wavelet refinement after Nirvana-MRI: a probe on validation volumes", "",
-          f"- Command: `{command}` (per-volume lines in `refine_probe.jsonl`)",
-          "- Model: the bundled default (stage 3); 4x equispaced, seed 0; 3 central slices per volume; "
+          f"- Command: `{command}` (per-volume lines in the .jsonl next to this file)",
+          f"- Model: the bundled default (stage 3); {accel or '?'}x equispaced, seed 0; 3 central slices per volume; "
           "validation subjects simulated at fixed SNRs (not the test set). SSIM / PSNR the fastMRI way, volume-wise.",
           "- Refinement: FISTA on 1/2 ||A x - y||^2 + lam ||W x||_1 (db4), warm-started from the network's estimate, "
           "the network's own sensitivities, k-space scaled so the zero-filled image's 99th percentile is 1.", "",
@@ -117,7 +117,7 @@ def summarize(lines: list[dict], command: str) -> tuple[dict, str]:
         md.append(f"| {snr} | {e['volumes']} | {e['net_ssim']:.4f} / {e['net_psnr']:.1f} | " + " | ".join(cells) + " |")
     md += ["", "Cells: mean SSIM / PSNR dB after the refinement (lam, iterations), and in brackets on how many "
            "volumes SSIM rose above the network's.", ""]
-    return {"command": command, "by_snr": table}, "\n".join(md)
+    return {"command": command, "accel": accel, "by_snr": table}, "\n".join(md)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     summary.add_argument("jsonl", type=Path)
     summary.add_argument("--out", type=Path, required=True, help="path without extension")
     summary.add_argument("--command", default=None, help="the run command to record")
+    summary.add_argument("--accel", type=int, default=None, help="the run's acceleration (for the text)")
     args = parser.parse_args(argv)
     if args.what == "run":
         torch.set_num_threads(2)
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(probe_volume(model, path, args.accel, lams, iters)), flush=True)
         return 0
     lines = [json.loads(line) for line in args.jsonl.read_text().splitlines() if line.strip()]
-    data, md = summarize(lines, args.command or "python benchmarks/refine_probe.py run ...")
+    data, md = summarize(lines, args.command or "python benchmarks/refine_probe.py run ...", args.accel)
     atomic_write_text(args.out.with_suffix(".json"), json.dumps(data, indent=2) + "\n")
     atomic_write_text(args.out.with_suffix(".md"), md)
     return 0
