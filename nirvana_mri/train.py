@@ -279,6 +279,10 @@ class Trainer:
                         dynamic_ncols=True)
         stop = False
         val_scores: dict[str, float] = {}
+        if config.init and self.step == 0:
+            # the starting model competes for "best": continuing can make it worse (an attention-only
+            # backbone's third stage went 0.718 -> 0.675 validation SSIM, mri_training_suite.json)
+            val_scores = self._validate()
         while self.step < config.max_steps and not stop:
             epoch, skip = divmod(self.step, steps_per_epoch)
             for batch_index, batch in enumerate(self._loader(epoch)):

@@ -210,7 +210,12 @@ def test_finetune_from_a_saved_model_records_both_training_stages(dataset, tmp_p
     assert main(["finetune", *common, "--out", str(first), "--method", "nirvana_mri",
                  "--model-args", json.dumps(TINY_ARGS), "--steps", "2"]) == 0
     assert main(["finetune", *common, "--out", str(second), "--init", str(first / "best"), "--steps", "1"]) == 0
-    stages = json.loads((second / "best" / "config.json").read_text())["training_stages"]
+    log = [json.loads(line) for line in (second / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "val" in r] == [0, 1]  # the starting model is validated (a best candidate)
+    start_ssim = log[0]["val"]["ssim"]
+    best = json.loads((second / "best" / "config.json").read_text())
+    assert best["val"]["ssim"] >= start_ssim and best["training_stages"][1]["checkpoint_step"] in (0, 1)
+    stages = best["training_stages"]
     assert [(s["budget_steps"], s["batch_size"]) for s in stages] == [(2, 2), (1, 2)]
     assert stages[1]["train"] == [str(dataset / "train")]
     snr = json.loads((dataset / "manifest.json").read_text())["parameters"]["snr"]

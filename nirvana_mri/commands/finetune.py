@@ -19,7 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (best/, last/, train_log.jsonl, summary.json)")
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--init", default="bundled",
-                       help="model folder to start from; 'bundled' = the packaged default model")
+                       help="model folder to start from; 'bundled' = the packaged default model. It is "
+                            "validated before the first step, so OUT/best is never worse than where you started")
     start.add_argument("--method", help="train a new model of this method from scratch "
                        "(nirvana_mri, unet, e2e_varnet) instead of starting from --init")
     parser.add_argument("--model-args", default="{}",
