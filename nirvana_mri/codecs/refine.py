@@ -10,7 +10,9 @@ rises there: it removes the target's own noise texture, which SSIM rewards match
 benchmarks/results/refine_probe/). So it runs only on slices whose measured noise, relative to the
 image, is below ``max_relative_noise`` (validation: 0.0008-0.0036 at SNR 300-1000, 0.0038-0.0045 at
 SNR 200, 0.0050-0.0079 at SNR 100-150; 0.0035 errs on the side of leaving a slice alone), and only at
-inference. It is off by default (``NirvanaMRI(refine=...)``, ``nirvana-mri reconstruct --refine``).
+inference. On unseen anatomy at SNR 300 / 1000 it is mixed (benchmarks/results/ood_clean/: 3 of 12
+refined volumes rose, by up to +0.26, and 9 fell, by up to 0.036), so it is off by default
+(``NirvanaMRI(refine=...)``, ``nirvana-mri reconstruct --refine``): try it on your own clean scans.
 """
 
 from __future__ import annotations

@@ -36,8 +36,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="clean scans only: after the network, a few L1-wavelet compressed-sensing steps "
                              "from its image (Nirvana-MRI models; applied only to slices whose measured noise is "
                              "low, roughly SNR 250 and above: +0.01 / +0.08 SSIM at SNR 300 / 1000 on validation "
-                             "volumes at 4x, but it would cost SSIM on noisier ones). Off by default; see "
-                             "benchmarks/results/refine_probe/")
+                             "volumes at 4x, but it would cost SSIM on noisier ones, and on unseen anatomy it was "
+                             "mixed). Off by default; see benchmarks/results/refine_probe/ and ood_clean/")
     parser.add_argument("--demo", action="store_true",
                         help="simulate a sample scan, reconstruct it and write OUT/demo.png")
 
