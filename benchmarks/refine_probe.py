@@ -35,13 +35,8 @@ if str(REPO) not in sys.path:
 
 from nirvana_mri import benchmark, metrics  # noqa: E402
 from nirvana_mri.io_utils import atomic_write_text  # noqa: E402
-from nirvana_mri.physics import ifft2c_np, noise_std, rss_np  # noqa: E402
+from nirvana_mri.physics import ifft2c_np, noise_std, rss_np, zero_filled_scale  # noqa: E402
 from nirvana_mri.recon_models import load_recon_model  # noqa: E402
-
-
-def _normalisation(kspace: np.ndarray) -> float:
-    """The CS baseline's scale: the zero-filled RSS image's 99th percentile."""
-    return float(np.percentile(rss_np(ifft2c_np(kspace), axis=0), 99))
 
 
 def probe_volume(model, path: Path, accel: int, lams: list[float], iters: list[int]) -> dict:
@@ -64,7 +59,7 @@ def probe_volume(model, path: Path, accel: int, lams: list[float], iters: list[i
     relative_noise = []
     for s in range(vol.kspace.shape[0]):
         measured = vol.kspace[s] * weights
-        scale = _normalisation(measured)
+        scale = zero_filled_scale(measured)
         relative_noise.append(float(sigma[s]) / scale)
         start = (np.conj(sens[s]) * ifft2c_np(coil_kspace[s])).sum(0) / scale
         weight = rss_np(sens[s], axis=0) * scale

@@ -40,6 +40,12 @@ def rss_np(coil_images: np.ndarray, axis: int = -3) -> np.ndarray:
     return np.sqrt(np.sum(np.abs(coil_images) ** 2, axis=axis))
 
 
+def zero_filled_scale(kspace: np.ndarray) -> float:
+    """The 99th percentile of the zero-filled RSS image of coil k-space ``[C, H, W]`` (0 for empty data):
+    the scale compressed sensing divides k-space by, so its lambda means the same on every scan."""
+    return float(np.percentile(rss_np(ifft2c_np(kspace), axis=0), 99))
+
+
 def noise_std(masked_kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-sample noise std ``[B]`` of measured multi-coil k-space ``[B,C,H,W,2]``, from the measured
     samples in the four k-space corners (outer 1/8 of each axis), where a brain scan holds almost only

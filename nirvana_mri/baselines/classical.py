@@ -27,11 +27,11 @@ import sigpy as sp
 import sigpy.mri.app as mri_app
 import torch
 
-from nirvana_mri.physics import ifft2c_np, rss_np
+from nirvana_mri.physics import ifft2c_np, rss_np, zero_filled_scale
 
 # Defaults, chosen by benchmarks/tune_cs_lambda.py on 6 simulated 16-coil 256x256 brain slices at 4x and
 # 8x (benchmarks/results/cs_lambda_sweep.md). CS_LAMBDA applies to k-space normalised so that the 99th
-# percentile of the zero-filled RSS image is 1 (see _normalisation). Mean SSIM 4x / 8x with 100 FISTA
+# percentile of the zero-filled RSS image is 1 (see physics.zero_filled_scale). Mean SSIM 4x / 8x with 100 FISTA
 # iterations: lambda 1e-4 0.831 / 0.618, 3e-4 0.855 / 0.625 (best on both), 1e-3 0.828 / 0.613,
 # 3e-3 0.789 / 0.590, 1e-2 0.744 / 0.562; lambda 3e-4 with 60 iterations 0.842 / 0.621 (zero-filled
 # 0.661 / 0.520). SENSE: lambda 1e-3 (0.800 / 0.617; 1e-2: 0.806 / 0.609) and 30 CG iterations (more
@@ -247,11 +247,6 @@ def zero_filled(
     return rss_np(ifft2c_np(kspace), axis=0).astype(np.float32)
 
 
-def _normalisation(kspace: np.ndarray) -> float:
-    """Scale that brings the zero-filled RSS image's 99th percentile to 1 (0 for empty data)."""
-    return float(np.percentile(rss_np(ifft2c_np(kspace), axis=0), 99))
-
-
 def _weights(mask2d: np.ndarray) -> np.ndarray:
     return mask2d.astype(np.float32)[None]
 
@@ -291,7 +286,7 @@ def sense_image(
     if maps is None:
         maps = espirit_maps(kspace, mask2d, num_low_frequencies)
     maps = np.asarray(maps, dtype=np.complex64)
-    scale = _normalisation(kspace)
+    scale = zero_filled_scale(kspace)
     if scale <= 0:
         return np.zeros(kspace.shape[-2:], dtype=np.complex64), maps
     app = mri_app.SenseRecon(
@@ -346,7 +341,7 @@ def cs_l1_wavelet_iterates(
     if maps is None:
         maps = espirit_maps(kspace, mask2d, num_low_frequencies)
     maps = np.asarray(maps, dtype=np.complex64)
-    scale = _normalisation(kspace)
+    scale = zero_filled_scale(kspace)
     if scale <= 0:
         return {c: np.zeros(kspace.shape[-2:], dtype=np.float32) for c in checkpoints}
     app = mri_app.L1WaveletRecon(

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nirvana_mri.physics import ifft2c_np, rss_np
+from nirvana_mri.physics import ifft2c_np, rss_np, zero_filled_scale
 
 DEFAULT_REFINE: dict[str, float] = {"lam": 0.001, "iters": 5, "max_relative_noise": 0.0035}
 
@@ -40,18 +40,13 @@ def check_refine(options: dict[str, Any] | None) -> dict[str, float] | None:
     return merged
 
 
-def image_scale(kspace: np.ndarray) -> float:
-    """The compressed-sensing baseline's scale: the zero-filled RSS image's 99th percentile."""
-    return float(np.percentile(rss_np(ifft2c_np(kspace), axis=0), 99))
-
-
 def refine_slice(coil_kspace: np.ndarray, masked_kspace: np.ndarray, weights: np.ndarray, sens: np.ndarray,
                  lam: float, iters: int) -> np.ndarray:
     """One slice: complex ``coil_kspace`` (the network's) / ``masked_kspace`` / ``sens`` ``[C, H, W]``,
     sampling ``weights`` ``[1, H, W]`` -> the refined magnitude ``[H, W]`` on the RSS scale."""
     import sigpy.mri.app as mri_app
 
-    scale = image_scale(masked_kspace)
+    scale = zero_filled_scale(masked_kspace)
     start = (np.conj(sens) * ifft2c_np(coil_kspace)).sum(0) / scale
     app = mri_app.L1WaveletRecon(masked_kspace / scale, sens, lamda=lam, weights=weights, x=start,
                                  max_iter=int(iters), alpha=1.0, show_pbar=False)
@@ -61,7 +56,7 @@ def refine_slice(coil_kspace: np.ndarray, masked_kspace: np.ndarray, weights: np
 def relative_noise(noise: torch.Tensor, masked_kspace: torch.Tensor) -> np.ndarray:
     """The k-space noise std ``[B]`` relative to each slice's image scale (NaN where unmeasured)."""
     kspace = torch.view_as_complex(masked_kspace.detach().float().contiguous()).cpu().numpy()
-    scales = np.array([image_scale(k) for k in kspace])
+    scales = np.array([zero_filled_scale(k) for k in kspace])
     return noise.detach().float().cpu().numpy() / np.maximum(scales, 1e-30)
 
 
