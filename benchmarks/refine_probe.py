@@ -130,16 +130,26 @@ def main(argv: list[str] | None = None) -> int:
     summary.add_argument("--command", default=None, help="the run command to record")
     summary.add_argument("--accel", type=int, default=None, help="the run's acceleration (for the text)")
     args = parser.parse_args(argv)
+    missing = [str(p) for p in (args.files if args.what == "run" else [args.jsonl]) if not p.is_file()]
+    if missing:
+        parser.error(f"no such file: {', '.join(missing)}")
     if args.what == "run":
         torch.set_num_threads(2)
         model, _ = load_recon_model(args.model)
         model.eval()
         lams = [float(v) for v in args.lams.split(",")]
         iters = [int(v) for v in args.iters.split(",")]
-        for path in args.files:
-            print(json.dumps(probe_volume(model, path, args.accel, lams, iters)), flush=True)
-        return 0
+        failed = 0
+        for path in args.files:  # a bad volume is reported and the rest go on
+            try:
+                print(json.dumps(probe_volume(model, path, args.accel, lams, iters)), flush=True)
+            except (ValueError, OSError) as err:
+                failed += 1
+                print(f"refine_probe.py: {path}: {err}", file=sys.stderr)
+        return 1 if failed else 0
     lines = [json.loads(line) for line in args.jsonl.read_text().splitlines() if line.strip()]
+    if not lines:
+        parser.error(f"{args.jsonl}: no probe lines")
     data, md = summarize(lines, args.command or "python benchmarks/refine_probe.py run ...", args.accel)
     atomic_write_text(args.out.with_suffix(".json"), json.dumps(data, indent=2) + "\n")
     atomic_write_text(args.out.with_suffix(".md"), md)

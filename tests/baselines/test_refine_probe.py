@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import pytest
+
 from nirvana_mri.backbone import preset
 from nirvana_mri.codecs import NirvanaMRI
 
@@ -39,3 +41,14 @@ def test_probe_volume_and_summary(tmp_path):
     assert data["by_snr"]["30"]["learned_l0.01_n3"]["ssim_better_volumes"] == 1
     assert "| 300 | 1 |" in md and "cmd" in md
     json.dumps(data)
+
+
+def test_missing_or_bad_input_is_a_one_line_error(tmp_path, capsys):
+    probe = _script()
+    with pytest.raises(SystemExit) as stop:
+        probe.main(["run", str(tmp_path / "absent.h5")])
+    assert stop.value.code == 2 and "no such file" in capsys.readouterr().err
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(SystemExit):
+        probe.main(["summarize", str(tmp_path / "empty.jsonl"), "--out", str(tmp_path / "s")])
+    assert "no probe lines" in capsys.readouterr().err
