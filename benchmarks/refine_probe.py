@@ -34,14 +34,13 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from nirvana_mri import benchmark, metrics  # noqa: E402
+from nirvana_mri.codecs.refine import refine_iterates  # noqa: E402
 from nirvana_mri.io_utils import atomic_write_text  # noqa: E402
-from nirvana_mri.physics import ifft2c_np, noise_std, rss_np, zero_filled_scale  # noqa: E402
+from nirvana_mri.physics import noise_std, zero_filled_scale  # noqa: E402
 from nirvana_mri.recon_models import load_recon_model  # noqa: E402
 
 
 def probe_volume(model, path: Path, accel: int, lams: list[float], iters: list[int]) -> dict:
-    import sigpy.mri.app as mri_app
-
     vol = benchmark.load_volume(path, max_slices=3)
     mask, _ = benchmark.make_mask(vol.kspace.shape[-2:], accel, 0, vol.name)
     k, m = benchmark._learned_inputs(vol.kspace, mask, torch.device("cpu"))
@@ -59,17 +58,10 @@ def probe_volume(model, path: Path, accel: int, lams: list[float], iters: list[i
     relative_noise = []
     for s in range(vol.kspace.shape[0]):
         measured = vol.kspace[s] * weights
-        scale = zero_filled_scale(measured)
-        relative_noise.append(float(sigma[s]) / scale)
-        start = (np.conj(sens[s]) * ifft2c_np(coil_kspace[s])).sum(0) / scale
-        weight = rss_np(sens[s], axis=0) * scale
+        relative_noise.append(float(sigma[s]) / zero_filled_scale(measured))
         for lam in lams:
-            app = mri_app.L1WaveletRecon(measured / scale, sens[s], lamda=lam, weights=weights, x=start.copy(),
-                                         max_iter=max(iters), alpha=1.0, show_pbar=False)
-            for step in range(1, max(iters) + 1):
-                app.alg.update()
-                if step in iters:
-                    outputs[(lam, step)].append((np.abs(app.x) * weight).astype(np.float32))
+            for n, image in refine_iterates(coil_kspace[s], measured, weights, sens[s], lam, iters).items():
+                outputs[(lam, n)].append(image)
     result["sigma_rel"] = float(np.mean(relative_noise))
     for (lam, n), images in outputs.items():
         target, cropped = benchmark._crop_pair(vol.target, np.stack(images))

@@ -40,17 +40,31 @@ def check_refine(options: dict[str, Any] | None) -> dict[str, float] | None:
     return merged
 
 
-def refine_slice(coil_kspace: np.ndarray, masked_kspace: np.ndarray, weights: np.ndarray, sens: np.ndarray,
-                 lam: float, iters: int) -> np.ndarray:
+def refine_iterates(coil_kspace: np.ndarray, masked_kspace: np.ndarray, weights: np.ndarray, sens: np.ndarray,
+                    lam: float, checkpoints: list[int]) -> dict[int, np.ndarray]:
     """One slice: complex ``coil_kspace`` (the network's) / ``masked_kspace`` / ``sens`` ``[C, H, W]``,
-    sampling ``weights`` ``[1, H, W]`` -> the refined magnitude ``[H, W]`` on the RSS scale."""
+    sampling ``weights`` ``[1, H, W]`` -> the refined magnitude ``[H, W]`` on the RSS scale after each
+    iteration count in ``checkpoints`` (one run; benchmarks/refine_probe.py compares several)."""
     import sigpy.mri.app as mri_app
 
     scale = zero_filled_scale(masked_kspace)
     start = (np.conj(sens) * ifft2c_np(coil_kspace)).sum(0) / scale
+    last = max(checkpoints)
     app = mri_app.L1WaveletRecon(masked_kspace / scale, sens, lamda=lam, weights=weights, x=start,
-                                 max_iter=int(iters), alpha=1.0, show_pbar=False)
-    return (np.abs(app.run()) * rss_np(sens, axis=0) * scale).astype(np.float32)
+                                 max_iter=int(last), alpha=1.0, show_pbar=False)
+    weight = rss_np(sens, axis=0) * scale
+    out = {}
+    for step in range(1, last + 1):
+        app.alg.update()
+        if step in checkpoints:
+            out[step] = (np.abs(app.x) * weight).astype(np.float32)
+    return out
+
+
+def refine_slice(coil_kspace: np.ndarray, masked_kspace: np.ndarray, weights: np.ndarray, sens: np.ndarray,
+                 lam: float, iters: int) -> np.ndarray:
+    """One slice refined with ``iters`` steps (see :func:`refine_iterates`)."""
+    return refine_iterates(coil_kspace, masked_kspace, weights, sens, lam, [int(iters)])[int(iters)]
 
 
 def relative_noise(noise: torch.Tensor, masked_kspace: torch.Tensor) -> np.ndarray:
