@@ -6,7 +6,10 @@ The published code cannot be carried, so this is a faithful stand-in built from 
 - the Trigger in the published **einsum form**, which builds the per-token [C, C] weight
   ``einsum('iol,bsl->bsio', weight_linear, logits)`` (B*T*C^2 floats a layer) and differentiates
   through autograd;
-- attention through torch SDPA (as measured for the published reference figures).
+- attention through torch SDPA (as measured for the published reference figures);
+- with ``layers=True`` (the default), the surrounding layers the published code takes from fla:
+  ``causal_conv1d`` (SiLU) for the short convolutions, the fused ``rms_norm`` and ``rms_norm_gated``
+  (swish gate) kernels, and ``swiglu`` for the MLP's gate.
 
 ``published_backbone()`` patches these into ``NirvanaModel`` (``with published_backbone(): model(x)``).
 """
@@ -133,16 +136,71 @@ def trigger_step_published(
 
 
 @contextlib.contextmanager
-def published_backbone(delta_rule: bool = True, trigger: bool = True):
-    """Within the block, ``NirvanaModel`` runs fla's delta rule and the einsum-form Trigger."""
+def published_backbone(delta_rule: bool = True, trigger: bool = True, layers: bool = True):
+    """Within the block, ``NirvanaModel`` runs fla's delta rule, the einsum-form Trigger and (``layers``)
+    fla's convolution, norm and SwiGLU kernels."""
     updater = importlib.import_module("nirvana_mri.backbone.updater")
     trig = importlib.import_module("nirvana_mri.backbone.trigger")
     saved = (updater.gated_delta_rule, trig.trigger_step)
+    layer_forwards = fla_layer_forwards() if layers else {}
+    saved_forwards = {cls: cls.forward for cls in layer_forwards}
     try:
         if delta_rule:
             updater.gated_delta_rule = fla_gated_delta_rule
         if trigger:
             trig.trigger_step = trigger_step_published
+        for cls, forward in layer_forwards.items():
+            cls.forward = forward
         yield
     finally:
         updater.gated_delta_rule, trig.trigger_step = saved
+        for cls, forward in saved_forwards.items():
+            cls.forward = forward
+
+
+def fla_layer_forwards() -> dict:
+    """Our layer classes -> forwards through the fla 0.2.2 kernels the published layers use (the same
+    parameters: conv weight [D, 1, K], norm weights, one fused gate/up projection)."""
+    if import_fla()[0] is None:
+        raise RuntimeError("fla is not installed: no published layer kernels")
+    conv = importlib.import_module("fla.modules.convolution").causal_conv1d
+    rms_norm = importlib.import_module("fla.modules.layernorm").rms_norm
+    rms_norm_gated = importlib.import_module("fla.modules.fused_norm_gate").rms_norm_gated
+    swiglu = importlib.import_module("fla.modules.activations").swiglu
+    from nirvana_mri.backbone import layers
+
+    def swiglu_forward(self, x):
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(swiglu(gate, up))
+
+    return {
+        layers.ShortConvolution: lambda self, x: conv(x, self.weight[:, 0].to(x.dtype), None, None, "silu"),
+        layers.RMSNorm: lambda self, x: rms_norm(x, self.weight, None, eps=self.eps),
+        layers.GatedRMSNorm: lambda self, x, gate: rms_norm_gated(x, gate, self.weight, None, "swish",
+                                                                  eps=self.eps),
+        layers.SwiGLU: swiglu_forward,
+    }
+
+
+def check_layers(preset_name: str = "1024x12", batch: int = 2, length: int = 1600) -> dict:
+    """Our backbone vs the same backbone with only fla's layer kernels patched in (bf16, GPU): the
+    relative difference of the output, to show the stand-in's layers compute the same function."""
+    from nirvana_mri.backbone.config import preset
+    from nirvana_mri.backbone.model import NirvanaModel
+
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = NirvanaModel(preset(preset_name)).to(torch.bfloat16).eval()
+        x = (torch.randn(batch, length, model.config.hidden_size) * 0.5).to(torch.bfloat16)
+    with torch.no_grad():
+        ours = model(inputs_embeds=x).last_hidden_state.float()
+        with published_backbone(delta_rule=False, trigger=False):
+            theirs = model(inputs_embeds=x).last_hidden_state.float()
+    rel = float((ours - theirs).norm() / ours.norm())
+    return {"preset": preset_name, "batch": batch, "length": length, "rel_diff_bf16": rel}
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(check_layers()))

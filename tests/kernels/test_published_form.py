@@ -48,7 +48,7 @@ def test_patching_is_undone():
     from nirvana_mri.backbone import trigger, updater
 
     before = (updater.gated_delta_rule, trigger.trigger_step)
-    with published.published_backbone():
+    with published.published_backbone(layers=False):
         assert trigger.trigger_step is published.trigger_step_published
         assert updater.gated_delta_rule is published.fla_gated_delta_rule
     assert (updater.gated_delta_rule, trigger.trigger_step) == before
@@ -65,6 +65,24 @@ def test_model_under_the_published_trigger_matches():
     x = torch.randn(1, 10, 128)
     with torch.no_grad():
         ref = model(inputs_embeds=x).last_hidden_state
-        with published.published_backbone(delta_rule=False):
+        with published.published_backbone(delta_rule=False, layers=False):
             out = model(inputs_embeds=x).last_hidden_state
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_published_layers_need_fla():
+    """Without fla the stand-in's layer kernels are a clear error, and nothing stays patched."""
+    published = _load()
+    if published.import_fla()[0] is not None:
+        import pytest
+
+        pytest.skip("fla is installed here: the layer kernels run on the GPU check instead")
+    from nirvana_mri.backbone import layers
+
+    before = layers.RMSNorm.forward
+    try:
+        with published.published_backbone():
+            raise AssertionError("entered without fla")
+    except RuntimeError as err:
+        assert "fla is not installed" in str(err)
+    assert layers.RMSNorm.forward is before
