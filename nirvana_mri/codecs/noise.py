@@ -17,7 +17,9 @@ import torch.nn as nn
 # their corners hold more signal): centre and scale it to about [-1, 1]
 LOG_LEVEL_CENTRE = -4.5
 LOG_LEVEL_SCALE = 1.5
-# the training range maps to about [-1.1, 1.3]; beyond +-1.5 the FiLM would extrapolate
+# beyond +-1.5 the FiLM would extrapolate. Measured (benchmarks/results/noise_feature_range.md): slice means
+# -0.57 at SNR 1000 to 1.41 at SNR 30, and 13-17 % of SNR-30 slices clamped (up to 1.9): a re-centring
+# is due with the next retraining (changing it now would alter every trained model's input)
 FEATURE_LIMIT = 1.5
 
 
