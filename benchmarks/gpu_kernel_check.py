@@ -9,7 +9,8 @@ If a backward variant fails (Triton 3.6 miscompiles some Hopper patterns, fla is
 script tries the alternatives in turn - ``NIRVANA_GDR_WARPS`` = 2, 8, 4, then ``NIRVANA_GDR_BWD=torch``
 (gradients through the reference) - and writes the first passing one as ``recommended_env`` into
 the JSON, which benchmarks/kernels.py --check-json applies. Every case is isolated: a failure is
-reported and the script goes on.
+reported and the script goes on. The "norm" rows check norm_triton (RMSNorm, gated RMSNorm, SwiGLU's
+silu(gate) * up) the same way, at the 1024-wide backbone's shapes and the 2048-wide / head dim 128 ones.
 
     python benchmarks/gpu_kernel_check.py --out $OUT/check.json
     python benchmarks/gpu_kernel_check.py --smoke --out /tmp/check.json   # CPU, interpreter, tiny
@@ -235,6 +236,73 @@ def check_model(preset_name, B, T, dtype, layers=None):
 
 
 # ----------------------------------------------------------------------------------------------
+NORM_NAMES = {
+    "rms": ["out", "dx", "dweight"],
+    "gated": ["out", "dx", "dgate", "dweight"],
+    "swiglu": ["out", "dgate_up"],
+}
+
+
+def check_norm(kind, shape, dtype, wgrad=True, seed=0):
+    """Fused RMSNorm / gated RMSNorm / silu(gate) * up (norm_triton) vs the reference run on float64
+    copies of the inputs (its statistics stay float32 by definition: exact to ~1e-7). ``shape``: x's,
+    or the output's for ``swiglu`` (whose input is [..., 2N]). ``extra``: errors vs the reference in
+    the inputs' own dtype (the roundings the kernels mirror)."""
+    from nirvana_mri.backbone.kernels import norm_reference as ref
+    from nirvana_mri.backbone.kernels import norm_triton as nt
+
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    N = shape[-1]
+
+    def rnd(*size, scale=1.0, shift=0.0):
+        return (torch.randn(*size, generator=gen) * scale + shift).to(DEVICE, dtype)
+
+    if kind == "rms":
+        xs, ours = [rnd(*shape), rnd(N, scale=0.2, shift=1.0)], lambda x, w: nt.rms_norm_triton(x, w, 1e-6)
+        theirs = lambda x, w: ref.rms_norm_reference(x, w, 1e-6)  # noqa: E731
+    elif kind == "gated":
+        xs = [rnd(*shape), rnd(*shape, scale=2.0), rnd(N, scale=0.2, shift=1.0)]
+        ours = lambda x, g, w: nt.gated_rms_norm_triton(x, g, w, 1e-6)  # noqa: E731
+        theirs = lambda x, g, w: ref.gated_rms_norm_reference(x, g, w, 1e-6)  # noqa: E731
+    else:
+        xs, ours, theirs = [rnd(*shape[:-1], 2 * N, scale=2.0)], nt.swiglu_triton, ref.swiglu_reference
+    dout = torch.randn(*shape, generator=gen)
+    needs = [True] * len(xs)
+    if kind != "swiglu":
+        needs[-1] = wgrad  # the weight
+    names = [n for n, need in zip(NORM_NAMES[kind], [True, *needs], strict=True) if need]
+
+    def run(fn, inputs, cast):
+        leaves = [x.detach().to(cast).requires_grad_(need) for x, need in zip(inputs, needs, strict=True)]
+        out = fn(*leaves)
+        grads = torch.autograd.grad(out, [x for x in leaves if x.requires_grad], dout.to(out.device, out.dtype))
+        return [out.detach(), *grads]
+
+    got = run(ours, xs, dtype)
+    errors = {n: rel_err(a, b) for n, a, b in zip(names, got, run(theirs, xs, torch.float64), strict=True)}
+    same = {n: rel_err(a, b) for n, a, b in zip(names, got, run(theirs, xs, dtype), strict=True)}
+    thr_val, thr_grad = thresholds(dtype)
+    ok = errors["out"] < thr_val and all(e < thr_grad for n, e in errors.items() if n != "out")
+    return errors, ok, {"vs_same_dtype_reference": same, "thresholds": (thr_val, thr_grad)}
+
+
+def norm_checks(smoke: bool) -> None:
+    """The backbone's norms and SwiGLU gate at the 1024-wide (and 2048-wide, head dim 128) shapes."""
+    if smoke:
+        cases = [("rms", (2, 33, 96)), ("rms", (1, 17, 200)), ("gated", (2, 9, 4, 16)), ("gated", (1, 7, 2, 32)),
+                 ("swiglu", (2, 11, 88))]
+    else:
+        cases = [("rms", (8, 1600, 1024)), ("rms", (4, 4096, 2048)), ("gated", (8, 1600, 16, 64)),
+                 ("gated", (4, 4096, 16, 128)), ("swiglu", (8, 1600, 2816))]
+    for kind, shape in cases:
+        for dtype in (torch.bfloat16, torch.float32):
+            record(f"norm {kind}", shape, dtype, lambda k=kind, s=shape, d=dtype: check_norm(k, s, d))
+    kind, shape = cases[0]
+    record(f"norm {kind} weight without grad", shape, torch.bfloat16,
+           lambda: check_norm(kind, shape, torch.bfloat16, wgrad=False))
+
+
+# ----------------------------------------------------------------------------------------------
 ROWS: list[dict] = []
 PARTIAL_OUT: str | None = None
 
@@ -359,6 +427,8 @@ def main() -> int:
         torch.float32,
         lambda: check_trigger(trig_shape, torch.float32, False),
     )
+
+    norm_checks(args.smoke)  # RMSNorm, gated RMSNorm, SwiGLU gate (norm_triton)
 
     # whole model, triton vs torch backend
     name, B, T = model_cfg

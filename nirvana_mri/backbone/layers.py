@@ -6,27 +6,27 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .kernels import gated_rms_norm, rms_norm, swiglu
+
 
 class RMSNorm(nn.Module):
-    """``x / rms(x) * weight``, statistics in float32."""
+    """``x / rms(x) * weight``, statistics in float32 (``kernels.rms_norm``: fused Triton on CUDA)."""
 
-    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+    def __init__(self, dim: int, eps: float = 1e-6, backend: str = "auto") -> None:
         super().__init__()
         self.eps = eps
+        self.backend = backend
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        work = x.float()
-        normed = work * torch.rsqrt(work.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (normed * self.weight.float()).to(x.dtype)
+        return rms_norm(x, self.weight, self.eps, backend=self.backend)
 
 
 class GatedRMSNorm(RMSNorm):
     """RMSNorm of the memory output times a swish gate: ``rmsnorm(x) * gate * sigmoid(gate)``."""
 
     def forward(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        gate = gate.float()
-        return (super().forward(x).float() * gate * torch.sigmoid(gate)).to(x.dtype)
+        return gated_rms_norm(x, gate, self.weight, self.eps, backend=self.backend)
 
 
 class ShortConvolution(nn.Module):
@@ -46,14 +46,14 @@ class ShortConvolution(nn.Module):
 class SwiGLU(nn.Module):
     """Gated MLP: ``down(silu(gate) * up)`` with gate and up from one fused projection."""
 
-    def __init__(self, hidden_size: int, intermediate_size: int) -> None:
+    def __init__(self, hidden_size: int, intermediate_size: int, backend: str = "auto") -> None:
         super().__init__()
+        self.backend = backend
         self.gate_up_proj = nn.Linear(hidden_size, 2 * intermediate_size, bias=False)
         self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
+        return self.down_proj(swiglu(self.gate_up_proj(x), backend=self.backend))
 
 
 class LowRank(nn.Module):

@@ -33,10 +33,10 @@ class NirvanaOutput:
 class NirvanaBlock(nn.Module):
     def __init__(self, config: NirvanaConfig, layer_idx: int) -> None:
         super().__init__()
-        self.updater_norm = RMSNorm(config.hidden_size, config.norm_eps)
+        self.updater_norm = RMSNorm(config.hidden_size, config.norm_eps, config.kernel_backend)
         self.updater = Updater(config, layer_idx)
-        self.mlp_norm = RMSNorm(config.hidden_size, config.norm_eps)
-        self.mlp = SwiGLU(config.hidden_size, config.intermediate_size)
+        self.mlp_norm = RMSNorm(config.hidden_size, config.norm_eps, config.kernel_backend)
+        self.mlp = SwiGLU(config.hidden_size, config.intermediate_size, config.kernel_backend)
 
     def forward(self, x: torch.Tensor, trigger: Trigger, state: TriggerState) -> tuple[torch.Tensor, TriggerState]:
         mixed, state = self.updater(self.updater_norm(x), trigger, state)
@@ -52,7 +52,7 @@ class NirvanaModel(nn.Module):
         self.config = config
         self.embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(NirvanaBlock(config, i) for i in range(config.num_hidden_layers))
-        self.norm = RMSNorm(config.hidden_size, config.norm_eps)
+        self.norm = RMSNorm(config.hidden_size, config.norm_eps, config.kernel_backend)
         self.trigger = Trigger(config)
         self.gradient_checkpointing = False
         nn.init.normal_(self.embeddings.weight, std=config.initializer_range)

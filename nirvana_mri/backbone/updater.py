@@ -62,7 +62,7 @@ class Updater(nn.Module):
         dt = torch.exp(torch.rand(heads) * (math.log(0.1) - math.log(0.001)) + math.log(0.001)).clamp(min=1e-4)
         self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus of dt
         self.gate_proj = nn.Linear(hidden, value_dim, bias=False)
-        self.out_norm = GatedRMSNorm(config.head_dim, eps=config.norm_eps)
+        self.out_norm = GatedRMSNorm(config.head_dim, eps=config.norm_eps, backend=config.kernel_backend)
 
     def _build_attention_branch(self, config: NirvanaConfig, key_dim: int, value_dim: int) -> None:
         hidden, concept = config.hidden_size, config.concept_dim

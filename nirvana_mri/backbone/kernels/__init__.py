@@ -5,6 +5,9 @@ reference elsewhere. Force one with ``backend="torch" | "triton"`` or the enviro
 ``NIRVANA_KERNELS`` (which wins over ``"auto"`` only); ``NIRVANA_KERNELS_GDR`` and
 ``NIRVANA_KERNELS_TRIGGER`` do the same for one kind of kernel. Each Triton kernel file is self-contained (its
 autograd Function included) and tested against the reference in this folder.
+
+``rms_norm``, ``gated_rms_norm``, ``silu_mul`` and ``swiglu`` (the backbone's norms and SwiGLU gate,
+``norm_triton`` / ``norm_reference``) dispatch the same way; ``NIRVANA_KERNELS_NORM`` forces all four.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 
 from .attention import causal_attention
 from .gated_delta_rule_reference import chunk_gated_delta_rule_reference, naive_recurrent_gated_delta_rule
+from .norm_reference import gated_rms_norm_reference, rms_norm_reference, silu_mul_reference, swiglu_reference
 from .trigger_reference import TriggerState, TriggerWeights, initial_state, trigger_step_reference
 
 __all__ = [
@@ -23,9 +27,13 @@ __all__ = [
     "causal_attention",
     "chunk_gated_delta_rule_reference",
     "gated_delta_rule",
+    "gated_rms_norm",
     "initial_state",
     "naive_recurrent_gated_delta_rule",
     "resolve_backend",
+    "rms_norm",
+    "silu_mul",
+    "swiglu",
     "trigger_step",
     "triton_available",
 ]
@@ -78,3 +86,41 @@ def trigger_step(q, k, v, weights: TriggerWeights, state: TriggerState, lr_linea
 
         return trigger_step_triton(q, k, v, weights, state, lr_linear, lr_ln, learn)
     return trigger_step_reference(q, k, v, weights, state, lr_linear, lr_ln, learn)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, backend: str = "auto") -> torch.Tensor:
+    """``x / rms(x) * weight`` over the last dim (float32 statistics), in x's dtype."""
+    if resolve_backend(backend, x.device, "NORM") == "triton":
+        from .norm_triton import rms_norm_triton
+
+        return rms_norm_triton(x, weight, eps)
+    return rms_norm_reference(x, weight, eps)
+
+
+def gated_rms_norm(x: torch.Tensor, gate: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6,
+                   backend: str = "auto") -> torch.Tensor:
+    """``rms_norm(x, weight) * gate * sigmoid(gate)`` (the gate in float32), in x's dtype."""
+    if resolve_backend(backend, x.device, "NORM") == "triton":
+        from .norm_triton import gated_rms_norm_triton
+
+        return gated_rms_norm_triton(x, gate, weight, eps)
+    return gated_rms_norm_reference(x, gate, weight, eps)
+
+
+def silu_mul(gate: torch.Tensor, up: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+    """``silu(gate) * up``."""
+    if resolve_backend(backend, gate.device, "NORM") == "triton":
+        from .norm_triton import silu_mul_triton
+
+        return silu_mul_triton(gate, up)
+    return silu_mul_reference(gate, up)
+
+
+def swiglu(gate_up: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+    """``silu(gate) * up`` for ``gate, up = gate_up.chunk(2, -1)`` (the Triton path reads both halves in
+    place and returns the gradient as one tensor)."""
+    if resolve_backend(backend, gate_up.device, "NORM") == "triton":
+        from .norm_triton import swiglu_triton
+
+        return swiglu_triton(gate_up)
+    return swiglu_reference(gate_up)
