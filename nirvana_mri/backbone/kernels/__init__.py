@@ -5,6 +5,9 @@ reference elsewhere. Force one with ``backend="torch" | "triton"`` or the enviro
 ``NIRVANA_KERNELS`` (which wins over ``"auto"`` only); ``NIRVANA_KERNELS_GDR`` and
 ``NIRVANA_KERNELS_TRIGGER`` do the same for one kind of kernel. Each Triton kernel file is self-contained (its
 autograd Function included) and tested against the reference in this folder.
+
+``short_convolution`` (the Updater's causal depthwise convolution + SiLU on ``[B, T, D]``) dispatches
+the same way; ``NIRVANA_KERNELS_CONV`` forces it alone.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 
 from .attention import causal_attention
 from .gated_delta_rule_reference import chunk_gated_delta_rule_reference, naive_recurrent_gated_delta_rule
+from .short_conv_reference import short_convolution_reference
 from .trigger_reference import TriggerState, TriggerWeights, initial_state, trigger_step_reference
 
 __all__ = [
@@ -26,6 +30,8 @@ __all__ = [
     "initial_state",
     "naive_recurrent_gated_delta_rule",
     "resolve_backend",
+    "short_convolution",
+    "short_convolution_reference",
     "trigger_step",
     "triton_available",
 ]
@@ -78,3 +84,12 @@ def trigger_step(q, k, v, weights: TriggerWeights, state: TriggerState, lr_linea
 
         return trigger_step_triton(q, k, v, weights, state, lr_linear, lr_ln, learn)
     return trigger_step_reference(q, k, v, weights, state, lr_linear, lr_ln, learn)
+
+
+def short_convolution(x: torch.Tensor, weight: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+    """Causal depthwise convolution over time + SiLU: ``x [B, T, D]``, ``weight [D, K]`` -> ``[B, T, D]``."""
+    if resolve_backend(backend, x.device, "CONV") == "triton":
+        from .short_conv_triton import short_convolution_triton
+
+        return short_convolution_triton(x, weight)
+    return short_convolution_reference(x, weight)
