@@ -210,6 +210,29 @@ def check_trigger(shape, dtype, learn=True, impl="triton"):
     return errors, ok, (thr_val, thr_grad)
 
 
+def check_conv(shape, dtype, seed=9):
+    """Short convolution (causal depthwise conv + SiLU on [B, T, D]): y, dx, dweight against the float64
+    reference. The weight is float32 like the module's (cast to the input's dtype in both paths)."""
+    from nirvana_mri.backbone.kernels.short_conv_reference import short_convolution_reference
+    from nirvana_mri.backbone.kernels.short_conv_triton import short_convolution_triton
+
+    B, T, D, K = shape
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    x = torch.randn(B, T, D, generator=gen).to(DEVICE, dtype)
+    w = (torch.randn(D, K, generator=gen) * 0.5).to(DEVICE)
+    dy = torch.randn(B, T, D, generator=gen).to(DEVICE, dtype)
+
+    def run(fn, x, w, dy):
+        x, w = x.detach().clone().requires_grad_(True), w.detach().clone().requires_grad_(True)
+        y = fn(x, w)
+        return [y.detach(), *torch.autograd.grad(y, [x, w], dy)]
+
+    want = run(short_convolution_reference, x.double(), w.to(dtype).double(), dy.double())
+    got = run(short_convolution_triton, x, w, dy)
+    thr_val, thr_grad = thresholds(dtype)
+    return (*compare(got, want, ["y", "dx", "dweight"], thr_val, thr_grad, 1), (thr_val, thr_grad))
+
+
 def check_model(preset_name, B, T, dtype, layers=None):
     from nirvana_mri.backbone.config import preset
     from nirvana_mri.backbone.model import NirvanaModel
@@ -429,6 +452,12 @@ def main() -> int:
     )
 
     norm_checks(args.smoke)  # RMSNorm, gated RMSNorm, SwiGLU gate (norm_triton)
+    # short convolution (the Updater's q/k/v conv); D1000: channel and time tails on the GPU
+    conv_shapes = [(1, 40, 48, 4), (2, 37, 80, 4)] if args.smoke else [
+        (8, 1600, 1024, 4), (4, 4096, 2048, 4), (2, 1601, 1000, 4)]
+    for cshape in conv_shapes:
+        for dtype in (bf16, torch.float32):
+            record("short conv", cshape, dtype, lambda s=cshape, d=dtype: check_conv(s, d))
 
     # whole model, triton vs torch backend
     name, B, T = model_cfg

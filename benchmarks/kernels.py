@@ -8,6 +8,8 @@ Rows (median ms through triton.testing.do_bench, peak memory through max_memory_
   reference; forward and forward+backward (to q, k, v, g, beta).
 - Trigger, one layer (bf16, C=64, L=32): ours (fused) vs the published einsum form vs our reference;
   forward, forward+backward with frozen weights (the toolkit's case) and with weight gradients.
+- short convolution (bf16, K=4, + SiLU): ours (Triton on [B, T, D]) vs the reference (F.conv1d path);
+  forward, forward+backward to x, and to x and the weight.
 - attention branch: SDPA causal; sliding window (512) as dense mask vs blocked SDPA vs FlexAttention.
 - whole backbone (bf16 weights, frozen): ours (Triton kernels + SDPA) vs the published stand-in
   (fla + einsum Trigger + SDPA, benchmarks/published_form.py) in the same process; forward (no grad)
@@ -333,6 +335,50 @@ def bench_trigger(shapes):
 
 
 # ----------------------------------------------------------------------------------------------
+# short convolution
+# ----------------------------------------------------------------------------------------------
+def bench_conv(shapes, K=4):
+    """The Updater's short conv (causal depthwise, K = 4, + SiLU on [B, T, D], bf16 x, float32 weight):
+    ours (Triton on [B, T, D]) vs the reference (transpose + pad + F.conv1d + SiLU, the PyTorch path);
+    forward, forward+backward to x (frozen weight) and to x and the weight."""
+    from nirvana_mri.backbone.kernels.short_conv_reference import short_convolution_reference
+    from nirvana_mri.backbone.kernels.short_conv_triton import short_convolution_triton
+
+    impls = {"ours": short_convolution_triton, "reference": short_convolution_reference}
+    for B, T, D in shapes:
+        shape = f"B{B} T{T} D{D} K{K}"
+        log(f"[conv] {shape}")
+        x = torch.randn(B, T, D, device=DEVICE, dtype=torch.bfloat16, requires_grad=True)
+        dy = torch.randn_like(x)
+        for name, fn in impls.items():
+            row = {"op": "short_conv", "shape": shape, "impl": name}
+            for wgrad in (False, True):
+                w = (torch.randn(D, K, device=DEVICE) * 0.5).requires_grad_(wgrad)
+
+                def fwd(fn=fn, x=x, w=w):
+                    with torch.no_grad():
+                        return fn(x, w)
+
+                def fwdbwd(fn=fn, x=x, w=w, dy=dy):
+                    fn(x, w).backward(dy)
+
+                leaves = [x, w] if wgrad else [x]
+                if not wgrad:
+                    row["fwd_ms"] = measure(f"{name} fwd", fwd)
+                    if row["fwd_ms"]:
+                        row["gbps_fwd_min_bytes"] = 2 * B * T * D * 2 / row["fwd_ms"] / 1e6
+                    row["fwdbwd_ms"] = measure(f"{name} fwdbwd", fwdbwd, grad_to_none=leaves)
+                    if row["fwdbwd_ms"] is not None:
+                        row["peak_gib_fwdbwd"] = safe_peak(fwdbwd)
+                else:
+                    row["fwdbwd_wgrad_ms"] = measure(f"{name} fwdbwd+wgrad", fwdbwd, grad_to_none=leaves)
+            add(row)
+        del x, dy
+        if DEVICE.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+# ----------------------------------------------------------------------------------------------
 # attention
 # ----------------------------------------------------------------------------------------------
 def bench_attention(shapes, window_shape, window):
@@ -609,7 +655,7 @@ def main() -> int:
     parser.add_argument("--skip-reference", action="store_true", help="no PyTorch-reference delta-rule rows (slow)")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU under the interpreter")
     parser.add_argument(
-        "--sections", default="gdr,trigger,backbone,attention,fla-alt,compiled-norms,gdr-breakdown"
+        "--sections", default="gdr,trigger,conv,backbone,attention,fla-alt,compiled-norms,gdr-breakdown"
     )
     parser.add_argument("--gdr-shapes", default="mri,long,lang", help="subset of mri,long,lang")
     parser.add_argument(
@@ -631,12 +677,14 @@ def main() -> int:
         trig_shapes = [(1, 40, 16, 16)]
         att_shapes, win_shape, window = [(1, 64, 2, 16)], (1, 64, 2, 16), 16
         backbones = [("tiny", 1, 16)]
+        conv_shapes = [(1, 40, 48)]
     else:
         gdr_shapes = {"mri": (8, 1600, 16, 64), "long": (2, 6400, 16, 64), "lang": (4, 4096, 16, 128)}
         gdr_shapes = {name: gdr_shapes[name] for name in args.gdr_shapes.split(",")}
         trig_shapes = [(8, 1600, 64, 32), (4, 4096, 64, 32), (2, 6400, 64, 32)]
         att_shapes, win_shape, window = [(8, 1600, 16, 64), (4, 4096, 16, 128)], (2, 6400, 16, 64), 512
         backbones = [(c, int(b), int(t)) for c, b, t in (spec.split(":") for spec in args.backbones.split(","))]
+        conv_shapes = [(8, 1600, 1024), (4, 4096, 2048)]
 
     if args.fla_only:
         bench_gdr(gdr_shapes, skip_fla=False, fla_only=True)
@@ -652,6 +700,7 @@ def main() -> int:
     steps = [
         ("gdr", lambda: bench_gdr(gdr_shapes, args.skip_fla, skip_reference=args.skip_reference)),
         ("trigger", lambda: bench_trigger(trig_shapes)),
+        ("conv", lambda: bench_conv(conv_shapes)),
         ("backbone", lambda: bench_backbone(backbones, have_fla)),
         ("attention", lambda: bench_attention(att_shapes, win_shape, window)),
         ("fla-alt", lambda: args.fla_alt and bench_fla_alt(args.fla_alt, args.out + ".fla_alt.json")),

@@ -30,17 +30,22 @@ class GatedRMSNorm(RMSNorm):
 
 
 class ShortConvolution(nn.Module):
-    """Depthwise causal 1-D convolution over time followed by SiLU; ``[B, T, D] -> [B, T, D]``."""
+    """Depthwise causal 1-D convolution over time followed by SiLU; ``[B, T, D] -> [B, T, D]``.
 
-    def __init__(self, dim: int, kernel_size: int = 4) -> None:
+    ``backend``: ``kernels.short_convolution``'s (Triton on CUDA tensors by default, ``F.conv1d`` elsewhere).
+    """
+
+    def __init__(self, dim: int, kernel_size: int = 4, backend: str = "auto") -> None:
         super().__init__()
         self.kernel_size = kernel_size
+        self.backend = backend
         self.weight = nn.Parameter(torch.empty(dim, 1, kernel_size))
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        padded = F.pad(x.transpose(1, 2), (self.kernel_size - 1, 0))
-        return F.silu(F.conv1d(padded, self.weight.to(x.dtype), groups=x.shape[-1])).transpose(1, 2)
+        from .kernels import short_convolution
+
+        return short_convolution(x, self.weight[:, 0], self.backend)
 
 
 class SwiGLU(nn.Module):

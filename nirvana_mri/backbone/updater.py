@@ -53,9 +53,9 @@ class Updater(nn.Module):
 
     def _build_memory(self, config: NirvanaConfig, key_dim: int, value_dim: int) -> None:
         hidden, heads = config.hidden_size, config.num_heads
-        self.q_conv = ShortConvolution(key_dim, config.conv_size)
-        self.k_conv = ShortConvolution(key_dim, config.conv_size)
-        self.v_conv = ShortConvolution(value_dim, config.conv_size)
+        self.q_conv = ShortConvolution(key_dim, config.conv_size, config.kernel_backend)
+        self.k_conv = ShortConvolution(key_dim, config.conv_size, config.kernel_backend)
+        self.v_conv = ShortConvolution(value_dim, config.conv_size, config.kernel_backend)
         self.beta_proj = nn.Linear(hidden, heads, bias=False)  # write strength
         self.decay_proj = nn.Linear(hidden, heads, bias=False)  # input to the forget gate
         self.A_log = nn.Parameter(torch.empty(heads).uniform_(0, 16).log())

@@ -8,6 +8,8 @@ autograd Function included) and tested against the reference in this folder.
 
 ``rms_norm``, ``gated_rms_norm``, ``silu_mul`` and ``swiglu`` (the backbone's norms and SwiGLU gate,
 ``norm_triton`` / ``norm_reference``) dispatch the same way; ``NIRVANA_KERNELS_NORM`` forces all four.
+``short_convolution`` (the Updater's causal depthwise convolution + SiLU on ``[B, T, D]``) dispatches
+the same way; ``NIRVANA_KERNELS_CONV`` forces it alone.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from .attention import causal_attention
 from .gated_delta_rule_reference import chunk_gated_delta_rule_reference, naive_recurrent_gated_delta_rule
 from .norm_reference import gated_rms_norm_reference, rms_norm_reference, silu_mul_reference, swiglu_reference
+from .short_conv_reference import short_convolution_reference
 from .trigger_reference import TriggerState, TriggerWeights, initial_state, trigger_step_reference
 
 __all__ = [
@@ -34,6 +37,8 @@ __all__ = [
     "rms_norm",
     "silu_mul",
     "swiglu",
+    "short_convolution",
+    "short_convolution_reference",
     "trigger_step",
     "triton_available",
 ]
@@ -124,3 +129,10 @@ def swiglu(gate_up: torch.Tensor, backend: str = "auto") -> torch.Tensor:
 
         return swiglu_triton(gate_up)
     return swiglu_reference(gate_up)
+def short_convolution(x: torch.Tensor, weight: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+    """Causal depthwise convolution over time + SiLU: ``x [B, T, D]``, ``weight [D, K]`` -> ``[B, T, D]``."""
+    if resolve_backend(backend, x.device, "CONV") == "triton":
+        from .short_conv_triton import short_convolution_triton
+
+        return short_convolution_triton(x, weight)
+    return short_convolution_reference(x, weight)
