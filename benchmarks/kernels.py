@@ -466,6 +466,27 @@ def compiled_norms():
         layers.RMSNorm.forward, layers.GatedRMSNorm.forward, layers.SwiGLU.forward = saved
 
 
+BACKBONE_EXTRA_IMPLS: list[str] = []  # --backbone-extra: e.g. ours-torch-layers (the layers before the kernels)
+
+
+@contextlib.contextmanager
+def torch_layers(model):
+    """Our backbone with its norms, SwiGLU gate and short convolutions on the PyTorch path (as before
+    their Triton kernels): the same-run baseline for what those kernels buy."""
+    from nirvana_mri.backbone import layers
+
+    kinds = (layers.RMSNorm, layers.SwiGLU, layers.ShortConvolution)
+    modules = [m for m in model.modules() if isinstance(m, kinds)]
+    saved = [m.backend for m in modules]
+    for m in modules:
+        m.backend = "torch"
+    try:
+        yield
+    finally:
+        for m, backend in zip(modules, saved, strict=True):
+            m.backend = backend
+
+
 def bench_backbone(configs, have_fla: bool, only: str | None = None):
     from published_form import published_backbone
 
@@ -489,13 +510,14 @@ def bench_backbone(configs, have_fla: bool, only: str | None = None):
             log(f"  build failed: {type(err).__name__}: {err}")
             continue
         shape = f"{name} B{B} T{T}"
-        impls = [only] if only else ["ours"] + (["published"] if have_fla else [])
+        impls = [only] if only else ["ours"] + (["published"] if have_fla else []) + BACKBONE_EXTRA_IMPLS
         results = {}
         for impl in impls:
             if impl == "ours+compiled-norms" and left() < 70:
                 log("  skip ours+compiled-norms: budget")
                 continue
-            ctx = {"published": published_backbone, "ours+compiled-norms": compiled_norms}.get(impl)
+            ctx = {"published": published_backbone, "ours+compiled-norms": compiled_norms,
+                   "ours-torch-layers": lambda model=model: torch_layers(model)}.get(impl)
 
             def fwd(ctx=ctx, model=model, x=x):
                 with torch.no_grad():
@@ -547,11 +569,11 @@ def comparisons() -> list[dict]:
     for (op, shape, impl), row in by.items():
         if not impl.startswith("ours"):
             continue
-        for other in ("fla", "published", "reference") + tuple(
+        for other in ("fla", "published", "reference", "ours-torch-layers") + tuple(
             i for (o, s, i) in by if o == op and s == shape and i.startswith("fla (")
         ):
             base = by.get((op, shape, other))
-            if base is None:
+            if base is None or other == impl:
                 continue
             entry = {"op": op, "shape": shape, "ours": impl, "vs": other}
             for key in ("fwd_ms", "fwdbwd_ms", "fwdbwd_wgrad_ms"):
@@ -661,8 +683,10 @@ def main() -> int:
     parser.add_argument(
         "--backbones", default="1024x12:8:1600,1024x12:2:6400,nirvana-1.3b:4:4096", help="CONFIG:B:T,..."
     )
+    parser.add_argument("--backbone-extra", default="", help="more backbone rows: ours-torch-layers")
     args = parser.parse_args()
     BUDGET = args.budget
+    BACKBONE_EXTRA_IMPLS.extend(x for x in args.backbone_extra.split(",") if x)
     env = {}
     if args.check_json:
         try:

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .kernels import gated_rms_norm, rms_norm, swiglu
+from .kernels import gated_rms_norm, rms_norm, short_convolution, swiglu
 
 
 class RMSNorm(nn.Module):
@@ -43,8 +43,6 @@ class ShortConvolution(nn.Module):
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from .kernels import short_convolution
-
         return short_convolution(x, self.weight[:, 0], self.backend)
 
 
