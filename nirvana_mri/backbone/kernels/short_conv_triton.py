@@ -25,9 +25,11 @@ the store); float64 inputs are computed in float32 as well and stored in float64
 to x's dtype before the kernels, as the PyTorch path does (so dweight comes back in that dtype).
 Any T (tails masked, T < K included), any D (masked), any K (a constexpr; the model uses 4).
 
-Tile sizes (read at call time; defaults untuned, chosen by register count, to be tuned on the GPU):
-``NIRVANA_CONV_FWD=BT,BD,WARPS`` (default 32,128,4) and ``NIRVANA_CONV_BWD=BT,BD,WARPS`` (default
-32,128,8); BD is capped at the next power of two of D (at least 16).
+Tile sizes (read at call time): ``NIRVANA_CONV_FWD=BT,BD,WARPS`` (default 16,128,4) and
+``NIRVANA_CONV_BWD=BT,BD,WARPS`` (default 32,64,4); BD is capped at the next power of two of D (at least
+16). Defaults from ``benchmarks/conv_tune.py`` on the H200 (run AB, every variant checked first;
+kernels/call_ab_conv_tune.json): forward 0.025 / 0.054 ms at B8 T1600 D1024 / B4 T4096 D2048 (32,128,4:
+0.027 / 0.059), backward with dweight 0.22 / 0.55 ms (32,128,4: 0.26 / 0.63).
 """
 
 from __future__ import annotations
@@ -175,7 +177,7 @@ def short_conv_forward(x: torch.Tensor, weight: torch.Tensor, activation: bool =
     y = torch.empty_like(x)
     if y.numel() == 0:
         return y
-    bt, bd, warps = _tiles("FWD", (32, 128, 4), D)
+    bt, bd, warps = _tiles("FWD", (16, 128, 4), D)
     launch(
         _short_conv_fwd,
         (triton.cdiv(D, bd), triton.cdiv(T, bt), B),
@@ -202,7 +204,7 @@ def short_conv_backward(x, weight, dy, need_dx: bool = True, need_dw: bool = Tru
         return None, None
     if x.numel() == 0:
         return dx, (torch.zeros(D, K, device=x.device, dtype=torch.float32) if need_dw else None)
-    bt, bd, warps = _tiles("BWD", (32, 128, 8), D)
+    bt, bd, warps = _tiles("BWD", (32, 64, 4), D)
     n_d = triton.cdiv(D, bd)
     per, splits = _splits(triton.cdiv(T, bt), n_d * B, x.device)
     dw_part = torch.empty(B * splits, D, K, device=x.device, dtype=torch.float32) if need_dw else None
