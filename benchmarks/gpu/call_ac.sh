@@ -12,7 +12,9 @@ timeout 70 python3 - > "$OUT/model_check.json" 2> "$OUT/model_check.log" <<'PY'
 import json, sys
 sys.path.insert(0, "benchmarks")
 import torch
+import gpu_kernel_check
 from gpu_kernel_check import check_model
+gpu_kernel_check.DEVICE = torch.device("cuda")  # main() sets it otherwise
 out = {}
 for name, B, T, layers in (("1024x12", 2, 320, 4), ("nirvana-1.3b", 1, 320, 2)):
     errors, ok, thr = check_model(name, B, T, torch.float32, layers=layers)
