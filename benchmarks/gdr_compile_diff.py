@@ -27,7 +27,8 @@ os.environ.pop("TRITON_INTERPRET", None)
 
 REPO = Path(__file__).resolve().parent.parent
 MODULE = "nirvana_mri/backbone/kernels/gated_delta_rule_triton.py"
-KERNELS = ["_fwd_prep", "_fwd_inv", "_fwd_wy", "_fwd_state", "_fwd_output", "_bwd_state", "_bwd_dqk", "_bwd_wy"]
+KERNELS = ["_fwd_prep", "_fwd_inv", "_fwd_wy", "_fwd_state", "_fwd_output", "_bwd_state", "_bwd_dqk", "_bwd_wy",
+           "_bwd_wy_trans"]
 
 
 def load_revision(rev: str, tmp: Path):
@@ -73,11 +74,12 @@ def compile_kernel(fn, args, varlen):
         values["BV"] = min(pow2, 64)
     if name == "_fwd_state" and values["HALVES"]:  # NIRVANA_GDR_FWD_HALVES=1: two half-height state tiles
         values["BK"] = pow2 // 2
-    if name in ("_bwd_dqk", "_bwd_wy"):
+    if name in ("_bwd_dqk", "_bwd_wy", "_bwd_wy_trans"):
         values["BV"] = min(pow2, 32 if pow2 >= 128 else 64)
-    if name == "_bwd_wy":
-        values["BK"] = min(pow2, 64)
-    fp32_operands = ("_fwd_inv", "_fwd_inv_block", "_fwd_prep", "_fwd_wy", "_bwd_wy")
+    if name in ("_bwd_wy", "_bwd_wy_trans"):
+        values["BK"] = min(pow2, args.wy_bk)
+        values["NKB"] = triton.cdiv(D, values["BK"])  # _bwd_wy_trans (NIRVANA_GDR_WY=trans)
+    fp32_operands = ("_fwd_inv", "_fwd_inv_block", "_fwd_prep", "_fwd_wy", "_bwd_wy", "_bwd_wy_trans")
     if name in fp32_operands and args.prec not in ("tf32", "tf32x3"):
         values["PREC"] = "ieee"
     warps = args.warps or {"_fwd_prep": 8, "_fwd_state": wide, "_fwd_output": wide}.get(name, 4)
@@ -146,6 +148,7 @@ def main() -> int:
     ap.add_argument("--stages", type=int, default=3)
     ap.add_argument("--warps", type=int, default=0, help="num_warps (default: the host code's)")
     ap.add_argument("--halves", action="store_true", help="_fwd_state with HALVES (NIRVANA_GDR_FWD_HALVES=1)")
+    ap.add_argument("--wy-bk", type=int, default=64, help="K block of _bwd_wy / _bwd_wy_trans (NIRVANA_GDR_WY_BK)")
     args = ap.parse_args()
     all_same = True
     with tempfile.TemporaryDirectory() as tmp_dir:
@@ -154,7 +157,11 @@ def main() -> int:
         for name in args.kernels:
             old_fn, new_fn = getattr(old_mod, name, None), getattr(new_mod, name)
             if old_fn is None or args.halves:  # a new kernel or variant: nothing to compare, usage only
-                usage = ptxas_usage(compile_kernel(new_fn, args, False), tmp, name + "_n", args.arch)
+                new_k = compile_kernel(new_fn, args, False)
+                usage = ptxas_usage(new_k, tmp, name + "_n", args.arch)
+                usage += f" ({len(sass_lines(new_k, tmp, name + '_new'))} instructions)"
+                if "IS_VARLEN" in new_fn.arg_names:
+                    usage += "; varlen " + ptxas_usage(compile_kernel(new_fn, args, True), tmp, name + "_v", args.arch)
                 print(f"{name}: not in {args.rev} (or --halves); worktree: {usage}", flush=True)
                 continue
             old_k = compile_kernel(old_fn, args, None)

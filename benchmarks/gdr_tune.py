@@ -9,7 +9,7 @@ shape. Phase 2 times, one process at a time, forward and forward+backward of the
 passed. The fastest passing variant per shape (forward time; forward+backward for the backward
 kinds) is written as ``recommended_env`` (the form benchmarks/kernels.py --check-json applies).
 
-    python benchmarks/gdr_tune.py --out $OUT/tune.json [--shapes mri,lang] [--kind fwd|bwd|bwd-split|prep|fwd-d128]
+    python benchmarks/gdr_tune.py --out $OUT/tune.json [--shapes mri,lang] [--kind fwd|bwd|bwd-split|prep|fwd-d128|wy]
 
 ``--shapes tiny,tiny128`` (one chunk and a tail, head dims 64 / 128) runs on the CPU under
 ``TRITON_INTERPRET=1``: a dry run of both phases, to catch Python errors before a GPU call.
@@ -75,10 +75,28 @@ def fwd_d128_variants() -> list[dict]:
     return out
 
 
+def wy_variants() -> list[dict]:
+    """The backward's last kernel: ``NIRVANA_GDR_WY=trans`` (``_bwd_wy_trans``: K, dW, V, dVn and M loaded
+    in one layout, transposes by ``tl.trans`` of loaded tiles, two passes over K, not three) at 4 and 8 warps
+    (``NIRVANA_GDR_WY_WARPS``: the WY kernel only; the backward's default is 8 above head dim 64, else 4),
+    and with one 128-wide K block (``NIRVANA_GDR_WY_BK=128``) at the default warps and at 4; the default
+    ``_bwd_wy`` at 4 and 8 warps as the baseline's own warps sweep (one of the two repeats the default: a
+    same-run noise estimate). ptxas for sm_90 (Triton 3.8, offline, head dim 128, bf16 inputs):
+    ``_bwd_wy`` 152 B spilled at 8 warps / 1580 at 4, ``_bwd_wy_trans`` 0 / 600, with 128-wide K blocks
+    384 / 1576."""
+    trans = {"NIRVANA_GDR_WY": "trans"}
+    out = [{"NIRVANA_GDR_WY_WARPS": w} for w in ("4", "8")]
+    out += [{**trans, "NIRVANA_GDR_WY_WARPS": w} for w in ("4", "8")]
+    out += [{**trans, "NIRVANA_GDR_WY_BK": "128"}, {**trans, "NIRVANA_GDR_WY_BK": "128", "NIRVANA_GDR_WY_WARPS": "4"}]
+    return out
+
+
 def relevant(shape_name: str, env: dict) -> bool:
     """Whether a variant can differ from another at this shape: the state halves only exist above a
-    64-wide K block (at head dim 64 NIRVANA_GDR_FWD_HALVES=1 launches exactly the variant without it)."""
-    return env.get("NIRVANA_GDR_FWD_HALVES") != "1" or SHAPES[shape_name][3] > 64
+    64-wide K block (at head dim 64 NIRVANA_GDR_FWD_HALVES=1 launches exactly the variant without it), and
+    a 128-wide K block of the WY backward only above head dim 64 (its K block is at most the head dim's)."""
+    wide = SHAPES[shape_name][3] > 64
+    return (env.get("NIRVANA_GDR_FWD_HALVES") != "1" or wide) and (env.get("NIRVANA_GDR_WY_BK") != "128" or wide)
 
 
 def variants(kind: str) -> list[dict]:
@@ -86,12 +104,15 @@ def variants(kind: str) -> list[dict]:
     state pass's V-block and the backward kernels' warps, fused (``_bwd_state``) and split
     (``_bwd_dv_local`` + ``_bwd_state_split``); ``bwd-split``: the split ones only (and the default,
     fused, as the baseline); ``prep``: the forward's first stage, fused (``_fwd_prep``) against split
-    (``_fwd_inv`` + ``_fwd_wy``) at a few num_warps of the two; ``fwd-d128``: ``fwd_d128_variants``."""
+    (``_fwd_inv`` + ``_fwd_wy``) at a few num_warps of the two; ``fwd-d128``: ``fwd_d128_variants``;
+    ``wy``: ``wy_variants``."""
     out = [{}]
     if kind == "bwd-split":
         return out + split_bwd_variants()
     if kind == "fwd-d128":
         return out + fwd_d128_variants()
+    if kind == "wy":
+        return out + wy_variants()
     if kind == "prep":
         out += [{"NIRVANA_GDR_PREP": "fused"}, {"NIRVANA_GDR_PREP": "split"}]
         for inv_warps, wy_warps in itertools.product((4, 8), (4, 8)):
@@ -112,6 +133,7 @@ def variants(kind: str) -> list[dict]:
         for bv, warps in itertools.product((16, 32, 64), (2, 4, 8)):
             out.append({"NIRVANA_GDR_BWD_BV": str(bv), "NIRVANA_GDR_WARPS": str(warps)})
         out += split_bwd_variants()
+        out.append({"NIRVANA_GDR_WY": "trans"})  # the WY backward's variant (all of it: --kind wy)
     return out
 
 
@@ -202,7 +224,7 @@ def main() -> int:
     parser.add_argument("--out", default="gdr_tune.json")
     parser.add_argument("--shapes", default="mri,lang")
     parser.add_argument("--workers", type=int, default=12)
-    kinds = ("fwd", "bwd", "bwd-split", "prep", "fwd-d128")
+    kinds = ("fwd", "bwd", "bwd-split", "prep", "fwd-d128", "wy")
     parser.add_argument("--kind", choices=kinds, default="fwd", help="which launches to vary")
     parser.add_argument("--budget", type=float, default=300.0, help="seconds for both phases")
     args = parser.parse_args()
@@ -238,7 +260,7 @@ def main() -> int:
             row.update(timing)
             print(json.dumps({k: row.get(k) for k in ("shape", "env", "fwd_ms", "fwdbwd_ms")}), flush=True)
     best = {}
-    key = "fwdbwd_ms" if args.kind.startswith("bwd") else "fwd_ms"  # what the variants can change
+    key = "fwdbwd_ms" if args.kind.startswith("bwd") or args.kind == "wy" else "fwd_ms"  # what the variants change
     for shape in args.shapes.split(","):
         timed = [r for r in rows if r["shape"] == shape and r.get(key)]
         if timed:

@@ -14,6 +14,12 @@ silu(gate) * up) the same way, at the 1024-wide backbone's shapes and the 2048-w
 
     python benchmarks/gpu_kernel_check.py --out $OUT/check.json
     python benchmarks/gpu_kernel_check.py --smoke --out /tmp/check.json   # CPU, interpreter, tiny
+
+An opt-in kernel variant is checked by exporting its switch for the whole run (e.g.
+``NIRVANA_GDR_WY=trans python benchmarks/gpu_kernel_check.py --gdr-only --gdr-shapes mri,lang``: every
+delta-rule row, fp32 and bf16, tails, both states, head dims 64 and 128, through ``_bwd_wy_trans``); the
+exported ``NIRVANA_GDR_*`` switches are logged and written as ``gdr_env``. ``--gdr-only`` stops after
+the delta-rule rows (no Trigger, norm, conv, model or informative rows).
 """
 
 from __future__ import annotations
@@ -375,11 +381,14 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=150.0, help="seconds; stop trying variants past it")
     parser.add_argument("--gdr-shapes", default="mri,long,lang",
                         help="which delta-rule shapes to check (a CUDA fault poisons the rest of the process)")
+    parser.add_argument("--gdr-only", action="store_true", help="only the delta-rule rows")
     args = parser.parse_args()
     PARTIAL_OUT = args.out
     DEVICE = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     start = time.time()
     log(f"device: {gpu_name() if DEVICE.type == 'cuda' else 'cpu (interpreter)'}; versions {versions()}")
+    gdr_env = {k: v for k, v in sorted(os.environ.items()) if k.startswith("NIRVANA_GDR_")}
+    log(f"exported delta-rule switches: {gdr_env or 'none'}")
     if args.smoke:
         gdr_shapes = {"mri": (1, 70, 2, 16), "long": (1, 40, 1, 32), "lang": (1, 66, 1, 32)}
         trig_shape, model_cfg = (1, 40, 16, 16), ("tiny", 1, 12)
@@ -441,6 +450,9 @@ def main() -> int:
                 lambda d=dtype: check_gdr(lang_tail, d, final=True, h0=True, variant_env=env),
             )
 
+    if args.gdr_only:
+        return summarise(args, start, chosen, env, gdr_env)
+
     # Trigger
     for dtype in (torch.float32, bf16):
         record("trigger learn", trig_shape, dtype, lambda d=dtype: check_trigger(trig_shape, d, True))
@@ -498,7 +510,11 @@ def main() -> int:
             log(f"budget: skipped {check}")
             continue
         record(check, shape, dtype, fn)
+    return summarise(args, start, chosen, env, gdr_env)
 
+
+def summarise(args, start: float, chosen, env: dict, gdr_env: dict) -> int:
+    """Write the JSON summary and log the table of every row."""
     gdr_ok = chosen is not None
     others = [r for r in ROWS if r["check"] != "gdr" and "informative" not in r["check"]]
     recommended = dict(env) if gdr_ok else {"NIRVANA_GDR_BWD": "torch"}
@@ -507,6 +523,7 @@ def main() -> int:
         "versions": versions(),
         "recommended_env": recommended,
         "gdr_backward_variant_ok": gdr_ok,
+        "gdr_env": gdr_env,
         "all_pass": bool(gdr_ok and all(r["pass"] for r in others)),
         "seconds": round(time.time() - start, 1),
         "rows": ROWS,

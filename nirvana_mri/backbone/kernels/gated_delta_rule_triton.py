@@ -48,6 +48,12 @@ Backward, three launches (four with ``NIRVANA_GDR_BWD=split``):
   2. ``_bwd_dqk``    (grid: chunks x B*H) dq (final, through the L2 norm), the attention and
      state parts of dk, dW and dG.
   3. ``_bwd_wy``     (grid: chunks x B*H) through M, A, W, U: dk (final), dv, dbeta, dg.
+     ``NIRVANA_GDR_WY=trans`` (opt-in, not yet checked on the GPU) launches ``_bwd_wy_trans`` instead:
+     the same sums with each tile of K, dW, V, dVn and M loaded once, row-major (``_bwd_wy`` loads
+     each a second time in the transposed layout), the transposes by ``tl.trans`` of those loaded tiles,
+     and, with the q/k L2 norm, two passes over K instead of three (K and dW read twice instead of four
+     times; dKn's two dA terms in one product; with at most two K blocks, dKn and Kn held in registers
+     for the L2 norm's backward). Same outputs up to float32 rounding.
 Variable-length packed batches (``cu_seqlens``; contract in ``gated_delta_rule_reference``: B = 1,
 ``initial_state`` and the final state ``[N, H, K, V]``): the same kernels, compiled with the constexpr
 ``IS_VARLEN`` (every varlen line sits behind it; with it False the kernels compile as before, so the
@@ -66,7 +72,8 @@ at ``chunk_offsets[n]``). Empty sequences get no chunk programs and pass their s
 and backward are both real varlen kernels (``NIRVANA_GDR_BWD=torch`` still works, per sequence).
 No kernel transposes the result of a ``tl.dot`` (the pattern that Triton >= 3.4 miscompiles on
 Hopper, fla issue #640): wherever a transposed product is needed it is computed as its own product
-from operands loaded in the transposed layout.
+from operands loaded in the transposed layout (or, in ``_bwd_wy_trans`` only, ``tl.trans`` of a loaded
+tile, never of a product).
 
 Arithmetic: float32 everywhere (state, cumsums, inverse, accumulators). Matrix products: float32
 accuracy for float32 inputs (3xTF32 on GPUs, exact under the interpreter); for 16-bit inputs TF32 on
@@ -86,8 +93,11 @@ benchmarks/gdr_tune.py),
 ``NIRVANA_GDR_BWD=fused|split|torch`` (the backward's reverse pass, default split above head dim 64 and
 fused up to it, see ``bwd_mode``; ``torch``: backward
 through the PyTorch reference, a slow but independent fallback), ``NIRVANA_GDR_BWD_HALVES=0|1`` (split
-only: the state as two half-height tiles) and ``NIRVANA_GDR_DVL_WARPS`` (num_warps of ``_bwd_dv_local``,
-default that of the other backward kernels).
+only: the state as two half-height tiles), ``NIRVANA_GDR_DVL_WARPS`` (num_warps of ``_bwd_dv_local``,
+default that of the other backward kernels), ``NIRVANA_GDR_WY=load|trans`` (the backward's last kernel,
+default ``load``: ``_bwd_wy``; ``trans``: ``_bwd_wy_trans``, see above and ``wy_mode``),
+``NIRVANA_GDR_WY_BK`` (its K block, default 64) and ``NIRVANA_GDR_WY_WARPS`` (its num_warps, default
+that of the other backward kernels).
 """
 
 from __future__ import annotations
@@ -1428,6 +1438,167 @@ def _bwd_wy(
         _store_tile(dk_out + row * K + k0, dkn, t0, T, sk, K - k0, BT, BK)
 
 
+# ``NIRVANA_GDR_WY=trans``: the same sums as ``_bwd_wy`` with every tile of K, dW, V, dVn and M loaded in
+# row-major order only (coalesced); the transposed operands are ``tl.trans`` of those loaded tiles (never
+# of a ``tl.dot`` result, the pattern that Triton >= 3.4 miscompiles on Hopper). Two passes over K (``_bwd_wy``:
+# three with the L2 norm, and K and dW read four times): one for dM, dM^T, Kn Kn^T and rowsum(M^T dW * Kn),
+# one after dA for dKn, whose two dA terms share the right operand Kn (one product with their sum, where
+# ``_bwd_wy`` makes two products and recomputes M^T dW per pass). With at most two K blocks (NKB <= 2, head
+# dim 128 at the default 64-wide blocks) the second pass keeps dKn and Kn in registers for the L2 norm's
+# row sums, so its backward costs no further pass. (Keeping dKn's dA-free part in registers from the
+# first pass instead, through dA, spilled ~1 KB at head dim 128 and 8 warps: ptxas, Triton 3.8, sm_90.)
+@triton.jit
+def _wy_k_block(k_base, dw_base, t0, T, sk, Kr, rk_t, bg, MT, dM, dMT, KK, kdk,
+                BT: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr):
+    """One [BT, BK] block of K and dW (``Kr`` valid columns), each loaded once: adds its terms to
+    dM = dW diag(beta gamma) Kn^T, dM^T, KK = Kn Kn^T and kdk = rowsum((M^T dW) * Kn)."""
+    kn = _load_tile(k_base, t0, T, sk, Kr, BT, BK) * rk_t[:, None]
+    dwt = _load_tile(dw_base, t0, T, sk, Kr, BT, BK)
+    knT = tl.trans(kn)
+    dM += tl.dot(dwt, knT * bg[None, :], input_precision=PREC)
+    dMT += tl.dot(kn * bg[:, None], tl.trans(dwt), input_precision=PREC)
+    KK += tl.dot(kn, knT, input_precision=PREC)
+    kdk += tl.sum(tl.dot(MT, dwt, input_precision=PREC) * kn, 1)
+    return dM, dMT, KK, kdk
+
+
+@triton.jit
+def _wy_dkn(k_base, dw_base, dkp_base, t0, T, sk, Kr, rk_t, bg, MT, D,
+            BT: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr):
+    """One [BT, BK] block of Kn and of dKn = dk_part + diag(beta gamma) M^T dW + D Kn (before the L2 norm)."""
+    kn = _load_tile(k_base, t0, T, sk, Kr, BT, BK) * rk_t[:, None]
+    dkn = _load_tile(dkp_base, t0, T, sk, Kr, BT, BK) + tl.dot(D, kn, input_precision=PREC)
+    dkn += tl.dot(MT, _load_tile(dw_base, t0, T, sk, Kr, BT, BK), input_precision=PREC) * bg[:, None]
+    return kn, dkn
+
+
+@triton.jit
+def _wy_dk_l2(dkn, kn, kdot, rk_t, USE_L2: tl.constexpr):
+    """dK from dKn through the L2 norm (``kdot`` = rowsum(Kn * dKn) over all of K)."""
+    if USE_L2:
+        dkn = rk_t[:, None] * (dkn - kn * kdot[:, None])
+    return dkn
+
+
+@triton.jit(do_not_specialize=["T"])  # one compiled variant for every length
+def _bwd_wy_trans(
+    k,
+    v,
+    beta,
+    G,
+    rk,
+    m,
+    dw,
+    dvn,
+    dk_part,
+    dg_part,
+    dk_out,
+    dv_out,
+    db_out,
+    dg_out,
+    T,
+    cu_seqlens,
+    chunk_indices,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    BT: tl.constexpr,
+    NKB: tl.constexpr,
+    USE_L2: tl.constexpr,
+    PREC: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
+):
+    """``_bwd_wy``'s outputs (dk final, dv, dbeta, dg), each input tile loaded in one layout only;
+    ``NKB`` = cdiv(K, BK) (up to 2: no extra pass over K for the L2 norm's backward)."""
+    i_t, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
+    i_b, i_h = i_bh // H, i_bh % H
+    if IS_VARLEN:  # program i_t: chunk i_t of the packed sequences (B is 1); T: its sequence's length
+        i_b, i_t, bos, T = _varlen_chunk(cu_seqlens, chunk_indices, i_t)
+    t0 = i_t * BT
+    sk, sv, sg = H * K, H * V, H
+    o_t = tl.arange(0, BT)
+    if not IS_VARLEN:
+        bos = i_b * T
+    row = bos * H + i_h
+    k_base = k + row * K
+    dw_base = dw + row * K
+    dkp_base = dk_part + row * K
+    rk_t = _load_vec(rk + row, t0, T, sg, BT)
+    Gt = _load_G(G + row, t0, T, sg, BT)
+    b = _load_vec(beta + row, t0, T, sg, BT)
+    gam = tl.exp(Gt)
+    bg = b * gam
+    Mt = _load_tile(m + row * BT, t0, T, H * BT, BT, BT, BT)  # M   [t, s]
+    MT = tl.trans(Mt)  # M^T [s, t]
+    # K: dM = dW diag(beta gamma) Kn^T, dM^T, KK = Kn Kn^T, kdk = rowsum(M^T dW * Kn)
+    dM = tl.zeros([BT, BT], dtype=tl.float32)
+    dMT = tl.zeros([BT, BT], dtype=tl.float32)
+    KK = tl.zeros([BT, BT], dtype=tl.float32)
+    kdk = tl.zeros([BT], dtype=tl.float32)
+    for k0 in range(0, K, BK):
+        dM, dMT, KK, kdk = _wy_k_block(
+            k_base + k0, dw_base + k0, t0, T, sk, K - k0, rk_t, bg, MT, dM, dMT, KK, kdk, BT, BK, PREC
+        )
+    # V: dM += dU diag(beta) V^T, dM^T, dv = diag(beta) M^T dU, dbeta's V part
+    db = tl.zeros([BT], dtype=tl.float32)
+    v_base = v + row * V
+    dvn_base = dvn + row * V
+    for v0 in range(0, V, BV):
+        vt = _load_tile(v_base + v0, t0, T, sv, V - v0, BT, BV)
+        du = _load_tile(dvn_base + v0, t0, T, sv, V - v0, BT, BV)
+        dM += tl.dot(du, tl.trans(vt) * b[None, :], input_precision=PREC)
+        dMT += tl.dot(vt * b[:, None], tl.trans(du), input_precision=PREC)
+        dvb = tl.dot(MT, du, input_precision=PREC)
+        db += tl.sum(dvb * vt, 1)
+        _store_tile(dv_out + row * V + v0, dvb * b[:, None], t0, T, sv, V - v0, BT, BV)
+    # dA = -M^T dM M^T (strictly lower), and its transpose computed independently
+    dA = -tl.dot(tl.dot(MT, dM, input_precision=PREC), MT, input_precision=PREC)
+    dAT = -tl.dot(tl.dot(Mt, dMT, input_precision=PREC), Mt, input_precision=PREC)
+    lower = o_t[:, None] > o_t[None, :]  # [t, s], s < t
+    upper = o_t[:, None] < o_t[None, :]  # [s, t], s < t
+    Gam = tl.where(lower, tl.exp(tl.where(lower, Gt[:, None] - Gt[None, :], 0.0)), 0.0)
+    GamT = tl.where(upper, tl.exp(tl.where(upper, Gt[None, :] - Gt[:, None], 0.0)), 0.0)
+    dAG = dA * Gam  # [t, s]
+    dAGb = dAG * b[:, None]
+    Z = dAGb * KK  # dA * A
+    db += tl.sum(dAG * KK, 1) + kdk * gam
+    dG = _load_vec(dg_part + row, t0, T, sg, BT)
+    dG += tl.sum(Z, 1) - tl.sum(Z, 0) + bg * kdk
+    dg = tl.sum(dG, 0) - tl.cumsum(dG, 0) + dG
+    _store_vec(db_out + row, db, t0, T, sg, BT)
+    _store_vec(dg_out + row, dg, t0, T, sg, BT)
+    # dKn = dk_part + diag(beta gamma) M^T dW + (dA*Gamma*beta) Kn + (..)^T Kn; the last two share the right
+    # operand Kn, so one product with D = their sum (rows: the output token; the second is
+    # dA_ts Gamma_ts beta_t, from the independently computed dA^T); then the L2 norm's backward
+    D = dAGb + dAT * GamT * b[None, :]
+    if NKB <= 2:
+        kn1, dkn1 = _wy_dkn(k_base, dw_base, dkp_base, t0, T, sk, K, rk_t, bg, MT, D, BT, BK, PREC)
+        kdot = tl.sum(kn1 * dkn1, 1)
+        if NKB == 2:
+            kn2, dkn2 = _wy_dkn(
+                k_base + BK, dw_base + BK, dkp_base + BK, t0, T, sk, K - BK, rk_t, bg, MT, D, BT, BK, PREC
+            )
+            kdot += tl.sum(kn2 * dkn2, 1)
+        _store_tile(dk_out + row * K, _wy_dk_l2(dkn1, kn1, kdot, rk_t, USE_L2), t0, T, sk, K, BT, BK)
+        if NKB == 2:
+            dk2 = _wy_dk_l2(dkn2, kn2, kdot, rk_t, USE_L2)
+            _store_tile(dk_out + row * K + BK, dk2, t0, T, sk, K - BK, BT, BK)
+    else:  # wider K: the L2 norm's row sums first (a pass over K), then dK
+        kdot = tl.zeros([BT], dtype=tl.float32)
+        if USE_L2:
+            for k0 in range(0, K, BK):
+                kn, dkn = _wy_dkn(
+                    k_base + k0, dw_base + k0, dkp_base + k0, t0, T, sk, K - k0, rk_t, bg, MT, D, BT, BK, PREC
+                )
+                kdot += tl.sum(kn * dkn, 1)
+        for k0 in range(0, K, BK):
+            kn, dkn = _wy_dkn(
+                k_base + k0, dw_base + k0, dkp_base + k0, t0, T, sk, K - k0, rk_t, bg, MT, D, BT, BK, PREC
+            )
+            _store_tile(dk_out + row * K + k0, _wy_dk_l2(dkn, kn, kdot, rk_t, USE_L2), t0, T, sk, K - k0, BT, BK)
+
 # ----------------------------------------------------------------------------------------------
 # host side
 # ----------------------------------------------------------------------------------------------
@@ -1587,6 +1758,18 @@ def bwd_halves(block_k: int) -> bool:
     if flag not in ("0", "1"):
         raise ValueError(f"NIRVANA_GDR_BWD_HALVES must be 0 or 1, got {flag!r}")
     return flag == "1" and block_k >= 32
+
+
+def wy_mode() -> str:
+    """The backward's last kernel (``NIRVANA_GDR_WY``, read at call time): ``load`` (default: ``_bwd_wy``,
+    which loads K, dW, V, dVn and M a second time in the transposed layout and, with the L2 norm, walks K
+    three times) or ``trans`` (``_bwd_wy_trans``: each tile loaded in one layout, transposes by ``tl.trans``
+    of the loaded tiles, two passes over K, dKn and Kn of the second kept in registers up to two K blocks;
+    the same sums up to float32 rounding). Not yet checked or timed on the GPU (``gdr_tune.py --kind wy``)."""
+    mode = os.environ.get("NIRVANA_GDR_WY") or "load"
+    if mode not in ("load", "trans"):
+        raise ValueError(f"NIRVANA_GDR_WY must be load or trans, got {mode!r}")
+    return mode
 
 
 def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=None):
@@ -1843,8 +2026,10 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht, varlen=Non
     dv = torch.empty_like(v)
     dbeta = torch.empty(B, T, H, device=dev, dtype=beta.dtype)
     dg = torch.empty(B, T, H, device=dev, dtype=g.dtype)
+    bk_wy = min(BK, int(os.environ.get("NIRVANA_GDR_WY_BK", 64)))  # K block of the WY backward
+    trans = wy_mode() == "trans"
     launch(
-        _bwd_wy,
+        _bwd_wy_trans if trans else _bwd_wy,
         (NT, B * H),
         k,
         v,
@@ -1866,13 +2051,14 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht, varlen=Non
         H=H,
         K=K,
         V=V,
-        BK=min(BK, int(os.environ.get("NIRVANA_GDR_WY_BK", 64))),
+        BK=bk_wy,
         BV=bv_loop,
         BT=CHUNK,
+        **(dict(NKB=triton.cdiv(K, bk_wy)) if trans else {}),
         USE_L2=use_l2,
         PREC=_prec32(prec),
         IS_VARLEN=varlen is not None,
-        num_warps=warps,
+        num_warps=_env_int("NIRVANA_GDR_WY_WARPS", warps),
     )
     return dq, dk, dv, dg, dbeta, dh0
 
