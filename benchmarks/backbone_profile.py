@@ -4,8 +4,9 @@ Why: issue 4's backbone target (>= 2x the published implementation's tokens/s) d
 NOT the delta rule. This runs torch.profiler over a bf16 frozen backbone (random weights: time does
 not depend on them) and sums CUDA kernel time per family: our Triton delta rule, our Trigger, matrix
 products, attention, the short convolutions, and the elementwise / reduction / copy kernels around
-them; plus the top kernels by time. ``--compiled-norms`` repeats it with kernels.py's torch.compile'd
-norms and SwiGLU gate (an experiment, not the product path).
+them; plus the top kernels by time. ``--variants`` adds runs of the same model with its norms, SwiGLU
+gate and convolutions on the PyTorch path (``ours-torch-layers``, as before their Triton kernels) or with
+kernels.py's torch.compile'd norms (``compiled-norms``, an experiment, not the product path).
 
     python benchmarks/backbone_profile.py --configs 1024x12:8:1600,nirvana-1.3b:4:4096 --out $OUT/profile.json
     python benchmarks/backbone_profile.py --configs tiny:1:16 --device cpu --out /tmp/p.json   # smoke
@@ -112,12 +113,16 @@ def build(name: str, batch: int, length: int, device: torch.device):
 
 
 def profile_config(name: str, batch: int, length: int, device: torch.device, steps: int, top: int,
-                   compiled: bool) -> dict:
+                   variant: str = "ours") -> dict:
     model, x = build(name, batch, length, device)
     dy = torch.randn_like(x) * 1e-2
     ctx = contextlib.nullcontext
-    if compiled:
+    if variant == "compiled-norms":
         from kernels import compiled_norms as ctx  # the same experiment kernels.py times
+    elif variant == "ours-torch-layers":
+        from kernels import torch_layers
+
+        ctx = lambda: torch_layers(model)  # noqa: E731
 
     def fwd():
         with torch.no_grad(), ctx():
@@ -129,9 +134,9 @@ def profile_config(name: str, batch: int, length: int, device: torch.device, ste
             model(inputs_embeds=x).last_hidden_state.backward(dy)
 
     ours = our_kernel_names()
-    out = {"config": name, "batch": batch, "length": length, "compiled_norms": compiled}
+    out = {"config": name, "batch": batch, "length": length, "variant": variant}
     out["forward"] = summarize(profile_once(fwd, steps, device), ours, top)
-    log(f"[{name} B{batch} T{length}{' compiled' if compiled else ''}] forward kernels "
+    log(f"[{name} B{batch} T{length} {variant}] forward kernels "
         f"{out['forward']['kernel_ms_total']:.1f} ms: {fmt(out['forward']['families_ms'])}")
     out["forward_backward"] = summarize(profile_once(fwdbwd, steps, device), ours, top)
     log(f"   forward+backward kernels {out['forward_backward']['kernel_ms_total']:.1f} ms: "
@@ -150,7 +155,7 @@ def markdown(result: dict) -> str:
              "- CUDA kernel time per call from torch.profiler (bf16, frozen random weights), summed by family; "
              "host overhead and gaps between kernels are not in these sums.", ""]
     for run in result["runs"]:
-        tag = " + compiled norms" if run["compiled_norms"] else ""
+        tag = "" if run.get("variant", "ours") == "ours" else f" ({run['variant']})"
         lines += [f"## {run['config']} B{run['batch']} T{run['length']}{tag}", "",
                   "| family | forward ms | share | forward+backward ms | share |", "|---|---:|---:|---:|---:|"]
         fw, fb = run["forward"], run["forward_backward"]
@@ -171,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=3, help="profiled calls per mode (after 2 warm-ups)")
     parser.add_argument("--top", type=int, default=15)
-    parser.add_argument("--compiled-norms", action="store_true", help="also profile with compiled norms")
+    parser.add_argument("--variants", default="ours", help="comma-separated: ours, ours-torch-layers, compiled-norms")
     parser.add_argument("--out", required=True, help="JSON path (Markdown next to it)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -182,13 +187,13 @@ def main(argv: list[str] | None = None) -> int:
             batch, length = int(batch), int(length)
         except ValueError:
             parser.error(f"--configs: expected PRESET:B:T, got {spec!r}")
-        for compiled in ([False, True] if args.compiled_norms else [False]):
+        for variant in args.variants.split(","):
             try:
-                runs.append(profile_config(name, batch, length, device, args.steps, args.top, compiled))
+                runs.append(profile_config(name, batch, length, device, args.steps, args.top, variant))
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
             except Exception as err:  # noqa: BLE001 - one config failing must not lose the others
-                log(f"[{spec}{' compiled' if compiled else ''}] failed: {type(err).__name__}: {err}")
+                log(f"[{spec} {variant}] failed: {type(err).__name__}: {err}")
     result = {"gpu": gpu_name(), "versions": versions(), "command": "python " + " ".join(sys.argv), "runs": runs}
     write_json(args.out, result)
     md = args.out.rsplit(".", 1)[0] + ".md"
