@@ -8,8 +8,9 @@ the coils' redundancy. This solves, from the network's own output and learned se
 
 (sigma: the k-space noise std measured in the corners; s: the zero-filled image's 99th percentile; r: the
 network's assumed relative error) by conjugate gradients started at x_net, then keeps the measured samples
-exactly and takes the RSS magnitude. On VALIDATION volumes at fixed SNRs, never the test set. A probe for
-what to build next, not a method of the toolkit.
+exactly and takes the RSS magnitude (``--as-update``: adds the change this makes to the network's own
+magnitude). On VALIDATION volumes at fixed SNRs, never the test set. The solve is the product's own
+(``nirvana_mri/codecs/tikhonov_dc.py``, ``NirvanaMRI(tikhonov_dc=...)``).
 
     python benchmarks/prior_dc_probe.py --accel 4 --out benchmarks/results/prior_dc_probe FILES...
 """
@@ -31,49 +32,10 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from nirvana_mri import benchmark, metrics  # noqa: E402
+from nirvana_mri.codecs.tikhonov_dc import tikhonov_dc_iterates  # noqa: E402
 from nirvana_mri.io_utils import atomic_write_text  # noqa: E402
-from nirvana_mri.physics import (  # noqa: E402
-    apply_mask,
-    data_consistency,
-    noise_std,
-    rss,
-    sens_expand,
-    sens_reduce,
-    zero_filled_scale,
-)
+from nirvana_mri.physics import noise_std, zero_filled_scale  # noqa: E402
 from nirvana_mri.recon_models import load_recon_model  # noqa: E402
-
-
-def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a * b).flatten(1).sum(1)  # real inner product of complex-as-real tensors, per slice
-
-
-def prior_dc_iterates(network_kspace, kspace, mask, sens, lam, checkpoints: list[int],
-                      as_update: bool = False) -> dict[int, torch.Tensor]:
-    """RSS magnitude ``[B, H, W]`` after each CG iteration count in ``checkpoints`` (one CG run).
-
-    ``as_update``: return the network's own magnitude plus the change the solve makes to the magnitude
-    (``rss(DC(S x*)) - rss(DC(S x_net))``), so that a huge lam leaves the network's output exactly as it
-    is; the plain form re-projects the network's coil k-space onto the sensitivities' range first."""
-    x = sens_reduce(network_kspace, sens)
-    start = rss(data_consistency(sens_expand(x, sens), kspace, mask)) if as_update else None
-    lam = lam.view(-1, 1, 1, 1, 1)
-    normal = lambda v: sens_reduce(apply_mask(sens_expand(v, sens), mask), sens) + lam * v  # noqa: E731
-    residual = sens_reduce(apply_mask(kspace, mask), sens) + lam * x - normal(x)
-    direction, rs = residual.clone(), _dot(residual, residual)
-    out = {}
-    for step in range(1, max(checkpoints) + 1):
-        applied = normal(direction)
-        alpha = (rs / _dot(direction, applied).clamp_min(1e-30)).view(-1, 1, 1, 1, 1)
-        x, residual = x + alpha * direction, residual - alpha * applied
-        rs_new = _dot(residual, residual)
-        direction = residual + (rs_new / rs.clamp_min(1e-30)).view(-1, 1, 1, 1, 1) * direction
-        rs = rs_new
-        if step in checkpoints:
-            out[step] = rss(data_consistency(sens_expand(x, sens), kspace, mask))
-            if as_update:
-                out[step] = rss(network_kspace) + out[step] - start
-    return out
 
 
 def probe_volume(model, path: Path, accel: int, errors: list[float], iters: list[int],
@@ -90,7 +52,7 @@ def probe_volume(model, path: Path, accel: int, errors: list[float], iters: list
         row = {"file": str(path), "network": metrics.all_metrics(target, cropped)}
         for r in errors:
             lam = (sigma / scale / r) ** 2
-            for n, image in prior_dc_iterates(network_kspace, kspace, m, sens, lam, iters, as_update).items():
+            for n, image in tikhonov_dc_iterates(network_kspace, kspace, m, sens, lam, iters, as_update).items():
                 target, cropped = benchmark._crop_pair(vol.target, image.numpy())
                 row[f"r{r:g}_cg{n}"] = metrics.all_metrics(target, cropped)
     return row

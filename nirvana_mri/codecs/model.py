@@ -9,6 +9,8 @@
     (optional, ``noise_conditioning``: both codecs are modulated by the noise level measured in the
      k-space corners, so that the painted background floor follows the scan's SNR; codecs/noise.py)
     output: RSS magnitude of the final coil k-space  [B, H, W]
+    (optional, ``tikhonov_dc``, inference only: a few CG steps of SENSE-type data consistency toward that
+     image, its change added to the magnitude; codecs/tikhonov_dc.py)
     (optional, ``refine``, inference only: on clean scans a few L1-wavelet compressed-sensing steps from
      that estimate; codecs/refine.py)
 
@@ -34,6 +36,7 @@ from .encoder import KSpaceEncoder
 from .noise import NoiseFiLM, noise_level_feature
 from .refine import check_refine, refine_magnitude
 from .sensitivity import SensitivityEstimator
+from .tikhonov_dc import check_tikhonov_dc, tikhonov_dc_magnitude
 
 # which backbone parameters ``tune`` unfreezes (the rest of the backbone stays frozen)
 TUNE_PATTERNS: dict[str, tuple[str, ...]] = {
@@ -139,6 +142,7 @@ class NirvanaMRI(nn.Module):
         backbone_checksum: float | None = None,
         noise_conditioning: bool = False,
         refine: dict[str, float] | None = None,
+        tikhonov_dc: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         if tune not in TUNE_PATTERNS:
@@ -156,6 +160,7 @@ class NirvanaMRI(nn.Module):
         self.sensitivity = SensitivityEstimator(sens_chans, sens_pools)
         self.noise_conditioning = noise_conditioning
         self.refine = check_refine(refine)  # no tensors: a saved model can switch it on with overrides
+        self.tikhonov_dc = check_tikhonov_dc(tikhonov_dc)  # likewise
         self.cascades = nn.ModuleList(Cascade(hidden_size, patch_size, codec_channels, noise_conditioning)
                                       for _ in range(num_cascades))
 
@@ -169,13 +174,17 @@ class NirvanaMRI(nn.Module):
         del num_low_frequencies  # the calibration region is read off the mask itself (1-D and 2-D)
         sens_maps = self.sensitivity(masked_kspace, mask)
         refining = self.refine is not None and not self.training
-        noise = noise_std(masked_kspace, mask) if self.noise_conditioning or refining else None
+        tikhonov = self.tikhonov_dc is not None and not self.training
+        noise = noise_std(masked_kspace, mask) if self.noise_conditioning or refining or tikhonov else None
         kspace = masked_kspace
         for cascade in self.cascades:
             image = _to_channels(sens_reduce(kspace, sens_maps))
             image = _from_channels(cascade(image, self.backbone, noise if self.noise_conditioning else None))
             kspace = data_consistency(sens_expand(image, sens_maps), masked_kspace, mask)
         magnitude = rss(kspace)
+        if tikhonov:  # the returned k-space stays the network's
+            magnitude = tikhonov_dc_magnitude(magnitude, kspace, masked_kspace, mask, sens_maps, noise,
+                                              self.tikhonov_dc)
         if refining:  # the returned k-space stays the network's
             magnitude = refine_magnitude(magnitude, kspace, masked_kspace, mask, sens_maps, noise, self.refine)
         return (magnitude, kspace) if return_kspace else magnitude

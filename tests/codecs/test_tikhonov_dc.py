@@ -1,21 +1,13 @@
-"""benchmarks/prior_dc_probe.py: the CG solve is the regularised least-squares solution it claims to be."""
+"""codecs/tikhonov_dc.py (used by benchmarks/prior_dc_probe.py): the CG solve is the regularised
+least-squares solution it claims to be."""
 
 from __future__ import annotations
 
-import importlib.util
-
+import pytest
 import torch
 
+from nirvana_mri.codecs.tikhonov_dc import check_tikhonov_dc, tikhonov_dc_iterates
 from nirvana_mri.physics import apply_mask, rss, sens_expand, sens_reduce
-
-from .conftest_paths import REPO
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("prior_dc_probe_script", REPO / "benchmarks" / "prior_dc_probe.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _problem(seed=0, coils=4, size=16):
@@ -31,10 +23,9 @@ def _problem(seed=0, coils=4, size=16):
 
 
 def test_cg_reaches_the_normal_equations_solution():
-    probe = _script()
     sens, mask, measured, network = _problem()
     lam = torch.tensor([0.3], dtype=torch.float64)
-    out = probe.prior_dc_iterates(network, measured, mask, sens, lam, [200])[200]
+    out = tikhonov_dc_iterates(network, measured, mask, sens, lam, [200], as_update=False)[200]
     # the same problem solved directly: (A^H A + lam) x = A^H y + lam x_net, elementwise in the image
     x_net = sens_reduce(network, sens)
     normal = lambda v: sens_reduce(apply_mask(sens_expand(v, sens), mask), sens) + lam * v  # noqa: E731
@@ -48,17 +39,51 @@ def test_cg_reaches_the_normal_equations_solution():
 
 
 def test_a_huge_lambda_keeps_the_network_image():
-    probe = _script()
     sens, mask, measured, network = _problem(seed=1)
-    out = probe.prior_dc_iterates(network, measured, mask, sens, torch.tensor([1e9], dtype=torch.float64), [5])[5]
+    out = tikhonov_dc_iterates(network, measured, mask, sens, torch.tensor([1e9], dtype=torch.float64), [5],
+                               as_update=False)[5]
     want = rss(torch.where(mask.bool(), measured, sens_expand(sens_reduce(network, sens), sens)))
     torch.testing.assert_close(out, want, rtol=1e-6, atol=1e-8)
 
 
 def test_as_update_with_a_huge_lambda_is_the_identity():
-    probe = _script()
     sens, mask, measured, network = _problem(seed=2)
     network = torch.where(mask.bool(), measured, network)  # the network's output is data-consistent
     lam = torch.tensor([1e12], dtype=torch.float64)
-    out = probe.prior_dc_iterates(network, measured, mask, sens, lam, [3], as_update=True)[3]
+    out = tikhonov_dc_iterates(network, measured, mask, sens, lam, [3], as_update=True)[3]
     torch.testing.assert_close(out, rss(network), rtol=1e-6, atol=1e-8)
+
+
+def test_options_are_validated():
+    assert check_tikhonov_dc(None) is None
+    assert check_tikhonov_dc({"iters": 5}) == {"relative_error": 0.01, "iters": 5}
+    with pytest.raises(ValueError, match="unknown: lam"):
+        check_tikhonov_dc({"lam": 1.0})
+    with pytest.raises(ValueError, match="relative_error > 0"):
+        check_tikhonov_dc({"relative_error": 0})
+
+
+def test_model_step_runs_at_inference_only_and_keeps_the_kspace():
+    from nirvana_mri.backbone import preset
+    from nirvana_mri.codecs import NirvanaMRI
+
+    torch.manual_seed(0)
+    kwargs = dict(backbone="random", backbone_config=preset("tiny", num_hidden_layers=1).to_dict(), num_cascades=1,
+                  codec_channels=4, sens_chans=2, sens_pools=2)
+    plain = NirvanaMRI(**kwargs).eval()
+    stepped = NirvanaMRI(**kwargs, tikhonov_dc={"iters": 3}).eval()
+    stepped.load_state_dict(plain.state_dict())
+    gen = torch.Generator().manual_seed(0)
+    kspace = torch.randn(2, 4, 32, 32, 2, generator=gen)
+    mask = torch.zeros(1, 1, 1, 32, 1)
+    mask[..., ::2, :] = 1
+    mask[..., 12:20, :] = 1
+    kspace = kspace * mask
+    with torch.no_grad():
+        mag_plain, k_plain = plain(kspace, mask, return_kspace=True)
+        mag_step, k_step = stepped(kspace, mask, return_kspace=True)
+        stepped.train()
+        mag_train = stepped(kspace, mask)
+    torch.testing.assert_close(k_step, k_plain)  # the returned k-space stays the network's
+    assert not torch.allclose(mag_step, mag_plain)  # the step ran
+    torch.testing.assert_close(mag_train, mag_plain)  # never while training
