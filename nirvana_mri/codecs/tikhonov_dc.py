@@ -12,6 +12,10 @@ output, so that a noisy scan (large lam) is left almost exactly as it was. On va
 (benchmarks/results/prior_dc_probe_update.md, r 0.01, 3 steps, 4x): SSIM +0.003 / +0.007 / +0.006 /
 +0.006 and PSNR +0.6 / +0.9 / +1.2 / +1.5 dB at SNR 100 / 200 / 300 / 1000, unchanged at SNR 30. The
 returned k-space stays the network's. Slices whose noise cannot be measured are left alone.
+On the held-out test volumes (benchmarks/results/quality.md, row nirvana_mri_4stages_tdc) it gave 4x SSIM
++0.003 (12 of 16 volumes up) and PSNR +0.8 dB, but at 8x, where it was never validated, SSIM -0.005 (-0.018
+at SNR 1000: it amplifies noise where the coils are poorly conditioned). So it is off by default
+(``NirvanaMRI(tikhonov_dc={...})`` or ``model_args`` in a model's config.json).
 """
 
 from __future__ import annotations
