@@ -14,6 +14,7 @@ import torch  # noqa: E402
 from nirvana_mri.backbone.kernels.gated_delta_rule_reference import chunk_gated_delta_rule_reference  # noqa: E402
 
 triton_mod = pytest.importorskip("nirvana_mri.backbone.kernels.gated_delta_rule_triton")
+from launch_recorder import record_launches  # noqa: E402
 from test_gated_delta_rule_triton import _inputs  # noqa: E402
 from test_gated_delta_rule_varlen import _packed, _run, _upstream  # noqa: E402
 
@@ -23,16 +24,7 @@ NAMES = ["o", "ht", "q", "k", "v", "g", "beta", "initial_state"]
 def _recorded(monkeypatch, mode: str, halves: str) -> list:
     """Set the backward switches and record (kernel, its constexpr / launch keywords) of every launch,
     so a test fails if a switch is ignored rather than passing on the default path."""
-    monkeypatch.setenv("NIRVANA_GDR_BWD", mode)
-    monkeypatch.setenv("NIRVANA_GDR_BWD_HALVES", halves)
-    real_launch, seen = triton_mod.launch, []
-
-    def launch(kernel, grid, *args, **kwargs):
-        seen.append((kernel.fn.__name__, dict(kwargs)))
-        return real_launch(kernel, grid, *args, **kwargs)
-
-    monkeypatch.setattr(triton_mod, "launch", launch)
-    return seen
+    return record_launches(monkeypatch, triton_mod, {"NIRVANA_GDR_BWD": mode, "NIRVANA_GDR_BWD_HALVES": halves})
 
 
 def _expect_split(seen: list, halves: bool) -> None:

@@ -17,6 +17,7 @@ import torch  # noqa: E402
 from nirvana_mri.backbone.kernels.gated_delta_rule_reference import chunk_gated_delta_rule_reference  # noqa: E402
 
 triton_mod = pytest.importorskip("nirvana_mri.backbone.kernels.gated_delta_rule_triton")
+from launch_recorder import record_launches  # noqa: E402
 from test_gated_delta_rule_bwd_split import NAMES, _forward_backward  # noqa: E402
 from test_gated_delta_rule_triton import _inputs  # noqa: E402
 from test_gated_delta_rule_varlen import _packed, _upstream  # noqa: E402
@@ -34,18 +35,7 @@ VARIANTS = {
 def _recorded(monkeypatch, env: dict) -> list:
     """Set exactly the forward switches in ``env`` (the others unset) and record (kernel, keywords) of
     every launch, so a test fails if a switch is ignored rather than passing on the default path."""
-    for name in SWITCHES:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    real_launch, seen = triton_mod.launch, []
-
-    def launch(kernel, grid, *args, **kwargs):
-        seen.append((kernel.fn.__name__, dict(kwargs)))
-        return real_launch(kernel, grid, *args, **kwargs)
-
-    monkeypatch.setattr(triton_mod, "launch", launch)
-    return seen
+    return record_launches(monkeypatch, triton_mod, env, SWITCHES)
 
 
 def _expect(seen: list, env: dict, K: int) -> None:
