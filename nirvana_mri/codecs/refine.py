@@ -27,14 +27,19 @@ from nirvana_mri.physics import ifft2c_np, rss_np, zero_filled_scale
 DEFAULT_REFINE: dict[str, float] = {"lam": 0.001, "iters": 5, "max_relative_noise": 0.0035}
 
 
+def with_defaults(name: str, options: dict[str, Any], defaults: dict[str, float]) -> dict[str, float]:
+    """``options`` over ``defaults``; unknown keys are a clear error naming the option ``name``."""
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise ValueError(f"{name} takes {', '.join(defaults)}; unknown: {', '.join(unknown)}")
+    return {**defaults, **options}
+
+
 def check_refine(options: dict[str, Any] | None) -> dict[str, float] | None:
     """Validated refinement options (defaults filled in), or None for off; a clear error for bad ones."""
     if not options:
         return None
-    unknown = sorted(set(options) - set(DEFAULT_REFINE))
-    if unknown:
-        raise ValueError(f"refine takes {', '.join(DEFAULT_REFINE)}; unknown: {', '.join(unknown)}")
-    merged = {**DEFAULT_REFINE, **options}
+    merged = with_defaults("refine", options, DEFAULT_REFINE)
     if merged["lam"] < 0 or int(merged["iters"]) < 1 or merged["max_relative_noise"] <= 0:
         raise ValueError(f"refine needs lam >= 0, iters >= 1, max_relative_noise > 0; got {merged}")
     return merged

@@ -26,6 +26,8 @@ import torch
 
 from nirvana_mri.physics import apply_mask, data_consistency, rss, sens_expand, sens_reduce
 
+from .refine import with_defaults
+
 DEFAULT_TIKHONOV_DC: dict[str, float] = {"relative_error": 0.01, "iters": 3}
 
 
@@ -33,10 +35,7 @@ def check_tikhonov_dc(options: dict[str, Any] | None) -> dict[str, float] | None
     """Validated options (defaults filled in), or None for off; a clear error for bad ones."""
     if not options:
         return None
-    unknown = sorted(set(options) - set(DEFAULT_TIKHONOV_DC))
-    if unknown:
-        raise ValueError(f"tikhonov_dc takes {', '.join(DEFAULT_TIKHONOV_DC)}; unknown: {', '.join(unknown)}")
-    merged = {**DEFAULT_TIKHONOV_DC, **options}
+    merged = with_defaults("tikhonov_dc", options, DEFAULT_TIKHONOV_DC)
     if merged["relative_error"] <= 0 or int(merged["iters"]) < 1:
         raise ValueError(f"tikhonov_dc needs relative_error > 0 and iters >= 1; got {merged}")
     return merged
