@@ -25,6 +25,7 @@ from _common import REPO, gpu_name, log, versions, write_json  # noqa: F401
 
 from nirvana_mri.backbone.config import preset
 from nirvana_mri.backbone.model import NirvanaModel
+from nirvana_mri.io_utils import atomic_write_text
 
 FAMILIES = [  # first match wins; our Triton kernels are named by their module (see our_kernel_names)
     ("matmul", re.compile(r"gemm|cutlass|xmma|nvjet|cublas|matmul|wgmma|splitK", re.I)),
@@ -179,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default="ours", help="comma-separated: ours, ours-torch-layers, compiled-norms")
     parser.add_argument("--out", required=True, help="JSON path (Markdown next to it)")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.variants.split(",")) - {"ours", "ours-torch-layers", "compiled-norms"})
+    if unknown:
+        parser.error(f"--variants: unknown {', '.join(unknown)} (choose from ours, ours-torch-layers, compiled-norms)")
     device = torch.device(args.device)
     runs = []
     for spec in args.configs.split(","):
@@ -197,8 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"gpu": gpu_name(), "versions": versions(), "command": "python " + " ".join(sys.argv), "runs": runs}
     write_json(args.out, result)
     md = args.out.rsplit(".", 1)[0] + ".md"
-    with open(md, "w") as fh:
-        fh.write(markdown(result))
+    atomic_write_text(md, markdown(result))
     log(f"wrote {args.out} and {md}")
     return 0 if runs else 1
 

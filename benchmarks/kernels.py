@@ -686,7 +686,10 @@ def main() -> int:
     parser.add_argument("--backbone-extra", default="", help="more backbone rows: ours-torch-layers")
     args = parser.parse_args()
     BUDGET = args.budget
-    BACKBONE_EXTRA_IMPLS.extend(x for x in args.backbone_extra.split(",") if x)
+    extra = [x for x in args.backbone_extra.split(",") if x]
+    if set(extra) - {"ours-torch-layers"}:
+        parser.error(f"--backbone-extra: unknown {args.backbone_extra!r} (the one extra row is ours-torch-layers)")
+    BACKBONE_EXTRA_IMPLS.extend(extra)
     env = {}
     if args.check_json:
         try:
