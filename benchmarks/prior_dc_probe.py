@@ -32,9 +32,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from nirvana_mri import benchmark, metrics  # noqa: E402
-from nirvana_mri.codecs.tikhonov_dc import tikhonov_dc_iterates  # noqa: E402
+from nirvana_mri.codecs.tikhonov_dc import tikhonov_dc_iterates, tikhonov_lambda  # noqa: E402
 from nirvana_mri.io_utils import atomic_write_text  # noqa: E402
-from nirvana_mri.physics import noise_std, zero_filled_scale  # noqa: E402
+from nirvana_mri.physics import noise_std  # noqa: E402
 from nirvana_mri.recon_models import load_recon_model  # noqa: E402
 
 
@@ -47,11 +47,10 @@ def probe_volume(model, path: Path, accel: int, errors: list[float], iters: list
         magnitude, network_kspace = model(kspace, m, return_kspace=True)
         sens = model.sensitivity(kspace, m)
         sigma = noise_std(kspace, m)
-        scale = torch.tensor([zero_filled_scale(torch.view_as_complex(k.contiguous()).numpy()) for k in kspace])
         target, cropped = benchmark._crop_pair(vol.target, magnitude.numpy())
         row = {"file": str(path), "network": metrics.all_metrics(target, cropped)}
         for r in errors:
-            lam = (sigma / scale / r) ** 2
+            lam = tikhonov_lambda(sigma, kspace, r)  # the product's own
             for n, image in tikhonov_dc_iterates(network_kspace, kspace, m, sens, lam, iters, as_update).items():
                 target, cropped = benchmark._crop_pair(vol.target, image.numpy())
                 row[f"r{r:g}_cg{n}"] = metrics.all_metrics(target, cropped)

@@ -79,6 +79,11 @@ def image_scale(masked_kspace: torch.Tensor) -> torch.Tensor:
     return torch.quantile(rss(masked_kspace.float()).flatten(1), 0.99, dim=1)
 
 
+def tikhonov_lambda(noise: torch.Tensor, masked_kspace: torch.Tensor, relative_error: float) -> torch.Tensor:
+    """lam ``[B]`` = (sigma / (r * s))^2: the measured noise over the network's assumed error on the image scale."""
+    return (noise.float() / (relative_error * image_scale(masked_kspace).clamp_min(1e-30))) ** 2
+
+
 def tikhonov_dc_magnitude(magnitude: torch.Tensor, coil_kspace: torch.Tensor, masked_kspace: torch.Tensor,
                           mask: torch.Tensor, sens_maps: torch.Tensor, noise: torch.Tensor,
                           options: dict[str, float]) -> torch.Tensor:
@@ -87,7 +92,7 @@ def tikhonov_dc_magnitude(magnitude: torch.Tensor, coil_kspace: torch.Tensor, ma
     if not bool(measured.any()):
         return magnitude
     dtype = torch.float32
-    lam = (noise.to(dtype) / (options["relative_error"] * image_scale(masked_kspace).clamp_min(1e-30))) ** 2
+    lam = tikhonov_lambda(noise, masked_kspace, options["relative_error"])
     lam = torch.where(measured, lam, torch.ones_like(lam))  # any finite value: those slices are not used
     steps = int(options["iters"])
     updated = tikhonov_dc_iterates(coil_kspace.to(dtype), masked_kspace.to(dtype), mask.to(dtype),
