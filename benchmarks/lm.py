@@ -1,21 +1,28 @@
 #!/usr/bin/env python3
 """The paper's architecture ablation in miniature: held-out bits per byte per domain and training
-tokens/s of four byte-level language models at (about) equal parameter count and equal training budget.
+tokens/s of byte-level language models at (about) equal parameter count and equal training budget.
 
     nirvana         the full model (gated delta rule memory + attention branch mixed by the Trigger)
     nirvana_no_trigger  the same with the Trigger's per-token adaptation off (``use_trigger=False``)
     delta_only      gated-delta-rule layers only (no attention branch, no Trigger)
     attention_only  plain causal-attention Transformer layers (no rotary), same MLP
+    attention_only_rope  the same with rotary position embeddings on q and k (``attention_rope=True``):
+                    a standard Transformer
 
 The variants share width, depth and heads (the ``bundled`` preset by default); the MLP width of
-``delta_only`` and ``attention_only`` is chosen so that their used parameters match the full model's
-(the Trigger's bases, unused there, are not counted). Every variant trains the same number of steps
-of the same batch x context on the same windows (same seed), each in its own process
+``delta_only`` and the ``attention_only`` variants is chosen so that their used parameters match the
+full model's (the Trigger's bases, unused there, are not counted). Every variant trains the same
+number of steps of the same batch x context on the same windows (same seed), each in its own process
 (``nirvana-mri pretrain``), several at once on one GPU or spread over GPUs. Throughput is measured
 first, each variant alone on one GPU (fwd + bwd + AdamW step, bf16), so that tokens/s compare side by
 side; the training runs then go concurrently.
 
     python benchmarks/lm.py --corpus .carry/corpus --minutes-per-model 5 --devices 0,1
+
+Each run exports its model to ``RUNS_DIR/VARIANT/final`` (``config.json`` + ``model.safetensors`` in
+bf16, loadable with ``NirvanaModel.from_pretrained``: e.g. ``benchmarks/train_suite.py
+--transformer-backbone runs/lm/attention_only_rope/final``). ``--steps N`` pins the budget (a run of
+some variants alone would otherwise get more 'auto' steps than when all share a device).
 
 Writes ``lm.json`` and ``lm.md`` to ``--results-dir`` (default ``benchmarks/results``).
 """
@@ -48,6 +55,7 @@ VARIANTS = {
     "nirvana_no_trigger": dict(layer_mix="nirvana", use_trigger=False),
     "delta_only": dict(layer_mix="delta_only", use_trigger=True),
     "attention_only": dict(layer_mix="attention_only", use_trigger=True),
+    "attention_only_rope": dict(layer_mix="attention_only", use_trigger=True, attention_rope=True),
 }
 
 
@@ -321,7 +329,6 @@ def main() -> int:
             args.kernels,
             "--device",
             device,
-            "--no-export",
             "--max-minutes",
             f"{cap_minutes:.3f}",
             "--summary-json",
@@ -366,6 +373,7 @@ def main() -> int:
         variants[name] = {
             "layer_mix": config.layer_mix,
             "use_trigger": config.use_trigger,
+            "attention_rope": config.attention_rope,
             "intermediate_size": config.intermediate_size,
             "parameters": summary["parameters"],
             "parameters_used": used_parameters(config),
@@ -380,6 +388,7 @@ def main() -> int:
             "device": summary["device"],
             "eval_bits_per_byte": bpb,
             "mean_bits_per_byte": sum(bpb.values()) / len(bpb),
+            "final": summary.get("final"),
         }
         if summary["step"] < steps:
             notes.append(
@@ -391,10 +400,16 @@ def main() -> int:
     ref = variants.get("nirvana", next(iter(variants.values())))["parameters_used"]
     for info in variants.values():
         info["parameters_vs_nirvana"] = info["parameters_used"] / ref
-    notes.append(
-        "attention_only has no positional encoding (as the published attention branch: no rotary); "
-        "order comes from causality alone"
-    )
+    if "attention_only" in variants:
+        notes.append(
+            "attention_only has no positional encoding (as the published attention branch: no rotary); "
+            "order comes from causality alone"
+        )
+    if "attention_only_rope" in variants:
+        notes.append(
+            "attention_only_rope: the same layers with rotary position embeddings on q and k "
+            f"(theta {configs['attention_only_rope'].rope_theta:g}), a standard Transformer"
+        )
     notes.append(
         "tokens/s alone: each variant by itself on one device, fwd + bwd + AdamW, bf16 autocast on "
         "CUDA; the training runs themselves went concurrently and their own rates are in lm.json"

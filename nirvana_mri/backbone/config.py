@@ -54,6 +54,7 @@ class NirvanaConfig:
     num_prelude_layers: int = 2  # layers before the attention branch and the Trigger start
     use_trigger: bool = True  # False: the Trigger's per-token logits never adapt (ablation)
     sliding_window: bool = False  # True: actually apply window_size to the attention branch
+    attention_rope: bool = False  # True: rotary position embeddings (theta = rope_theta) on attention q, k
     layer_mix: str = "nirvana"  # "delta_only" / "attention_only" for architecture ablations
     kernel_backend: str = "auto"  # "auto": Triton on CUDA tensors, PyTorch reference elsewhere
 
@@ -82,6 +83,8 @@ class NirvanaConfig:
             problems.append(f"layer_mix must be one of {LAYER_MIXES}, got {self.layer_mix!r}")
         if self.kernel_backend not in KERNEL_BACKENDS:
             problems.append(f"kernel_backend must be one of {KERNEL_BACKENDS}, got {self.kernel_backend!r}")
+        if self.attention_rope and self.head_dim % 2:
+            problems.append(f"attention_rope=True needs an even head_dim, got {self.head_dim}")
         if self.sliding_window and not self.window_size:
             problems.append("sliding_window=True needs a positive window_size")
         if problems:

@@ -1,4 +1,5 @@
-"""Small building blocks of the backbone: norms, the short causal convolution, MLP, low-rank maps."""
+"""Small building blocks of the backbone: norms, the short causal convolution, MLP, low-rank maps,
+rotary position embeddings."""
 
 from __future__ import annotations
 
@@ -73,3 +74,27 @@ class LowRank(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = self.down(x)
         return self.up(F.silu(hidden) if self.activation else hidden)
+
+
+def apply_rotary(q: torch.Tensor, k: torch.Tensor, theta: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotary position embeddings (RoPE) on ``q, k`` ``[B, T, H, D]`` at positions ``0..T-1``.
+
+    Llama's half-split form: channel ``i`` and ``i + D/2`` are rotated together by the angle
+    ``t * theta^(-2i/D)``, i.e. ``x * cos + rotate_half(x) * sin``. Angles and the rotation are
+    computed in float32; the results have the inputs' dtype. Scores ``q_t . k_s`` then depend on
+    ``t - s`` only (not on ``t`` and ``s``).
+    """
+    length, dim = q.shape[1], q.shape[-1]
+    if dim % 2 or k.shape[-1] != dim:
+        raise ValueError(f"apply_rotary needs q and k with the same even last dim, got {dim} and {k.shape[-1]}")
+    inv_freq = theta ** -(torch.arange(0, dim, 2, device=q.device, dtype=torch.float32) / dim)
+    angles = torch.outer(torch.arange(length, device=q.device, dtype=torch.float32), inv_freq)
+    angles = torch.cat([angles, angles], dim=-1)[:, None, :]  # [T, 1, D]: broadcast over heads
+    cos, sin = angles.cos(), angles.sin()
+
+    def rotate(x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        first, second = x32.chunk(2, dim=-1)
+        return (x32 * cos + torch.cat([-second, first], dim=-1) * sin).to(x.dtype)
+
+    return rotate(q), rotate(k)

@@ -5,6 +5,9 @@ RMSNorm output. From layer ``num_prelude_layers`` on it adds a causal softmax-at
 memory's q/k/v projections plus LoRA) and mixes the two with gates read from the Trigger:
     out = s(t_delta) * o_delta + s(t_attn) * o_attn + s(t_attn) s(t_delta) * interp([o_delta, o_attn, h, h])
 where h is the Trigger's prediction for this layer and s the sigmoid.
+
+The attention has no positional encoding, as published; ``attention_rope=True`` adds rotary position
+embeddings to its q and k (the ``attention_only`` transformer ablation with RoPE).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import torch.nn.functional as F
 
 from .config import NirvanaConfig
 from .kernels import TriggerState, causal_attention, gated_delta_rule
-from .layers import GatedRMSNorm, LowRank, ShortConvolution
+from .layers import GatedRMSNorm, LowRank, ShortConvolution, apply_rotary
 from .trigger import Trigger
 
 LORA_DIVISOR = 16  # q/k/v LoRA rank = key_dim / 16
@@ -38,6 +41,7 @@ class Updater(nn.Module):
         self.num_heads = heads
         self.backend = config.kernel_backend
         self.window = config.window_size if config.sliding_window else None
+        self.rope_theta = config.rope_theta if config.attention_rope else None
         self.attention_only = config.layer_mix == "attention_only"
         self.uses_trigger = config.layer_mix == "nirvana" and layer_idx >= config.num_prelude_layers
 
@@ -82,7 +86,10 @@ class Updater(nn.Module):
         return x.unflatten(-1, (self.num_heads, -1))
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return causal_attention(self._heads(q), self._heads(k), self._heads(v), self.window).flatten(-2)
+        q, k, v = self._heads(q), self._heads(k), self._heads(v)
+        if self.rope_theta is not None:
+            q, k = apply_rotary(q, k, self.rope_theta)
+        return causal_attention(q, k, v, self.window).flatten(-2)
 
     def _memory(self, x: torch.Tensor, q_lin: torch.Tensor, k_lin: torch.Tensor, v_lin: torch.Tensor):
         q, k, v = self.q_conv(q_lin), self.k_conv(k_lin), self.v_conv(v_lin)

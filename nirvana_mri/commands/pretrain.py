@@ -36,6 +36,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="architecture ablation (default: the config's)",
     )
     parser.add_argument("--no-trigger", action="store_true", help="ablation: the Trigger never adapts")
+    parser.add_argument(
+        "--attention-rope", action="store_true", help="rotary position embeddings on the attention's q and k"
+    )
     parser.add_argument("--intermediate-size", type=int, default=None, help="override the MLP width")
     parser.add_argument("--num-layers", type=int, default=None, help="override the number of layers")
     parser.add_argument("--context", type=int, default=1024, help="training window length in bytes")
@@ -120,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.no_trigger:
         overrides["use_trigger"] = False
+    if args.attention_rope:
+        overrides["attention_rope"] = True
     model_config = pretrain.model_config_from(args.config, **overrides)
     rank0 = pretrain._distributed()[0] == 0
     data = args.corpus

@@ -1,4 +1,5 @@
-"""Causal softmax attention for the Updater's attention branch (no rotary embeddings, as published).
+"""Causal softmax attention for the Updater's attention branch (no rotary embeddings, as published;
+``NirvanaConfig.attention_rope`` rotates q and k before this call, in ``Updater._attend``).
 
 Full causal attention by default (the published behaviour: its ``window_size`` is never applied);
 with ``window`` each query sees itself and the ``window - 1`` tokens before it, like flash-attn's
