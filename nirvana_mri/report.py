@@ -428,8 +428,9 @@ BATCH_KEYS = ("batch_size", "global_batch_size", "batch")
 
 def training_budgets(results: dict[str, Any]) -> dict[str, list[tuple[int, int]] | None]:
     """[(steps, batch size) per training stage] per learned method, from the metadata its folder
-    recorded (``recon_models.training_stages``: planned steps of every stage, a continued model's
-    included), else from common step / batch keys of other tools' metadata."""
+    recorded (``recon_models.training_stages``: the steps each stage trained, or its planned steps where
+    that was not recorded, a continued model's included), else from common step / batch keys of other
+    tools' metadata."""
     from nirvana_mri.recon_models import training_stages  # torch only when a report needs budgets
 
     out: dict[str, list[tuple[int, int]] | None] = {}
@@ -438,7 +439,8 @@ def training_budgets(results: dict[str, Any]) -> dict[str, list[tuple[int, int]]
             continue
         meta = row.get("training") or {}
         batch = next((meta[k] for k in BATCH_KEYS if isinstance(meta.get(k), int)), None)
-        stages = [(st.get("budget_steps"), st.get("batch_size") or batch) for st in training_stages(meta)]
+        stages = [(st.get("steps_trained", st.get("budget_steps")), st.get("batch_size") or batch)
+                  for st in training_stages(meta)]
         if not stages:  # metadata written by other tools
             stages = [(next((meta[k] for k in STEP_KEYS if isinstance(meta.get(k), int)), None), batch)]
         known = all(isinstance(s, int) and isinstance(b, int) for s, b in stages)

@@ -222,6 +222,18 @@ class Trainer:
         snr = simulated_snr_range(self.config.train)
         return stage | ({"snr": snr} if snr else {})
 
+    def _record_steps_trained(self) -> None:
+        """Write the steps this stage really trained into the saved models' history: a run stopped by
+        ``max_minutes`` trains fewer than its planned ``budget_steps``, and budgets compare what was done."""
+        for name in ("best", "last"):
+            path = self.out / name / "config.json"
+            if not path.is_file():
+                continue
+            config = json.loads(path.read_text())
+            if config.get("training_stages"):
+                config["training_stages"][-1]["steps_trained"] = self.step
+                atomic_write_text(path, json.dumps(config, indent=2) + "\n")
+
     def _save_state(self) -> None:
         self._save(self.out / "last")
         if self.rank != 0:
@@ -311,6 +323,8 @@ class Trainer:
                     stop = True
                     break
         progress.close()
+        if self.rank == 0:
+            self._record_steps_trained()
         summary = {"method": self.method, "steps": self.step, "best_val_ssim": self.best_ssim, "last_val": val_scores,
                    "world_size": self.world, "batch_size_per_rank": config.batch_size,
                    "train_slices_per_second": slices_seen / max(train_time, 1e-9),

@@ -217,6 +217,7 @@ def test_finetune_from_a_saved_model_records_both_training_stages(dataset, tmp_p
     assert best["val"]["ssim"] >= start_ssim and best["training_stages"][1]["checkpoint_step"] in (0, 1)
     stages = best["training_stages"]
     assert [(s["budget_steps"], s["batch_size"]) for s in stages] == [(2, 2), (1, 2)]
+    assert [s["steps_trained"] for s in stages] == [2, 1]  # what each stage really ran
     assert stages[1]["train"] == [str(dataset / "train")]
     snr = json.loads((dataset / "manifest.json").read_text())["parameters"]["snr"]
     expected = [min(snr), max(snr)] if isinstance(snr, list) else [snr, snr]

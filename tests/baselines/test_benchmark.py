@@ -218,6 +218,12 @@ def test_training_budget_counts_planned_steps_and_every_stage():
     assert "1200 x 4 + 1000 x 4 = 8800" in sentence and "; equal." in sentence
     shorter = row("unet", train_steps=1000, batch_size=4, train_config={"max_steps": 1000})
     assert "NOT equal" in report.budget_sentence({"rows": [staged, shorter]})
+    # a stage stopped by its time limit counts the steps it trained, not the ones it planned
+    capped = row("transformer_backbone", train_steps=900, batch_size=4, training_stages=[
+        {"budget_steps": 1200, "steps_trained": 1051, "batch_size": 4},
+        {"budget_steps": 1149, "steps_trained": 1149, "batch_size": 4}])
+    sentence = report.budget_sentence({"rows": [staged, capped]})
+    assert "1051 x 4 + 1149 x 4 = 8800" in sentence and "; equal." in sentence
 
 
 def test_cpu_timing_helper_survives_models_that_fail_on_cpu():
