@@ -13,6 +13,8 @@
      image, its change added to the magnitude; codecs/tikhonov_dc.py)
     (optional, ``refine``, inference only: on clean scans a few L1-wavelet compressed-sensing steps from
      that estimate; codecs/refine.py)
+    (optional, ``background``, inference only: outside the object's support, read off the calibration
+     lines, the magnitude is set to the noise floor of an RSS image; codecs/background.py)
 
 Interface of every learned model here (``nirvana_mri.recon_models``):
 ``forward(masked_kspace [B,C,H,W,2], mask [B,1,1|H,W,1], num_low_frequencies=None) -> [B,H,W]``.
@@ -31,6 +33,7 @@ import torch.nn.functional as F
 from nirvana_mri.backbone import NirvanaConfig, NirvanaModel, default_backbone_path
 from nirvana_mri.physics import data_consistency, noise_std, rss, sens_expand, sens_reduce
 
+from .background import background_magnitude, check_background
 from .decoder import ImageDecoder
 from .encoder import KSpaceEncoder
 from .noise import NoiseFiLM, noise_level_feature
@@ -143,6 +146,7 @@ class NirvanaMRI(nn.Module):
         noise_conditioning: bool = False,
         refine: dict[str, float] | None = None,
         tikhonov_dc: dict[str, float] | None = None,
+        background: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         if tune not in TUNE_PATTERNS:
@@ -161,6 +165,7 @@ class NirvanaMRI(nn.Module):
         self.noise_conditioning = noise_conditioning
         self.refine = check_refine(refine)  # no tensors: a saved model can switch it on with overrides
         self.tikhonov_dc = check_tikhonov_dc(tikhonov_dc)  # likewise
+        self.background = check_background(background)  # likewise
         self.cascades = nn.ModuleList(Cascade(hidden_size, patch_size, codec_channels, noise_conditioning)
                                       for _ in range(num_cascades))
 
@@ -175,7 +180,9 @@ class NirvanaMRI(nn.Module):
         sens_maps = self.sensitivity(masked_kspace, mask)
         refining = self.refine is not None and not self.training
         tikhonov = self.tikhonov_dc is not None and not self.training
-        noise = noise_std(masked_kspace, mask) if self.noise_conditioning or refining or tikhonov else None
+        flatten = self.background is not None and not self.training
+        noise = (noise_std(masked_kspace, mask)
+                 if self.noise_conditioning or refining or tikhonov or flatten else None)
         kspace = masked_kspace
         for cascade in self.cascades:
             image = _to_channels(sens_reduce(kspace, sens_maps))
@@ -187,6 +194,8 @@ class NirvanaMRI(nn.Module):
                                               self.tikhonov_dc)
         if refining:  # the returned k-space stays the network's
             magnitude = refine_magnitude(magnitude, kspace, masked_kspace, mask, sens_maps, noise, self.refine)
+        if flatten:  # last: it replaces whatever the steps above left outside the object
+            magnitude = background_magnitude(magnitude, masked_kspace, mask, noise, self.background)
         return (magnitude, kspace) if return_kspace else magnitude
 
     def backbone_checksum(self) -> float:
