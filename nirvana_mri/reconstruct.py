@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from nirvana_mri import metrics
+from nirvana_mri.codecs.background import DEFAULT_BACKGROUND
 from nirvana_mri.codecs.refine import DEFAULT_REFINE
 from nirvana_mri.io_utils import atomic_write_text
 from nirvana_mri.physics import center_crop, estimate_snr, low_frequency_mask, zero_filled
@@ -41,15 +42,19 @@ def pick_device(choice: str = "auto") -> torch.device:
 
 
 def load_model(path: str | Path | None = None, device: torch.device | str = "cpu",
-               refine: bool = False) -> tuple[torch.nn.Module, dict]:
+               refine: bool = False, background_floor: bool = False) -> tuple[torch.nn.Module, dict]:
     """The model folder (``None`` / ``"bundled"``: the packaged default) in eval mode; ``refine`` switches
-    on the clean-scan compressed-sensing step (codecs/refine.py), which only Nirvana-MRI models have."""
+    on the clean-scan compressed-sensing step (codecs/refine.py) and ``background_floor`` the noise floor
+    outside the object (codecs/background.py), which only Nirvana-MRI models have."""
     folder = default_model_path() if path in (None, "bundled") else Path(path)
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"no reconstruction model at {folder}")
-    if refine and read_recon_config(folder)["method"] != "nirvana_mri":
-        raise ValueError(f"--refine needs a Nirvana-MRI model; {folder} is not one")
-    overrides = {"refine": DEFAULT_REFINE} if refine else None
+    steps = {"--refine": ("refine", DEFAULT_REFINE, refine),
+             "--background-floor": ("background", DEFAULT_BACKGROUND, background_floor)}
+    overrides = {key: value for key, value, wanted in steps.values() if wanted} or None
+    if overrides and read_recon_config(folder)["method"] != "nirvana_mri":
+        flags = " and ".join(flag for flag, (_, _, wanted) in steps.items() if wanted)
+        raise ValueError(f"{flags} needs a Nirvana-MRI model; {folder} is not one")
     model, config = load_recon_model(folder, map_location=device, overrides=overrides)
     return model.eval(), config
 
@@ -200,6 +205,7 @@ class ReconstructOptions:
     nifti: bool = False
     adapt_steps: int = 0
     refine: bool = False
+    background_floor: bool = False
 
 
 def noise_level_warning(name: str, snr: float, training_snr: list[float] | None) -> str | None:
@@ -251,7 +257,7 @@ def reconstruct_file(path: Path, model: torch.nn.Module, options: ReconstructOpt
 def reconstruct_files(paths: list[Path], options: ReconstructOptions) -> dict[str, Any]:
     """Reconstruct many files; a failing file is recorded in ``failed`` and the rest go on."""
     device = pick_device(options.device)
-    model, config = load_model(options.model, device, options.refine)
+    model, config = load_model(options.model, device, options.refine, options.background_floor)
     options.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"files": {}, "failed": {}}
     for path in tqdm(paths, desc="reconstruct", unit="file", dynamic_ncols=True):

@@ -79,3 +79,18 @@ def test_cli_path_loads_with_refine_and_refuses_other_models(tmp_path):
     save_recon_model(UNetRecon(**unet_args), tmp_path / "unet", "unet", unet_args)
     with pytest.raises(ValueError, match="needs a Nirvana-MRI model"):
         load_model(tmp_path / "unet", refine=True)
+
+
+def test_cli_path_loads_with_the_background_floor(tmp_path):
+    from nirvana_mri.codecs.background import DEFAULT_BACKGROUND
+
+    torch.manual_seed(0)
+    save_recon_model(NirvanaMRI(**ARGS), tmp_path / "nirvana", "nirvana_mri", ARGS)
+    model, _ = load_model(tmp_path / "nirvana", background_floor=True)
+    assert model.background == DEFAULT_BACKGROUND and model.refine is None
+    both, _ = load_model(tmp_path / "nirvana", refine=True, background_floor=True)
+    assert both.background == DEFAULT_BACKGROUND and both.refine == DEFAULT_REFINE
+    unet_args = UNetRecon.default_args("tiny")
+    save_recon_model(UNetRecon(**unet_args), tmp_path / "unet", "unet", unet_args)
+    with pytest.raises(ValueError, match="--background-floor needs a Nirvana-MRI model"):
+        load_model(tmp_path / "unet", background_floor=True)
