@@ -14,7 +14,9 @@ Rows (median ms through triton.testing.do_bench, peak memory through max_memory_
 - whole backbone (bf16 weights, frozen): ours (Triton kernels + SDPA) vs the published stand-in
   (fla + einsum Trigger + SDPA, benchmarks/published_form.py) in the same process; forward (no grad)
   and forward+backward to inputs_embeds; tokens/s and peak memory. Also the reference figures
-  measured with the published code.
+  measured with the published code. ``--backbone-extra`` adds rows: ``ours-torch-layers`` (our norms,
+  SwiGLU gate and short convolutions on the PyTorch path) and ``ours-cudagraph`` (ours' no-grad forward
+  captured once in a CUDA graph, checked against the eager forward, timed by replay; forward only).
 
     python benchmarks/kernels.py --check-json $OUT/check.json --out $OUT/kernels.json --md $OUT/kernels.md
     python benchmarks/kernels.py --smoke --out /tmp/k.json --md /tmp/k.md     # CPU, interpreter, tiny
@@ -38,7 +40,18 @@ if "--smoke" in sys.argv:
 os.environ.setdefault("FLA_DISABLE_BACKEND_DISPATCH", "1")
 
 import torch  # noqa: E402
-from _common import REPO, bench, gdr_inputs, gpu_name, log, peak_memory, trigger_inputs, versions, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    REPO,
+    bench,
+    gdr_inputs,
+    gpu_name,
+    log,
+    peak_memory,
+    rel_err,
+    trigger_inputs,
+    versions,
+    write_json,
+)
 
 REFERENCE_FIGURES = {
     "source": "published code (fla 0.2.2 kernels, SDPA attention, bf16) on an H200, shared/GPU_NOTES.md",
@@ -466,7 +479,12 @@ def compiled_norms():
         layers.RMSNorm.forward, layers.GatedRMSNorm.forward, layers.SwiGLU.forward = saved
 
 
+BACKBONE_EXTRAS = ("ours-torch-layers", "ours-cudagraph")  # the rows --backbone-extra may add
 BACKBONE_EXTRA_IMPLS: list[str] = []  # --backbone-extra: e.g. ours-torch-layers (the layers before the kernels)
+CUDAGRAPH_NOTE = (
+    "forward only (no grad) captured once in a torch.cuda.CUDAGraph at this shape, timed by replay; no "
+    "fwdbwd_ms: the frozen backbone's training step runs eager (a graph of the backward is not this row)"
+)
 
 
 @contextlib.contextmanager
@@ -485,6 +503,106 @@ def torch_layers(model):
     finally:
         for m, backend in zip(modules, saved, strict=True):
             m.backend = backend
+
+
+def capture_forward(model, x: torch.Tensor, warmup: int = 3):
+    """``model``'s no-grad forward at ``x``'s shape in a CUDA graph: ``(graph, static_x, static_out)``.
+
+    As the PyTorch docs describe: a few eager forwards on a side stream first (Triton compiles and loads
+    every kernel, ``_launch.launch`` settles its stage fallbacks, cuBLAS makes its workspace: none of
+    that may happen while capturing), then one capture reading the static input ``static_x``. Replay
+    with ``graph.replay()`` after ``static_x.copy_(new)``; ``static_out`` then holds the new output."""
+    static_x = x.detach().clone()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.no_grad():
+        with torch.cuda.stream(stream):
+            for _ in range(warmup):
+                model(inputs_embeds=static_x)
+        torch.cuda.current_stream().wait_stream(stream)
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = model(inputs_embeds=static_x).last_hidden_state
+    return graph, static_x, static_out
+
+
+def bench_cudagraph(model, x: torch.Tensor, shape: str, B: int, T: int) -> dict:
+    """The ``ours-cudagraph`` row: the forward of ``ours`` captured once (``capture_forward``), checked
+    against the eager forward on two inputs (the capture's and a fresh one copied into the static input:
+    a graph that baked in a value fails there), then timed by replaying the graph. A failed capture or
+    check is the row's ``error`` and nothing is timed."""
+    row = {"op": "backbone", "shape": shape, "impl": "ours-cudagraph", "fwd_ms": None, "fwdbwd_ms": None,
+           "note": CUDAGRAPH_NOTE}
+    if DEVICE.type != "cuda":
+        row["error"] = "skipped: CUDA graphs need a CUDA GPU"
+        log(f"  skip ours-cudagraph: {row['error']}")
+        return row
+    if left() < 15:
+        row["error"] = "skipped: budget"
+        log("  skip ours-cudagraph: budget")
+        return row
+    graph = static_x = static_out = None
+    stage = "eager reference"
+    try:
+        x2 = (torch.randn(x.shape, device=x.device, generator=torch.Generator(x.device).manual_seed(1)) * 0.5).to(
+            x.dtype
+        )
+        with torch.no_grad():
+            eager = [model(inputs_embeds=inp).last_hidden_state.clone() for inp in (x.detach(), x2)]
+        torch.cuda.synchronize()
+        reserved = torch.cuda.memory_reserved()
+        start = time.time()
+        stage = "capture"
+        graph, static_x, static_out = capture_forward(model, x)
+        torch.cuda.synchronize()
+        row["warmup_capture_s"] = round(time.time() - start, 2)  # the 3 warm-up forwards and the capture
+        # growth of the allocator's reserved memory: the graph's private pool and the warm-up stream's blocks
+        row["reserved_growth_gib"] = round((torch.cuda.memory_reserved() - reserved) / 2**30, 3)
+        stage = "replay check"
+        diffs, rels, equal = [], [], True
+        for inp, ref in zip((x.detach(), x2), eager, strict=True):
+            static_x.copy_(inp)
+            graph.replay()
+            torch.cuda.synchronize()
+            out = static_out.detach()
+            equal = equal and torch.equal(out, ref)
+            diffs.append((out.float() - ref.float()).abs().max().item())
+            rels.append(rel_err(out, ref))
+        row["graph_equal"] = equal  # bitwise, on both inputs
+        row["graph_max_abs_diff"] = max(diffs)
+        row["graph_rel_err"] = max(rels)
+        if not all(r <= 1e-2 for r in rels):  # NaN/inf fail too (rel_err: inf)
+            row["error"] = f"graph replay differs from the eager forward: max abs diff {diffs}, rel err {rels}"
+            log(f"  FAIL ours-cudagraph check: {row['error']}")
+            return row
+    except Exception as err:  # noqa: BLE001
+        row["error"] = f"{stage} failed: {type(err).__name__}: {str(err)[:300]}"
+        log(f"  FAIL ours-cudagraph: {row['error']}")
+        if os.environ.get("NIRVANA_BENCH_TRACEBACK"):
+            traceback.print_exc()
+        return row
+    finally:
+        if "error" in row:
+            del graph, static_x, static_out
+            _release_cuda()
+    static_x.copy_(x.detach())
+    row["fwd_ms"] = measure("ours-cudagraph fwd", graph.replay, need_s=5, warmup_ms=100, rep_ms=600)
+    if row["fwd_ms"] is not None:
+        row["tokens_per_s_fwd"] = B * T / row["fwd_ms"] * 1e3
+    del graph, static_x, static_out
+    _release_cuda()
+    return row
+
+
+def _release_cuda() -> None:
+    """Synchronise and return cached blocks (the graph's pool among them) to the driver; a CUDA error
+    here (e.g. left by a failed capture) is logged, not raised: the rows after this one still run."""
+    try:
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+    except Exception as err:  # noqa: BLE001
+        log(f"  cleanup after ours-cudagraph: {type(err).__name__}: {str(err)[:200]}")
 
 
 def bench_backbone(configs, have_fla: bool, only: str | None = None):
@@ -513,6 +631,10 @@ def bench_backbone(configs, have_fla: bool, only: str | None = None):
         impls = [only] if only else ["ours"] + (["published"] if have_fla else []) + BACKBONE_EXTRA_IMPLS
         results = {}
         for impl in impls:
+            if impl == "ours-cudagraph":
+                results[impl] = bench_cudagraph(model, x, shape, B, T)
+                add(results[impl])
+                continue
             if impl == "ours+compiled-norms" and left() < 70:
                 log("  skip ours+compiled-norms: budget")
                 continue
@@ -569,7 +691,8 @@ def comparisons() -> list[dict]:
     for (op, shape, impl), row in by.items():
         if not impl.startswith("ours"):
             continue
-        for other in ("fla", "published", "reference", "ours-torch-layers") + tuple(
+        graph_base = ("ours",) if impl == "ours-cudagraph" else ()  # what the graph saves over eager
+        for other in ("fla", "published", "reference", "ours-torch-layers") + graph_base + tuple(
             i for (o, s, i) in by if o == op and s == shape and i.startswith("fla (")
         ):
             base = by.get((op, shape, other))
@@ -638,6 +761,14 @@ def markdown(summary: dict) -> str:
             + " | ".join(fmt(r.get(key)) for key in keys)
             + " |"
         )
+    noted = [r for r in summary["rows"] if any(k in r for k in ("note", "error", "graph_max_abs_diff"))]
+    if noted:
+        lines += ["", "Row notes:", ""]
+        for r in noted:
+            extra = {k: r[k] for k in ("graph_equal", "graph_max_abs_diff", "graph_rel_err", "warmup_capture_s",
+                                       "reserved_growth_gib") if k in r}
+            text = "; ".join(str(r[k]) for k in ("error", "note") if r.get(k))
+            lines.append(f"- {r['op']} {r['shape']} {r['impl']}: {text}" + (f" {extra}" if extra else ""))
     lines += [
         "",
         "## Speedups of ours (x, >1 is faster; memory ratio = theirs / ours)",
@@ -683,12 +814,15 @@ def main() -> int:
     parser.add_argument(
         "--backbones", default="1024x12:8:1600,1024x12:2:6400,nirvana-1.3b:4:4096", help="CONFIG:B:T,..."
     )
-    parser.add_argument("--backbone-extra", default="", help="more backbone rows: ours-torch-layers")
+    parser.add_argument(
+        "--backbone-extra", default="", help=f"more backbone rows, comma-separated: {', '.join(BACKBONE_EXTRAS)}"
+    )
     args = parser.parse_args()
     BUDGET = args.budget
     extra = [x for x in args.backbone_extra.split(",") if x]
-    if set(extra) - {"ours-torch-layers"}:
-        parser.error(f"--backbone-extra: unknown {args.backbone_extra!r} (the one extra row is ours-torch-layers)")
+    unknown = [x for x in extra if x not in BACKBONE_EXTRAS]
+    if unknown:
+        parser.error(f"--backbone-extra: unknown {', '.join(unknown)} (choose from {', '.join(BACKBONE_EXTRAS)})")
     BACKBONE_EXTRA_IMPLS.extend(extra)
     env = {}
     if args.check_json:
