@@ -52,7 +52,7 @@ ABLATIONS = {  # name: (the part removed, in a few words; what replaced it)
     ),
     "transformer_backbone": (
         "the Nirvana architecture",
-        "an equal-size attention-only backbone in its place",
+        "an equal-size attention-only Transformer (rotary positions), pretrained the same way, in its place",
     ),
     "codecs_only": ("the backbone", "codecs and data consistency only"),
 }
@@ -481,7 +481,8 @@ def budget_sentence(results: dict[str, Any]) -> str | None:
             verdict = "equal"
         else:
             verdict = "NOT equal: the comparison is not at equal budget"
-        parts.append(f"Training budgets (planned steps x batch size per training stage, as recorded): {listed}; "
+        parts.append(f"Training budgets (steps trained x batch size per training stage, as recorded; the planned "
+                     f"steps where a model did not record what it trained): {listed}; "
                      f"{verdict}.")
     if unknown:
         parts.append(
