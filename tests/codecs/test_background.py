@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from inference_steps import plain_and_stepped
 
 from nirvana_mri.codecs.background import (
     background_magnitude,
@@ -76,15 +77,7 @@ def test_options_are_validated():
 
 
 def test_model_step_runs_at_inference_only_and_keeps_the_kspace():
-    from nirvana_mri.backbone import preset
-    from nirvana_mri.codecs import NirvanaMRI
-
-    torch.manual_seed(0)
-    kwargs = dict(backbone="random", backbone_config=preset("tiny", num_hidden_layers=1).to_dict(), num_cascades=1,
-                  codec_channels=4, sens_chans=2, sens_pools=2)
-    plain = NirvanaMRI(**kwargs).eval()
-    stepped = NirvanaMRI(**kwargs, background={"margin": 1}).eval()
-    stepped.load_state_dict(plain.state_dict())
+    plain, stepped = plain_and_stepped(background={"margin": 1})
     kspace, mask, _ = _disk_scan(size=32, coils=4, sigma=1e-2)
     kspace, mask = kspace.float().expand(2, -1, -1, -1, -1), mask.float()
     with torch.no_grad():

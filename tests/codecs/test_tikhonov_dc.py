@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from inference_steps import plain_and_stepped
 
 from nirvana_mri.codecs.tikhonov_dc import check_tikhonov_dc, tikhonov_dc_iterates
 from nirvana_mri.physics import apply_mask, rss, sens_expand, sens_reduce
@@ -64,15 +65,7 @@ def test_options_are_validated():
 
 
 def test_model_step_runs_at_inference_only_and_keeps_the_kspace():
-    from nirvana_mri.backbone import preset
-    from nirvana_mri.codecs import NirvanaMRI
-
-    torch.manual_seed(0)
-    kwargs = dict(backbone="random", backbone_config=preset("tiny", num_hidden_layers=1).to_dict(), num_cascades=1,
-                  codec_channels=4, sens_chans=2, sens_pools=2)
-    plain = NirvanaMRI(**kwargs).eval()
-    stepped = NirvanaMRI(**kwargs, tikhonov_dc={"iters": 3}).eval()
-    stepped.load_state_dict(plain.state_dict())
+    plain, stepped = plain_and_stepped(tikhonov_dc={"iters": 3})
     gen = torch.Generator().manual_seed(0)
     kspace = torch.randn(2, 4, 32, 32, 2, generator=gen)
     mask = torch.zeros(1, 1, 1, 32, 1)
