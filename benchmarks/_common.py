@@ -126,6 +126,25 @@ def trigger_inputs(B, T, C, L, dtype, device, seed=0, weights_grad=True):
     return (q, k, v), TriggerWeights(*weights), TriggerState(*state)
 
 
+def frozen_backbone(name: str, device: torch.device, batch: int, length: int, backend: str | None = None,
+                    dtype: torch.dtype | None = None):
+    """``(model, x)``: the backbone of preset ``name`` (seed 0) with frozen weights in eval mode, and an
+    input ``randn(batch, length, hidden) * 0.5`` that requires grad (gradients to the inputs). By default
+    Triton kernels and bf16 on CUDA, the PyTorch reference and float32 elsewhere."""
+    from nirvana_mri.backbone.config import preset
+    from nirvana_mri.backbone.model import NirvanaModel
+
+    on_gpu = device.type == "cuda"
+    backend = backend or ("triton" if on_gpu else "torch")
+    dtype = dtype or (torch.bfloat16 if on_gpu else torch.float32)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = NirvanaModel(preset(name, kernel_backend=backend))
+    model = model.to(dtype).eval().requires_grad_(False)
+    x = (torch.randn(batch, length, model.config.hidden_size, device=device) * 0.5).to(dtype).requires_grad_(True)
+    return model, x
+
+
 def write_json(path: str | Path, data: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,10 +21,8 @@ import sys
 from collections import defaultdict
 
 import torch
-from _common import REPO, gpu_name, log, versions, write_json  # noqa: F401
+from _common import REPO, frozen_backbone, gpu_name, log, versions, write_json  # noqa: F401
 
-from nirvana_mri.backbone.config import preset
-from nirvana_mri.backbone.model import NirvanaModel
 from nirvana_mri.io_utils import atomic_write_text
 
 FAMILIES = [  # first match wins; our Triton kernels are named by their module (see our_kernel_names)
@@ -102,20 +100,9 @@ def summarize(times: dict[str, float], ours: dict[str, str], top: int) -> dict:
     }
 
 
-def build(name: str, batch: int, length: int, device: torch.device):
-    torch.manual_seed(0)
-    with torch.device(device):
-        backend = "triton" if device.type == "cuda" else "torch"
-        model = NirvanaModel(preset(name, kernel_backend=backend))
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model = model.to(dtype).eval().requires_grad_(False)
-    x = (torch.randn(batch, length, model.config.hidden_size, device=device) * 0.5).to(dtype).requires_grad_(True)
-    return model, x
-
-
 def profile_config(name: str, batch: int, length: int, device: torch.device, steps: int, top: int,
                    variant: str = "ours") -> dict:
-    model, x = build(name, batch, length, device)
+    model, x = frozen_backbone(name, device, batch, length)
     dy = torch.randn_like(x) * 1e-2
     ctx = contextlib.nullcontext
     if variant == "compiled-norms":

@@ -43,6 +43,7 @@ import torch  # noqa: E402
 from _common import (  # noqa: E402
     REPO,
     bench,
+    frozen_backbone,
     gdr_inputs,
     gpu_name,
     log,
@@ -608,21 +609,14 @@ def _release_cuda() -> None:
 def bench_backbone(configs, have_fla: bool, only: str | None = None):
     from published_form import published_backbone
 
-    from nirvana_mri.backbone.config import preset
-    from nirvana_mri.backbone.model import NirvanaModel
-
     for name, B, T in configs:
         if left() < 25:
             log(f"[backbone] {name} B{B} T{T}: skipped (budget)")
             continue
         log(f"[backbone] {name} B{B} T{T}")
         try:
-            torch.manual_seed(0)
-            with torch.device(DEVICE):
-                model = NirvanaModel(preset(name, kernel_backend="triton"))  # ours: the Triton kernels
-            model = model.to(torch.bfloat16).eval().requires_grad_(False)
-            x = (torch.randn(B, T, model.config.hidden_size, device=DEVICE) * 0.5).to(torch.bfloat16)
-            x.requires_grad_(True)
+            # ours: the Triton kernels
+            model, x = frozen_backbone(name, DEVICE, B, T, backend="triton", dtype=torch.bfloat16)
             dy = torch.randn_like(x) * 1e-2
         except Exception as err:  # noqa: BLE001
             log(f"  build failed: {type(err).__name__}: {err}")

@@ -30,6 +30,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from _common import frozen_backbone  # noqa: E402
+
 from nirvana_mri.backbone import NirvanaConfig, NirvanaModel  # noqa: E402
 
 
@@ -38,16 +40,6 @@ def model_1024x12(device: torch.device) -> NirvanaModel:
     config = NirvanaConfig.from_pretrained(REPO / "nirvana_mri" / "weights" / "backbone").to_dict()
     config.update(hidden_size=1024, num_hidden_layers=12, num_heads=16, head_dim=64, intermediate_size=2816)
     return NirvanaModel(NirvanaConfig.from_dict(config)).to(device).to(torch.bfloat16).eval()
-
-
-def preset_model(name: str, device: torch.device) -> NirvanaModel:
-    """The backbone of benchmarks/kernels.py's ``bench_backbone`` for config ``name`` (built the same way)."""
-    from nirvana_mri.backbone.config import preset
-
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = NirvanaModel(preset(name, kernel_backend="triton"))
-    return model.to(torch.bfloat16).eval().requires_grad_(False)
 
 
 def host_and_wall_ms(model: NirvanaModel, x: torch.Tensor, repeats: int) -> tuple[float, float]:
@@ -87,16 +79,15 @@ def main() -> int:
         raise SystemExit("launch_bound_probe.py needs a CUDA GPU")
     if args.preset is None:
         model = model_1024x12(torch.device("cuda"))
-    else:
-        model = preset_model(args.preset, torch.device("cuda"))
-        c = model.config
-        print(f"model: preset {args.preset} (hidden {c.hidden_size}, {c.num_hidden_layers} layers, "
-              f"{c.num_heads} heads of {c.head_dim}, MLP {c.intermediate_size}), input randn * 0.5")
     for batch, tokens in shapes:
         if args.preset is None:
             x = torch.randn(batch, tokens, model.config.hidden_size, device="cuda", dtype=torch.bfloat16)
-        else:  # as kernels.py's bench_backbone
-            x = (torch.randn(batch, tokens, model.config.hidden_size, device="cuda") * 0.5).to(torch.bfloat16)
+        else:  # model and input built as kernels.py's bench_backbone builds them for this shape
+            model, x = frozen_backbone(args.preset, torch.device("cuda"), batch, tokens, backend="triton",
+                                       dtype=torch.bfloat16)
+            c = model.config
+            print(f"model: preset {args.preset} (hidden {c.hidden_size}, {c.num_hidden_layers} layers, "
+                  f"{c.num_heads} heads of {c.head_dim}, MLP {c.intermediate_size}), input randn * 0.5")
         host, wall = host_and_wall_ms(model, x, args.repeats)
         profile = cProfile.Profile()
         with torch.no_grad():
