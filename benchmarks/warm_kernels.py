@@ -20,7 +20,7 @@ import time
 
 GDR_KERNELS = [
     *("_fwd_prep", "_fwd_inv", "_fwd_inv_block", "_fwd_wy", "_fwd_state", "_fwd_output"),
-    *("_bwd_state", "_bwd_dv_local", "_bwd_state_split", "_bwd_dqk", "_bwd_wy"),
+    *("_bwd_state", "_bwd_dv_local", "_bwd_state_split", "_bwd_dqk", "_bwd_wy_trans", "_bwd_wy"),
 ]
 TRIGGER_KERNELS = ["_trigger_fwd", "_trigger_bwd", "_wl_grad"]
 

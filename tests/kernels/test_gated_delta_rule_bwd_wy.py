@@ -1,6 +1,6 @@
-"""The WY backward's variant of the Triton gated delta rule (``NIRVANA_GDR_WY=trans``: ``_bwd_wy_trans``,
+"""The WY backward of the Triton gated delta rule (default ``NIRVANA_GDR_WY=trans``: ``_bwd_wy_trans``,
 every tile loaded once and transposed with ``tl.trans``, two passes over K) under the interpreter: values
-and every gradient vs the float64 reference and vs the default ``_bwd_wy`` (``load``), at head dims 64,
+and every gradient vs the float64 reference and vs the earlier ``_bwd_wy`` (``load``), at head dims 64,
 80 and 128, tails, fp32 and bf16, with and without the q/k L2 norm, each K-block path (one block, two
 blocks in registers, more blocks in loops), and one packed batch. Every test checks from the recorded
 launches that the variant really ran."""
@@ -76,14 +76,14 @@ def test_wy_trans(monkeypatch, case, rel):
     seen = _recorded(monkeypatch, {"NIRVANA_GDR_WY": "trans", **block})
     got = _all(triton_mod.chunk_gated_delta_rule_triton, xs, state, grads, l2)
     assert _wy_launches(seen) == [("_bwd_wy_trans", min(triton_mod._pow2(K), int(bk or 64)), nkb)]
-    seen = _recorded(monkeypatch, block)  # the default: load
-    default = _all(triton_mod.chunk_gated_delta_rule_triton, xs, state, grads, l2)
+    seen = _recorded(monkeypatch, {"NIRVANA_GDR_WY": "load", **block})
+    load = _all(triton_mod.chunk_gated_delta_rule_triton, xs, state, grads, l2)
     assert [name for name, _, _ in _wy_launches(seen)] == ["_bwd_wy"]
     ys = [x.double() for x in xs]
     s64 = state.double() if state is not None else None
     ref = _all(chunk_gated_delta_rule_reference, ys, s64, [x.double() for x in grads], l2)
     tol = 1e-5 if dtype == torch.float32 else 2e-2
-    for name, a, b, r in zip(_names(state), got, default, ref, strict=True):
+    for name, a, b, r in zip(_names(state), got, load, ref, strict=True):
         assert a.dtype == b.dtype and a.shape == b.shape == r.shape, name
         assert rel(a, r) < tol, (name, rel(a, r))
         assert rel(a, b) < (1e-5 if dtype == torch.float32 else 1e-3), (name, rel(a, b))
@@ -106,12 +106,27 @@ def test_wy_trans_varlen(monkeypatch, rel):
 
 
 def test_wy_switch(monkeypatch):
-    """NIRVANA_GDR_WY: load by default (also when empty), trans, else refused."""
+    """NIRVANA_GDR_WY: trans by default (also when empty), load, else refused."""
     monkeypatch.delenv("NIRVANA_GDR_WY", raising=False)
-    assert triton_mod.wy_mode() == "load"
-    for value, mode in [("", "load"), ("load", "load"), ("trans", "trans")]:
+    assert triton_mod.wy_mode() == "trans"
+    for value, mode in [("", "trans"), ("load", "load"), ("trans", "trans")]:
         monkeypatch.setenv("NIRVANA_GDR_WY", value)
         assert triton_mod.wy_mode() == mode
     monkeypatch.setenv("NIRVANA_GDR_WY", "transpose")
     with pytest.raises(ValueError, match="NIRVANA_GDR_WY"):
         triton_mod.wy_mode()
+
+
+def test_wy_default_is_trans_at_four_warps(monkeypatch, rel):
+    """With no switch set the backward launches ``_bwd_wy_trans`` at 4 warps (run AE's fastest) and its
+    gradients match the float64 reference."""
+    xs, state = _inputs(1, 70, 1, 64, 32, torch.float32, True, True, seed=11)
+    gen = torch.Generator().manual_seed(5)
+    grads = (torch.randn(1, 70, 1, 32, generator=gen), torch.randn(1, 1, 64, 32, generator=gen))
+    seen = _recorded(monkeypatch, {})
+    got = _all(triton_mod.chunk_gated_delta_rule_triton, xs, state, grads, True)
+    assert [(name, kw["num_warps"]) for name, kw in seen if name.startswith("_bwd_wy")] == [("_bwd_wy_trans", 4)]
+    ref = _all(chunk_gated_delta_rule_reference, [x.double() for x in xs], state.double(),
+               [x.double() for x in grads], True)
+    for name, a, r in zip(NAMES, got, ref, strict=True):
+        assert rel(a, r) < 1e-5, (name, rel(a, r))

@@ -47,13 +47,15 @@ Backward, three launches (four with ``NIRVANA_GDR_BWD=split``):
      rounding (the split only reorders sums).
   2. ``_bwd_dqk``    (grid: chunks x B*H) dq (final, through the L2 norm), the attention and
      state parts of dk, dW and dG.
-  3. ``_bwd_wy``     (grid: chunks x B*H) through M, A, W, U: dk (final), dv, dbeta, dg.
-     ``NIRVANA_GDR_WY=trans`` (opt-in, not yet checked on the GPU) launches ``_bwd_wy_trans`` instead:
-     the same sums with each tile of K, dW, V, dVn and M loaded once, row-major (``_bwd_wy`` loads
-     each a second time in the transposed layout), the transposes by ``tl.trans`` of those loaded tiles,
-     and, with the q/k L2 norm, two passes over K instead of three (K and dW read twice instead of four
-     times; dKn's two dA terms in one product; with at most two K blocks, dKn and Kn held in registers
-     for the L2 norm's backward). Same outputs up to float32 rounding.
+  3. ``_bwd_wy_trans`` (grid: chunks x B*H) through M, A, W, U: dk (final), dv, dbeta, dg, with each
+     tile of K, dW, V, dVn and M loaded once, row-major, the transposes by ``tl.trans`` of those loaded
+     tiles, and, with the q/k L2 norm, two passes over K (K and dW read twice; dKn's two dA terms in one
+     product; with at most two K blocks, dKn and Kn held in registers for the L2 norm's backward), at 4
+     warps. ``NIRVANA_GDR_WY=load`` launches the earlier ``_bwd_wy`` instead, which loads each tile a
+     second time in the transposed layout and walks K three times: same outputs up to float32 rounding.
+     Run AE (H200, Triton 3.6, ``benchmarks/results/kernels/call_ae_tune_wy.json``): forward+backward
+     3.81 ms vs 4.61 at B4 T4096 H16 D128 and 1.40 vs 1.58 at B8 T1600 H16 D64, and every delta-rule
+     row of gpu_kernel_check.py passed through it.
 Variable-length packed batches (``cu_seqlens``; contract in ``gated_delta_rule_reference``: B = 1,
 ``initial_state`` and the final state ``[N, H, K, V]``): the same kernels, compiled with the constexpr
 ``IS_VARLEN`` (every varlen line sits behind it; with it False the kernels compile as before, so the
@@ -95,9 +97,9 @@ fused up to it, see ``bwd_mode``; ``torch``: backward
 through the PyTorch reference, a slow but independent fallback), ``NIRVANA_GDR_BWD_HALVES=0|1`` (split
 only: the state as two half-height tiles), ``NIRVANA_GDR_DVL_WARPS`` (num_warps of ``_bwd_dv_local``,
 default that of the other backward kernels), ``NIRVANA_GDR_WY=load|trans`` (the backward's last kernel,
-default ``load``: ``_bwd_wy``; ``trans``: ``_bwd_wy_trans``, see above and ``wy_mode``),
-``NIRVANA_GDR_WY_BK`` (its K block, default 64) and ``NIRVANA_GDR_WY_WARPS`` (its num_warps, default
-that of the other backward kernels).
+default ``trans``: ``_bwd_wy_trans``; ``load``: ``_bwd_wy``, see above and ``wy_mode``),
+``NIRVANA_GDR_WY_BK`` (its K block, default 64) and ``NIRVANA_GDR_WY_WARPS`` (its num_warps, default 4
+for ``trans``, that of the other backward kernels for ``load``).
 """
 
 from __future__ import annotations
@@ -1761,12 +1763,13 @@ def bwd_halves(block_k: int) -> bool:
 
 
 def wy_mode() -> str:
-    """The backward's last kernel (``NIRVANA_GDR_WY``, read at call time): ``load`` (default: ``_bwd_wy``,
+    """The backward's last kernel (``NIRVANA_GDR_WY``, read at call time): ``trans`` (default:
+    ``_bwd_wy_trans``, each tile loaded in one layout, transposes by ``tl.trans`` of the loaded tiles, two
+    passes over K, dKn and Kn of the second kept in registers up to two K blocks) or ``load`` (``_bwd_wy``,
     which loads K, dW, V, dVn and M a second time in the transposed layout and, with the L2 norm, walks K
-    three times) or ``trans`` (``_bwd_wy_trans``: each tile loaded in one layout, transposes by ``tl.trans``
-    of the loaded tiles, two passes over K, dKn and Kn of the second kept in registers up to two K blocks;
-    the same sums up to float32 rounding). Not yet checked or timed on the GPU (``gdr_tune.py --kind wy``)."""
-    mode = os.environ.get("NIRVANA_GDR_WY") or "load"
+    three times); the same sums up to float32 rounding. ``trans`` at 4 warps was the fastest of run AE's
+    sweep at both head dims (``gdr_tune.py --kind wy``, ``kernels/call_ae_tune_wy.json``)."""
+    mode = os.environ.get("NIRVANA_GDR_WY") or "trans"
     if mode not in ("load", "trans"):
         raise ValueError(f"NIRVANA_GDR_WY must be load or trans, got {mode!r}")
     return mode
@@ -2058,7 +2061,7 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht, varlen=Non
         USE_L2=use_l2,
         PREC=_prec32(prec),
         IS_VARLEN=varlen is not None,
-        num_warps=_env_int("NIRVANA_GDR_WY_WARPS", warps),
+        num_warps=_env_int("NIRVANA_GDR_WY_WARPS", 4 if trans else warps),  # trans: 4 fastest at D64 and D128 (AE)
     )
     return dq, dk, dv, dg, dbeta, dh0
 
