@@ -14,6 +14,9 @@ applied to the network's output magnitude:
   floor of an RSS image, ``sigma Gamma(C + 1/2) / Gamma(C)``, with sigma the k-space noise measured in the
   corners (nirvana_mri/codecs/background.py);
 - ``zero_acs_f0.1_m4``: the same support, background set to 0;
+- ``floor_gate_kK``: ``floor_acs_f0.1_m4`` that also keeps every pixel where the Hann-tapered calibration
+  image exceeds K times its own noise floor (``noise_gate``, codecs/background.py): for scans whose
+  background holds real low-level signal;
 - ``floor_oracle``: the background by the target itself (the diagnostic split) set to the floor: a
   reference that a real method cannot reach, because it needs the target;
 - ``soft_kK``: no support; every pixel shrunk toward the floor by K floors (soft threshold);
@@ -61,12 +64,13 @@ from nirvana_mri.recon_models import load_recon_model  # noqa: E402
 WINDOW, K1, K2 = 7, 0.01, 0.03  # fastMRI's SSIM (skimage.metrics.structural_similarity defaults)
 SUPPORT_GRID = [(f, m) for f in (0.05, 0.1, 0.2) for m in (0, 4, 8)]
 SOFT_GRID = (0.5, 1.0, 2.0)
+GATE_GRID = (2.0, 3.0, 5.0)
 CHOSEN = f"floor_acs_f{DEFAULT_BACKGROUND['support_fraction']:g}_m{int(DEFAULT_BACKGROUND['margin'])}"
 
 
 def all_fixes() -> list[str]:
     return ([f"floor_acs_f{f:g}_m{m}" for f, m in SUPPORT_GRID] + ["zero_acs_f0.1_m4", "floor_oracle"]
-            + [f"soft_k{k:g}" for k in SOFT_GRID] + ["refine", f"refine+{CHOSEN}"])
+            + [f"soft_k{k:g}" for k in SOFT_GRID] + ["refine", f"refine+{CHOSEN}"] + [f"floor_gate_k{k:g}" for k in GATE_GRID])
 
 
 def ssim_terms(target: np.ndarray, recon: np.ndarray, data_range: float) -> tuple[np.ndarray, np.ndarray]:
@@ -144,6 +148,12 @@ def probe_volume(model, path: Path, accel: int, slices: int, fg_fraction: float,
             out = np.where(support, recon, floor if name.startswith("floor") else 0.0)
             extra["fg_pixels_replaced"] = float((fg & ~support).sum() / max(fg.sum(), 1))
             extra["bg_pixels_replaced"] = float((~fg & ~support).sum() / max((~fg).sum(), 1))
+        elif name.startswith("floor_gate_k"):  # the product's step with its calibration noise gate
+            options = {**DEFAULT_BACKGROUND, "noise_gate": float(name[len("floor_gate_k"):])}
+            out = crop(background_magnitude(magnitude, kspace, m, noise, options).numpy()).astype(np.float64)
+            replaced = out != recon
+            extra["fg_pixels_replaced"] = float((fg & replaced).sum() / max(fg.sum(), 1))
+            extra["bg_pixels_replaced"] = float((~fg & replaced).sum() / max((~fg).sum(), 1))
         elif name == "floor_oracle":
             out = np.where(fg, recon, floor)
         elif name.startswith("soft_k"):

@@ -9,7 +9,9 @@ from inference_steps import plain_and_stepped
 
 from nirvana_mri.codecs.background import (
     background_magnitude,
+    calibration_signal,
     calibration_support,
+    calibration_taper,
     check_background,
     noise_floor,
 )
@@ -67,13 +69,15 @@ def test_only_the_background_is_set_to_the_floor_and_unmeasured_slices_are_left_
 
 def test_options_are_validated():
     assert check_background(None) is None
-    assert check_background({"margin": 0}) == {"support_fraction": 0.1, "margin": 0}
+    assert check_background({"margin": 0}) == {"support_fraction": 0.1, "margin": 0, "noise_gate": 0.0}
     with pytest.raises(ValueError, match="unknown: lam"):
         check_background({"lam": 1.0})
     with pytest.raises(ValueError, match="support_fraction"):
         check_background({"support_fraction": 1.5})
     with pytest.raises(ValueError, match="integer margin"):
         check_background({"margin": 2.5})
+    with pytest.raises(ValueError, match="noise_gate"):
+        check_background({"noise_gate": -1.0})
 
 
 def test_model_step_runs_at_inference_only_and_keeps_the_kspace():
@@ -88,3 +92,45 @@ def test_model_step_runs_at_inference_only_and_keeps_the_kspace():
     torch.testing.assert_close(k_step, k_plain)  # the returned k-space stays the network's
     assert not torch.allclose(mag_step, mag_plain)  # the step ran
     torch.testing.assert_close(mag_train, mag_plain)  # never while training
+
+
+def test_calibration_taper_is_a_hann_window_over_the_calibration_box_only():
+    _, mask, _ = _disk_scan(size=32)  # 1-D: 8 central columns sampled whole in the rows
+    taper = calibration_taper(mask)[0, 0, :, :, 0]
+    assert taper.shape == (1, 32)
+    assert (taper[0, 12:20] > 0).all() and (taper[0, :12] == 0).all() and (taper[0, 20:] == 0).all()
+    torch.testing.assert_close(taper[0, 12:20], taper[0, 12:20].flip(0))  # symmetric, peak in the middle
+    assert taper[0, 15] > taper[0, 12]
+    box = torch.zeros(1, 1, 16, 16, 1)
+    box[:, :, 6:10, 5:11] = 1  # 2-D: a 4 x 6 box, tapered along both axes
+    taper = calibration_taper(box)[0, 0, :, :, 0]
+    assert (taper[6:10, 5:11] > 0).all() and taper.sum() == taper[6:10, 5:11].sum()
+    torch.testing.assert_close(taper[6:10, 5:11], torch.outer(taper[6:10, 7] / taper[7, 7], taper[7, 5:11]))
+
+
+def test_noise_gate_ignores_pure_noise_and_keeps_low_level_signal_outside_the_object():
+    size, sigma = 64, 1e-3
+    kspace, mask, disk = _disk_scan(size=size, sigma=sigma)
+    noise = torch.tensor([sigma], dtype=torch.float64)
+    signal = calibration_signal(kspace, mask, noise, gate=3.0, margin=0)[0]
+    far = torch.zeros(size, size, dtype=torch.bool)
+    far[:8, :8] = far[:8, -8:] = far[-8:, :8] = far[-8:, -8:] = True  # corners: nothing but noise
+    assert signal[far].float().mean() < 0.01
+    # a faint (2 % of the disk) smooth patch in one corner, as scalp or neck outside a brain
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    patch = 0.02 * torch.exp(-((yy - 6.0) ** 2 + (xx - 6.0) ** 2) / 20)
+    coil_patch = torch.stack([patch, torch.zeros_like(patch)], -1).expand(kspace.shape[1], -1, -1, -1)
+    with_patch = kspace + fft2c(coil_patch)[None] * mask
+    signal = calibration_signal(with_patch, mask, noise, gate=3.0, margin=0)[0]
+    assert signal[3:10, 3:10].all()
+    magnitude = rss(with_patch)
+    plain = background_magnitude(magnitude, with_patch, mask, noise, check_background({"margin": 2}))
+    gated = background_magnitude(magnitude, with_patch, mask, noise, check_background({"margin": 2, "noise_gate": 3}))
+    torch.testing.assert_close(gated[0, 3:10, 3:10], magnitude[0, 3:10, 3:10])  # the gate keeps the patch
+    assert not torch.allclose(plain[0, 3:10, 3:10], magnitude[0, 3:10, 3:10])  # without it the floor replaces it
+    kept = calibration_signal(with_patch, mask, noise, gate=3.0, margin=2)[0]
+    other_corners = far.clone()
+    other_corners[:8] = False  # the bottom corners: the patch blurs (and wraps) along the top rows
+    assert (~kept[other_corners]).float().mean() > 0.95
+    floored = gated[0][other_corners & ~kept]  # the noise-only corners are still set to the floor
+    torch.testing.assert_close(floored, noise_floor(noise, kspace.shape[1]).expand(floored.numel()))
