@@ -15,8 +15,12 @@ Rows (median ms through triton.testing.do_bench, peak memory through max_memory_
   (fla + einsum Trigger + SDPA, benchmarks/published_form.py) in the same process; forward (no grad)
   and forward+backward to inputs_embeds; tokens/s and peak memory. Also the reference figures
   measured with the published code. ``--backbone-extra`` adds rows: ``ours-torch-layers`` (our norms,
-  SwiGLU gate and short convolutions on the PyTorch path) and ``ours-cudagraph`` (ours' no-grad forward
-  captured once in a CUDA graph, checked against the eager forward, timed by replay; forward only).
+  SwiGLU gate and short convolutions on the PyTorch path), ``ours-cudagraph`` (ours' no-grad forward
+  captured once in a CUDA graph, checked against the eager forward, timed by replay; forward only) and
+  ``ours-cudagraph-train`` (ours' forward+backward to inputs_embeds, the same step as its fwdbwd, captured
+  once in one CUDA graph, output and input gradient checked against eager, timed by replay; fwdbwd only).
+  Several extras: ``--backbone-extra ours-cudagraph,ours-cudagraph-train``. Without CUDA the graph rows
+  are skipped (an ``error`` saying so).
 
     python benchmarks/kernels.py --check-json $OUT/check.json --out $OUT/kernels.json --md $OUT/kernels.md
     python benchmarks/kernels.py --smoke --out /tmp/k.json --md /tmp/k.md     # CPU, interpreter, tiny
@@ -480,11 +484,16 @@ def compiled_norms():
         layers.RMSNorm.forward, layers.GatedRMSNorm.forward, layers.SwiGLU.forward = saved
 
 
-BACKBONE_EXTRAS = ("ours-torch-layers", "ours-cudagraph")  # the rows --backbone-extra may add
+BACKBONE_EXTRAS = ("ours-torch-layers", "ours-cudagraph", "ours-cudagraph-train")  # rows --backbone-extra may add
 BACKBONE_EXTRA_IMPLS: list[str] = []  # --backbone-extra: e.g. ours-torch-layers (the layers before the kernels)
 CUDAGRAPH_NOTE = (
     "forward only (no grad) captured once in a torch.cuda.CUDAGraph at this shape, timed by replay; no "
-    "fwdbwd_ms: the frozen backbone's training step runs eager (a graph of the backward is not this row)"
+    "fwdbwd_ms: the frozen backbone's training step is the ours-cudagraph-train row"
+)
+CUDAGRAPH_TRAIN_NOTE = (
+    "forward+backward to inputs_embeds (frozen weights, the ours row's grad_output dy) captured once in one "
+    "torch.cuda.CUDAGraph at this shape, timed by replay; no fwd_ms (a no-grad forward is the ours-cudagraph "
+    "row)"
 )
 
 
@@ -506,104 +515,194 @@ def torch_layers(model):
             m.backend = backend
 
 
-def capture_forward(model, x: torch.Tensor, warmup: int = 3):
-    """``model``'s no-grad forward at ``x``'s shape in a CUDA graph: ``(graph, static_x, static_out)``.
+def _capture(step, warmup: int, grad: bool):
+    """``(graph, outputs)``: ``step()`` run ``warmup`` times eagerly on a side stream, then captured once.
 
-    As the PyTorch docs describe: a few eager forwards on a side stream first (Triton compiles and loads
-    every kernel, ``_launch.launch`` settles its stage fallbacks, cuBLAS makes its workspace: none of
-    that may happen while capturing), then one capture reading the static input ``static_x``. Replay
-    with ``graph.replay()`` after ``static_x.copy_(new)``; ``static_out`` then holds the new output."""
-    static_x = x.detach().clone()
+    As the PyTorch docs describe: the eager warm-ups first (Triton compiles and loads every kernel,
+    ``_launch.launch`` settles its stage fallbacks, cuBLAS makes its workspace: none of that may happen
+    while capturing), then one capture; ``outputs`` are what the captured ``step()`` returned, the static
+    tensors each replay rewrites. ``grad``: autograd on (the training step) or off (the forward)."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         with torch.cuda.stream(stream):
             for _ in range(warmup):
-                model(inputs_embeds=static_x)
+                step()
         torch.cuda.current_stream().wait_stream(stream)
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            static_out = model(inputs_embeds=static_x).last_hidden_state
+            outputs = step()
+    return graph, outputs
+
+
+def capture_forward(model, x: torch.Tensor, warmup: int = 3):
+    """``model``'s no-grad forward at ``x``'s shape in a CUDA graph: ``(graph, static_x, static_out)``.
+
+    Warm-up and capture through ``_capture``, reading the static input ``static_x``. Replay with
+    ``graph.replay()`` after ``static_x.copy_(new)``; ``static_out`` then holds the new output."""
+    static_x = x.detach().clone()
+    graph, static_out = _capture(lambda: model(inputs_embeds=static_x).last_hidden_state, warmup, grad=False)
     return graph, static_x, static_out
 
 
-def bench_cudagraph(model, x: torch.Tensor, shape: str, B: int, T: int) -> dict:
-    """The ``ours-cudagraph`` row: the forward of ``ours`` captured once (``capture_forward``), checked
-    against the eager forward on two inputs (the capture's and a fresh one copied into the static input:
-    a graph that baked in a value fails there), then timed by replaying the graph. A failed capture or
-    check is the row's ``error`` and nothing is timed."""
-    row = {"op": "backbone", "shape": shape, "impl": "ours-cudagraph", "fwd_ms": None, "fwdbwd_ms": None,
-           "note": CUDAGRAPH_NOTE}
+def capture_forward_backward(model, x: torch.Tensor, dy: torch.Tensor, warmup: int = 3):
+    """The ``ours`` row's ``fwdbwd`` (forward, then backward of ``dy`` to the input; the weights are
+    frozen) in one CUDA graph: ``(graph, static_x, (static_out, static_grad))``.
+
+    One manual capture of forward and backward rather than ``torch.cuda.make_graphed_callables``: one
+    replay is the whole step (make_graphed_callables replays a forward graph and a backward graph through
+    an autograd node, and copies the input and grad_output into its static ones on every call: host work
+    inside the timed region), and it is the same warm-up/capture as the forward row's. The backward is
+    ``torch.autograd.grad`` with the static ``static_dy``, not ``.backward()``: nothing accumulates into
+    ``static_x.grad`` across replays (no zeroing needed); the gradient it returns is allocated in the
+    graph's pool at a fixed address, so each replay rewrites ``static_grad`` in place (eager
+    ``.backward(dy)`` with ``x.grad`` None computes the same tensor and moves it into ``x.grad``). Replay
+    after ``static_x.copy_(new)`` under ``torch.no_grad()`` (``static_x`` is a leaf that requires grad)."""
+    static_x = x.detach().clone().requires_grad_(True)
+    static_dy = dy.detach().clone()
+
+    def step():
+        out = model(inputs_embeds=static_x).last_hidden_state
+        (grad,) = torch.autograd.grad(out, static_x, static_dy)
+        return out.detach(), grad
+
+    graph, outputs = _capture(step, warmup, grad=True)
+    return graph, static_x, outputs
+
+
+def _check_input(x: torch.Tensor) -> torch.Tensor:
+    """A fresh input like ``x`` (fixed seed) for the graph checks: a graph that baked in the capture's
+    input value fails on it."""
+    gen = torch.Generator(x.device).manual_seed(1)
+    return (torch.randn(x.shape, device=x.device, generator=gen) * 0.5).to(x.dtype)
+
+
+def _graph_row(row: dict, x: torch.Tensor, eager, capture, names: tuple[str, ...], what: str, need_s: float,
+               time_key: str, rep_ms: float, B: int, T: int) -> dict:
+    """A CUDA-graph row (``ours-cudagraph``, ``ours-cudagraph-train``): skipped without CUDA or budget;
+    ``eager(inp)`` gives the reference tensors on the capture's input and on a fresh one; ``capture()``
+    gives ``(graph, static_x, statics)``, the static tensors in the order of ``eager``'s and of ``names``
+    (prefixes of ``graph_{name}max_abs_diff`` / ``graph_{name}rel_err``). Each input is copied into
+    ``static_x``, the graph replayed, every static compared with eager; a raising capture or a check above
+    1e-2 relative error is the row's ``error`` and nothing is timed. Else ``row[time_key]`` is the replay
+    time (``measure``, as the eager rows). The graph and its pool are released either way."""
+    impl = row["impl"]
     if DEVICE.type != "cuda":
         row["error"] = "skipped: CUDA graphs need a CUDA GPU"
-        log(f"  skip ours-cudagraph: {row['error']}")
+        log(f"  skip {impl}: {row['error']}")
         return row
-    if left() < 15:
+    if left() < need_s:
         row["error"] = "skipped: budget"
-        log("  skip ours-cudagraph: budget")
+        log(f"  skip {impl}: budget")
         return row
-    graph = static_x = static_out = None
+    graph = static_x = statics = None
     stage = "eager reference"
     try:
-        x2 = (torch.randn(x.shape, device=x.device, generator=torch.Generator(x.device).manual_seed(1)) * 0.5).to(
-            x.dtype
-        )
-        with torch.no_grad():
-            eager = [model(inputs_embeds=inp).last_hidden_state.clone() for inp in (x.detach(), x2)]
+        inputs = (x.detach(), _check_input(x))
+        refs = [tuple(t.detach().clone() for t in eager(inp)) for inp in inputs]
         torch.cuda.synchronize()
+        # the baseline after empty_cache, as torch.cuda.graph empties the cache before it captures (run AL's
+        # baseline, taken before that, read the cache it released: -9 GiB)
+        torch.cuda.empty_cache()
         reserved = torch.cuda.memory_reserved()
         start = time.time()
         stage = "capture"
-        graph, static_x, static_out = capture_forward(model, x)
+        graph, static_x, statics = capture()
+        statics = tuple(statics) if isinstance(statics, (tuple, list)) else (statics,)
         torch.cuda.synchronize()
-        row["warmup_capture_s"] = round(time.time() - start, 2)  # the 3 warm-up forwards and the capture
-        # growth of the allocator's reserved memory: the graph's private pool and the warm-up stream's blocks
+        row["warmup_capture_s"] = round(time.time() - start, 2)  # the 3 eager warm-ups and the capture
+        # growth of the allocator's reserved memory: the graph's private pool (its static outputs and the
+        # step's intermediates) and what the allocator keeps cached after it
         row["reserved_growth_gib"] = round((torch.cuda.memory_reserved() - reserved) / 2**30, 3)
         stage = "replay check"
-        diffs, rels, equal = [], [], True
-        for inp, ref in zip((x.detach(), x2), eager, strict=True):
-            static_x.copy_(inp)
+        diffs = {name: [] for name in names}
+        rels = {name: [] for name in names}
+        equal = True
+        for inp, ref in zip(inputs, refs, strict=True):
+            with torch.no_grad():
+                static_x.copy_(inp)
             graph.replay()
             torch.cuda.synchronize()
-            out = static_out.detach()
-            equal = equal and torch.equal(out, ref)
-            diffs.append((out.float() - ref.float()).abs().max().item())
-            rels.append(rel_err(out, ref))
-        row["graph_equal"] = equal  # bitwise, on both inputs
-        row["graph_max_abs_diff"] = max(diffs)
-        row["graph_rel_err"] = max(rels)
-        if not all(r <= 1e-2 for r in rels):  # NaN/inf fail too (rel_err: inf)
-            row["error"] = f"graph replay differs from the eager forward: max abs diff {diffs}, rel err {rels}"
-            log(f"  FAIL ours-cudagraph check: {row['error']}")
+            for name, out, expect in zip(names, statics, ref, strict=True):
+                out = out.detach()
+                equal = equal and torch.equal(out, expect)
+                diffs[name].append((out.float() - expect.float()).abs().max().item())
+                rels[name].append(rel_err(out, expect))
+        row["graph_equal"] = equal  # bitwise, every static tensor on both inputs
+        for name in names:
+            row[f"graph_{name}max_abs_diff"] = max(diffs[name])
+            row[f"graph_{name}rel_err"] = max(rels[name])
+        if not all(r <= 1e-2 for name in names for r in rels[name]):  # NaN/inf fail too (rel_err: inf)
+            label = {name: (name or "output").rstrip("_") for name in names}  # "" -> output, "grad_" -> grad
+            diffs, rels = ({label[n]: v for n, v in d.items()} for d in (diffs, rels))
+            row["error"] = f"graph replay differs from {what}: max abs diff {diffs}, rel err {rels}"
+            log(f"  FAIL {impl} check: {row['error']}")
             return row
+        inputs = refs = None  # the check's tensors are not held while timing
     except Exception as err:  # noqa: BLE001
         row["error"] = f"{stage} failed: {type(err).__name__}: {str(err)[:300]}"
-        log(f"  FAIL ours-cudagraph: {row['error']}")
+        log(f"  FAIL {impl}: {row['error']}")
         if os.environ.get("NIRVANA_BENCH_TRACEBACK"):
             traceback.print_exc()
         return row
     finally:
         if "error" in row:
-            del graph, static_x, static_out
-            _release_cuda()
-    static_x.copy_(x.detach())
-    row["fwd_ms"] = measure("ours-cudagraph fwd", graph.replay, need_s=5, warmup_ms=100, rep_ms=600)
-    if row["fwd_ms"] is not None:
-        row["tokens_per_s_fwd"] = B * T / row["fwd_ms"] * 1e3
-    del graph, static_x, static_out
-    _release_cuda()
+            del graph, static_x, statics
+            _release_cuda(impl)
+    with torch.no_grad():
+        static_x.copy_(x.detach())
+    mode = time_key[:-3]
+    row[time_key] = measure(f"{impl} {mode}", graph.replay, need_s=5, warmup_ms=100, rep_ms=rep_ms)
+    if row[time_key] is not None:
+        row[f"tokens_per_s_{mode}"] = B * T / row[time_key] * 1e3
+    del graph, static_x, statics
+    _release_cuda(impl)
     return row
 
 
-def _release_cuda() -> None:
+def bench_cudagraph(model, x: torch.Tensor, shape: str, B: int, T: int) -> dict:
+    """The ``ours-cudagraph`` row: the forward of ``ours`` captured once (``capture_forward``), checked
+    against the eager forward on two inputs (the capture's and a fresh one copied into the static input:
+    a graph that baked in a value fails there), then timed by replaying the graph (``_graph_row``). A
+    failed capture or check is the row's ``error`` and nothing is timed."""
+    row = {"op": "backbone", "shape": shape, "impl": "ours-cudagraph", "fwd_ms": None, "fwdbwd_ms": None,
+           "note": CUDAGRAPH_NOTE}
+
+    def eager(inp):
+        with torch.no_grad():
+            return (model(inputs_embeds=inp).last_hidden_state,)
+
+    return _graph_row(row, x, eager, lambda: capture_forward(model, x), names=("",), what="the eager forward",
+                      need_s=15, time_key="fwd_ms", rep_ms=600, B=B, T=T)
+
+
+def bench_cudagraph_train(model, x: torch.Tensor, dy: torch.Tensor, shape: str, B: int, T: int) -> dict:
+    """The ``ours-cudagraph-train`` row: the ``ours`` row's forward+backward (``.backward(dy)`` to the input,
+    weights frozen) captured once (``capture_forward_backward``), its output and input gradient checked
+    against eager forward+backward on two inputs (``graph_max_abs_diff`` / ``graph_rel_err`` for the
+    output, ``graph_grad_*`` for the gradient), then timed by replay as ``fwdbwd_ms`` (``_graph_row``)."""
+    row = {"op": "backbone", "shape": shape, "impl": "ours-cudagraph-train", "fwd_ms": None, "fwdbwd_ms": None,
+           "note": CUDAGRAPH_TRAIN_NOTE}
+
+    def eager(inp):  # what the ours row's fwdbwd computes, on a leaf copy of inp
+        inp = inp.detach().clone().requires_grad_(True)
+        out = model(inputs_embeds=inp).last_hidden_state
+        out.backward(dy)
+        return out, inp.grad
+
+    return _graph_row(row, x, eager, lambda: capture_forward_backward(model, x, dy), names=("", "grad_"),
+                      what="eager forward+backward", need_s=20, time_key="fwdbwd_ms", rep_ms=800, B=B, T=T)
+
+
+def _release_cuda(impl: str = "a CUDA graph") -> None:
     """Synchronise and return cached blocks (the graph's pool among them) to the driver; a CUDA error
     here (e.g. left by a failed capture) is logged, not raised: the rows after this one still run."""
     try:
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
     except Exception as err:  # noqa: BLE001
-        log(f"  cleanup after ours-cudagraph: {type(err).__name__}: {str(err)[:200]}")
+        log(f"  cleanup after {impl}: {type(err).__name__}: {str(err)[:200]}")
 
 
 def bench_backbone(configs, have_fla: bool, only: str | None = None):
@@ -625,8 +724,9 @@ def bench_backbone(configs, have_fla: bool, only: str | None = None):
         impls = [only] if only else ["ours"] + (["published"] if have_fla else []) + BACKBONE_EXTRA_IMPLS
         results = {}
         for impl in impls:
-            if impl == "ours-cudagraph":
-                results[impl] = bench_cudagraph(model, x, shape, B, T)
+            if impl in ("ours-cudagraph", "ours-cudagraph-train"):
+                results[impl] = (bench_cudagraph(model, x, shape, B, T) if impl == "ours-cudagraph"
+                                 else bench_cudagraph_train(model, x, dy, shape, B, T))
                 add(results[impl])
                 continue
             if impl == "ours+compiled-norms" and left() < 70:
@@ -685,7 +785,8 @@ def comparisons() -> list[dict]:
     for (op, shape, impl), row in by.items():
         if not impl.startswith("ours"):
             continue
-        graph_base = ("ours",) if impl == "ours-cudagraph" else ()  # what the graph saves over eager
+        # what the graph saves over eager: ours-cudagraph's fwd and ours-cudagraph-train's fwdbwd vs ours's
+        graph_base = ("ours",) if impl in ("ours-cudagraph", "ours-cudagraph-train") else ()
         for other in ("fla", "published", "reference", "ours-torch-layers") + graph_base + tuple(
             i for (o, s, i) in by if o == op and s == shape and i.startswith("fla (")
         ):
@@ -759,8 +860,8 @@ def markdown(summary: dict) -> str:
     if noted:
         lines += ["", "Row notes:", ""]
         for r in noted:
-            extra = {k: r[k] for k in ("graph_equal", "graph_max_abs_diff", "graph_rel_err", "warmup_capture_s",
-                                       "reserved_growth_gib") if k in r}
+            extra = {k: r[k] for k in ("graph_equal", "graph_max_abs_diff", "graph_rel_err", "graph_grad_max_abs_diff",
+                                       "graph_grad_rel_err", "warmup_capture_s", "reserved_growth_gib") if k in r}
             text = "; ".join(str(r[k]) for k in ("error", "note") if r.get(k))
             lines.append(f"- {r['op']} {r['shape']} {r['impl']}: {text}" + (f" {extra}" if extra else ""))
     lines += [

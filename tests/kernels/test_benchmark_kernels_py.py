@@ -1,6 +1,6 @@
-"""benchmarks/kernels.py's ``--backbone-extra`` handling and its ``ours-cudagraph`` row (the parts a CPU can
-run: argument errors, the skip without CUDA, the replay check with a stand-in graph), and
-benchmarks/launch_bound_probe.py's ``--preset`` check."""
+"""benchmarks/kernels.py's ``--backbone-extra`` handling and its ``ours-cudagraph`` and ``ours-cudagraph-train``
+rows (the parts a CPU can run: argument errors, both extras through ``main`` with the skip without CUDA, the
+replay checks with stand-in graphs), and benchmarks/launch_bound_probe.py's ``--preset`` check."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def test_unknown_backbone_extra_is_a_usage_error():
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert "--backbone-extra: unknown bogus" in last and "ours-cudagraph" in last and "ours-torch-layers" in last
+    assert "ours-cudagraph-train" in last
 
 
 def test_probe_unknown_preset_is_a_usage_error():
@@ -49,12 +50,12 @@ def test_probe_known_preset_reaches_the_gpu_check():
     assert result.returncode == 1 and "needs a CUDA GPU" in result.stderr
 
 
-def _tiny():
+def _tiny(layers: int = 2):
     from nirvana_mri.backbone.config import preset
     from nirvana_mri.backbone.model import NirvanaModel
 
     torch.manual_seed(0)
-    model = NirvanaModel(preset("tiny", num_hidden_layers=2, kernel_backend="torch")).eval().requires_grad_(False)
+    model = NirvanaModel(preset("tiny", num_hidden_layers=layers, kernel_backend="torch")).eval().requires_grad_(False)
     x = torch.randn(1, 16, model.config.hidden_size) * 0.5
     return model, x
 
@@ -126,3 +127,130 @@ def test_cudagraph_row_reports_a_raising_capture(monkeypatch, kernels_py):
     row = kernels_py.bench_cudagraph(model, x, "tiny B1 T16", 1, 16)
     assert row["error"] == "capture failed: RuntimeError: operation not permitted when stream is capturing"
     assert row["fwd_ms"] is None
+
+
+# ours-cudagraph-train: the forward+backward graph
+def test_both_graph_extras_run_through_main_and_skip_without_cuda(monkeypatch, tmp_path, kernels_py):
+    """``--backbone-extra ours-cudagraph,ours-cudagraph-train`` parses, both rows are dispatched after the
+    eager ``ours`` row and skipped on a CPU with a reason; the json and the Markdown are written."""
+    model, x = _tiny(layers=1)  # one layer: CPU forward+backward ~0.7 s
+    x.requires_grad_(True)
+    monkeypatch.setattr(kernels_py, "frozen_backbone", lambda name, device, B, T, **kw: (model, x))
+    monkeypatch.setattr(kernels_py, "ROWS", [])
+    monkeypatch.setattr(kernels_py, "BACKBONE_EXTRA_IMPLS", [])
+    monkeypatch.setattr(kernels_py, "BUDGET", kernels_py.BUDGET)  # main() sets it; restored afterwards
+    out = tmp_path / "k.json"
+    monkeypatch.setattr(sys, "argv", ["kernels.py", "--skip-fla", "--sections", "backbone", "--backbones",
+                                      "tiny:1:16", "--backbone-extra", "ours-cudagraph,ours-cudagraph-train",
+                                      "--out", str(out)])
+    assert kernels_py.main() == 0
+    rows = {r["impl"]: r for r in kernels_py.ROWS}
+    assert list(rows) == ["ours", "ours-cudagraph", "ours-cudagraph-train"]
+    assert rows["ours"]["fwdbwd_ms"] > 0
+    for impl in ("ours-cudagraph", "ours-cudagraph-train"):
+        assert rows[impl]["error"] == "skipped: CUDA graphs need a CUDA GPU"
+        assert rows[impl]["fwd_ms"] is None and rows[impl]["fwdbwd_ms"] is None
+    md = (tmp_path / "k.md").read_text()
+    assert "tiny B1 T16 ours-cudagraph-train: skipped: CUDA graphs need a CUDA GPU; forward+backward" in md
+
+
+def test_cudagraph_train_row_without_cuda_is_skipped(kernels_py):
+    model, x = _tiny(layers=1)  # one layer: CPU forward+backward ~0.7 s
+    row = kernels_py.bench_cudagraph_train(model, x, torch.randn_like(x) * 1e-2, "tiny B1 T16", 1, 16)
+    assert row["impl"] == "ours-cudagraph-train" and row["fwd_ms"] is None and row["fwdbwd_ms"] is None
+    assert "need a CUDA GPU" in row["error"] and "forward+backward" in row["note"]
+
+
+class _StandInTrainGraph:
+    """A 'graph' whose replay runs forward+backward eagerly on the static input into the static output
+    and gradient (or, ``stale``, computes the gradient at the input it was captured with)."""
+
+    def __init__(self, model, static_x, static_dy, statics, stale: bool):
+        self.model, self.static_x, self.static_dy, self.statics = model, static_x, static_dy, statics
+        self.captured = static_x.detach().clone() if stale else None
+
+    def _step(self, inp):
+        inp = inp.detach().clone().requires_grad_(True)
+        out = self.model(inputs_embeds=inp).last_hidden_state
+        return out.detach(), torch.autograd.grad(out, inp, self.static_dy)[0]
+
+    def replay(self):
+        out, grad = self._step(self.static_x)
+        if self.captured is not None:
+            grad = self._step(self.captured)[1]
+        self.statics[0].copy_(out)
+        self.statics[1].copy_(grad)
+
+
+def _pretend_cuda_train(monkeypatch, kernels_py, stale: bool):
+    def capture(model, x, dy, warmup=3):
+        static_x = x.detach().clone().requires_grad_(True)
+        static_dy = dy.detach().clone()
+        statics = (torch.zeros_like(x), torch.zeros_like(x))
+        graph = _StandInTrainGraph(model, static_x, static_dy, statics, stale)
+        graph.replay()
+        return graph, static_x, statics
+
+    _pretend_cuda(monkeypatch, kernels_py, stale=False)
+    monkeypatch.setattr(kernels_py, "capture_forward_backward", capture)
+
+
+def test_cudagraph_train_row_checks_then_times(monkeypatch, kernels_py):
+    _pretend_cuda_train(monkeypatch, kernels_py, stale=False)
+    model, x = _tiny(layers=1)  # one layer: CPU forward+backward ~0.7 s
+    row = kernels_py.bench_cudagraph_train(model, x, torch.randn_like(x) * 1e-2, "tiny B1 T16", 1, 16)
+    assert "error" not in row, row.get("error")
+    assert row["graph_equal"] is True and row["graph_max_abs_diff"] == 0.0 and row["graph_rel_err"] == 0.0
+    assert row["graph_grad_max_abs_diff"] == 0.0 and row["graph_grad_rel_err"] == 0.0
+    assert row["fwd_ms"] is None and row["fwdbwd_ms"] > 0 and row["tokens_per_s_fwdbwd"] > 0
+    monkeypatch.setattr(kernels_py, "ROWS", [{"op": "backbone", "shape": "tiny B1 T16", "impl": "ours",
+                                              "fwd_ms": 1.0, "fwdbwd_ms": 3 * row["fwdbwd_ms"]}, row])
+    (entry,) = [c for c in kernels_py.comparisons() if c["ours"] == "ours-cudagraph-train" and c["vs"] == "ours"]
+    assert entry["speedup_fwdbwd"] == 3.0 and "speedup_fwd" not in entry
+
+
+def test_cudagraph_train_row_fails_a_graph_with_a_stale_gradient(monkeypatch, kernels_py):
+    _pretend_cuda_train(monkeypatch, kernels_py, stale=True)
+    model, x = _tiny(layers=1)  # one layer: CPU forward+backward ~0.7 s
+    row = kernels_py.bench_cudagraph_train(model, x, torch.randn_like(x) * 1e-2, "tiny B1 T16", 1, 16)
+    assert row["error"].startswith("graph replay differs from eager forward+backward")
+    assert "'grad': [" in row["error"] and row["fwdbwd_ms"] is None and row["graph_equal"] is False
+    assert row["graph_rel_err"] == 0.0 and row["graph_grad_rel_err"] > 1e-2  # the output was right
+
+
+def test_cudagraph_train_row_reports_a_raising_capture(monkeypatch, kernels_py):
+    _pretend_cuda_train(monkeypatch, kernels_py, stale=False)
+
+    def broken(model, x, dy, warmup=3):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(kernels_py, "capture_forward_backward", broken)
+    model, x = _tiny(layers=1)  # one layer: CPU forward+backward ~0.7 s
+    row = kernels_py.bench_cudagraph_train(model, x, torch.randn_like(x) * 1e-2, "tiny B1 T16", 1, 16)
+    assert row["error"] == "capture failed: RuntimeError: operation not permitted when stream is capturing"
+    assert row["fwdbwd_ms"] is None
+
+
+def test_capture_forward_backward_computes_the_ours_fwdbwd(monkeypatch, kernels_py):
+    """With the CUDA stream/graph calls stubbed out, the captured step runs eagerly once: its static output
+    and gradient are the ours row's ``model(inputs_embeds=x).last_hidden_state.backward(dy)`` (output and
+    ``x.grad``), and nothing accumulates into the static input's ``.grad``."""
+    import contextlib
+    import types
+
+    waits = types.SimpleNamespace(wait_stream=lambda *a: None)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda *a, **k: waits)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a, **k: waits)
+    monkeypatch.setattr(torch.cuda, "stream", lambda *a, **k: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda *a, **k: "graph")
+    monkeypatch.setattr(torch.cuda, "graph", lambda *a, **k: contextlib.nullcontext())
+    model, x = _tiny(layers=1)
+    x.requires_grad_(True)
+    dy = torch.randn_like(x) * 1e-2
+    graph, static_x, (static_out, static_grad) = kernels_py.capture_forward_backward(model, x, dy, warmup=1)
+    out = model(inputs_embeds=x).last_hidden_state
+    out.backward(dy)
+    assert graph == "graph" and static_x.requires_grad and static_x.grad is None
+    assert static_out.grad_fn is None and torch.equal(static_out, out.detach())
+    assert torch.equal(static_grad, x.grad)
