@@ -14,9 +14,9 @@ applied to the network's output magnitude:
   floor of an RSS image, ``sigma Gamma(C + 1/2) / Gamma(C)``, with sigma the k-space noise measured in the
   corners (nirvana_mri/codecs/background.py);
 - ``zero_acs_f0.1_m4``: the same support, background set to 0;
-- ``floor_gate_kK``: ``floor_acs_f0.1_m4`` that also keeps every pixel where the Hann-tapered calibration
-  image exceeds K times its own noise floor (``noise_gate``, codecs/background.py): for scans whose
-  background holds real low-level signal;
+- ``floor_gate_kK``: ``floor_acs_f0.1_m4`` (the product's default step with K = 3) that also keeps every
+  pixel where the Hann-tapered calibration image exceeds K times its own noise floor (``noise_gate``,
+  codecs/background.py): for scans whose background holds real low-level signal;
 - ``floor_oracle``: the background by the target itself (the diagnostic split) set to the floor: a
   reference that a real method cannot reach, because it needs the target;
 - ``soft_kK``: no support; every pixel shrunk toward the floor by K floors (soft threshold);
@@ -65,12 +65,15 @@ WINDOW, K1, K2 = 7, 0.01, 0.03  # fastMRI's SSIM (skimage.metrics.structural_sim
 SUPPORT_GRID = [(f, m) for f in (0.05, 0.1, 0.2) for m in (0, 4, 8)]
 SOFT_GRID = (0.5, 1.0, 2.0)
 GATE_GRID = (2.0, 3.0, 5.0)
-CHOSEN = f"floor_acs_f{DEFAULT_BACKGROUND['support_fraction']:g}_m{int(DEFAULT_BACKGROUND['margin'])}"
+UNGATED = f"floor_acs_f{DEFAULT_BACKGROUND['support_fraction']:g}_m{int(DEFAULT_BACKGROUND['margin'])}"
+# the product's default step: that support plus the calibration noise gate (codecs/background.py)
+CHOSEN = f"floor_gate_k{DEFAULT_BACKGROUND['noise_gate']:g}" if DEFAULT_BACKGROUND["noise_gate"] else UNGATED
 
 
 def all_fixes() -> list[str]:
     return ([f"floor_acs_f{f:g}_m{m}" for f, m in SUPPORT_GRID] + ["zero_acs_f0.1_m4", "floor_oracle"]
-            + [f"soft_k{k:g}" for k in SOFT_GRID] + ["refine", f"refine+{CHOSEN}"] + [f"floor_gate_k{k:g}" for k in GATE_GRID])
+            + [f"soft_k{k:g}" for k in SOFT_GRID] + ["refine", f"refine+{CHOSEN}"]
+            + [f"floor_gate_k{k:g}" for k in GATE_GRID])
 
 
 def ssim_terms(target: np.ndarray, recon: np.ndarray, data_range: float) -> tuple[np.ndarray, np.ndarray]:
@@ -172,10 +175,12 @@ def probe_volume(model, path: Path, accel: int, slices: int, fg_fraction: float,
         scores = metrics.all_metrics(target, out)
         row[name] = {"ssim": scores["ssim"], "psnr": scores["psnr"], "d_ssim": scores["ssim"] - base["ssim"],
                      "d_psnr": scores["psnr"] - base["psnr"], **extra}
-        if name == CHOSEN:  # the product's code path gives the same image as the probe's
-            product = crop(background_magnitude(magnitude, kspace, m, noise, DEFAULT_BACKGROUND).numpy())
+        if name == UNGATED:  # the product's code path without the gate gives the same image as the probe's
+            product = crop(background_magnitude(magnitude, kspace, m, noise,
+                                                {**DEFAULT_BACKGROUND, "noise_gate": 0.0}).numpy())
             if not np.allclose(product, out, rtol=1e-6, atol=1e-7 * data_range):
                 raise RuntimeError("codecs/background.py disagrees with the probe's replacement")
+        if name in (UNGATED, CHOSEN):
             row[name]["fg_ssim"] = diagnose(target, out, fg, floor)["fg_ssim"]
     return row
 
@@ -281,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown fixes {', '.join(unknown)}; known: {', '.join(all_fixes())}")
     torch.set_num_threads(args.threads)
-    model, _ = load_recon_model(args.model)
+    model, _ = load_recon_model(args.model, overrides={"background": None})  # the network alone
     model.eval()
     start, rows = time.time(), []
     for accel in [int(a) for a in args.accels.split(",")]:

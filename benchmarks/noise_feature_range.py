@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     if unnamed:
         parser.error(f"no _snr<N> in the path of: {', '.join(unnamed)}")
     torch.set_num_threads(2)
-    model, _ = load_recon_model(args.model)
+    model, _ = load_recon_model(args.model, overrides={"background": None})  # the network alone
     model.eval()
     values: dict[tuple[int, str], list[float]] = defaultdict(list)
     failed = 0

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         parser.error(f"no such file: {', '.join(missing)}")
     torch.set_num_threads(2)
-    model, _ = load_recon_model(args.model)
+    model, _ = load_recon_model(args.model, overrides={"background": None})  # the network alone
     model.eval()
     errors = [float(v) for v in args.errors.split(",")]
     iters = [int(v) for v in args.iters.split(",")]

@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no such file: {', '.join(missing)}")
     if args.what == "run":
         torch.set_num_threads(2)
-        model, _ = load_recon_model(args.model)
+        model, _ = load_recon_model(args.model, overrides={"background": None})  # the network alone
         model.eval()
         lams = [float(v) for v in args.lams.split(",")]
         iters = [int(v) for v in args.iters.split(",")]

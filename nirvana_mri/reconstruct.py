@@ -42,16 +42,20 @@ def pick_device(choice: str = "auto") -> torch.device:
 
 
 def load_model(path: str | Path | None = None, device: torch.device | str = "cpu",
-               refine: bool = False, background_floor: bool = False) -> tuple[torch.nn.Module, dict]:
+               refine: bool = False, background_floor: bool | None = None) -> tuple[torch.nn.Module, dict]:
     """The model folder (``None`` / ``"bundled"``: the packaged default) in eval mode; ``refine`` switches
     on the clean-scan compressed-sensing step (codecs/refine.py) and ``background_floor`` the noise floor
-    outside the object (codecs/background.py), which only Nirvana-MRI models have."""
+    outside the object (codecs/background.py), which only Nirvana-MRI models have; ``None`` leaves it as
+    the model's config says (the bundled model: on), ``False`` switches it off."""
     folder = default_model_path() if path in (None, "bundled") else Path(path)
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"no reconstruction model at {folder}")
     steps = {"--refine": ("refine", DEFAULT_REFINE, refine),
-             "--background-floor": ("background", DEFAULT_BACKGROUND, background_floor)}
-    overrides = {key: value for key, value, wanted in steps.values() if wanted} or None
+             "--background-floor": ("background", DEFAULT_BACKGROUND, bool(background_floor))}
+    overrides = {key: value for key, value, wanted in steps.values() if wanted}
+    if background_floor is False and read_recon_config(folder)["method"] == "nirvana_mri":
+        overrides["background"] = None  # off, whatever the saved config says
+    overrides = overrides or None
     if overrides and read_recon_config(folder)["method"] != "nirvana_mri":
         flags = " and ".join(flag for flag, (_, _, wanted) in steps.items() if wanted)
         raise ValueError(f"{flags} needs a Nirvana-MRI model; {folder} is not one")
@@ -205,7 +209,7 @@ class ReconstructOptions:
     nifti: bool = False
     adapt_steps: int = 0
     refine: bool = False
-    background_floor: bool = False
+    background_floor: bool | None = None  # None: as the model's config says
 
 
 def noise_level_warning(name: str, snr: float, training_snr: list[float] | None) -> str | None:

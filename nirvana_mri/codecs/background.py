@@ -19,7 +19,12 @@ at 8x, and no foreground pixel was replaced. Confirmed once on the held-out test
 (benchmarks/results/clean_scan_probe_test.md). It rests on the background holding nothing but noise, and on
 evaluation-only anatomy at SNR 300 / 1000 that failed: mean -0.050 / -0.043. Colin27 and BrainWeb-like
 rose by up to +0.26, while NiChart, whose targets hold signal of 1-2 % of the maximum outside the head,
-fell by 0.13-0.32 (clean_scan_probe_ood.md). Off by default (``NirvanaMRI(background={...})`` or
+fell by 0.13-0.32 (clean_scan_probe_ood.md). ``noise_gate`` K > 0 also keeps every pixel where the
+Hann-tapered calibration image exceeds K times the RSS noise floor of that image (``calibration_signal``):
+real low-level signal outside the head then keeps the network's value. K = 3 is set by the noise statistics
+alone; on validation volumes it keeps less of the gain (4x: +0.017 mean vs +0.023 ungated; 8x: +0.010 vs
++0.032; ``clean_scan_probe_gate_val.md``), because the low-resolution calibration image also spreads the
+head itself into the background. Off by default (``NirvanaMRI(background={...})`` or
 ``model_args`` in a model's config.json). It only changes pixels outside the support, and it serves the
 fastMRI RSS-target convention: a user who wants a zero background wants something else. Slices whose
 noise cannot be measured are left alone.
@@ -38,9 +43,9 @@ from nirvana_mri.physics import apply_mask, low_frequency_mask, rss
 
 from .refine import with_defaults
 
-# chosen on validation volumes at SNR 30-1000, 4x and 8x (benchmarks/results/clean_scan_probe.md);
-# noise_gate 0 = off (see calibration_signal)
-DEFAULT_BACKGROUND: dict[str, float] = {"support_fraction": 0.1, "margin": 4, "noise_gate": 0.0}
+# support_fraction and margin chosen on validation volumes at SNR 30-1000, 4x and 8x
+# (benchmarks/results/clean_scan_probe.md); noise_gate from the noise statistics (calibration_signal; 0 = off)
+DEFAULT_BACKGROUND: dict[str, float] = {"support_fraction": 0.1, "margin": 4, "noise_gate": 3.0}
 
 
 def check_background(options: dict[str, Any] | None) -> dict[str, float] | None:

@@ -58,7 +58,7 @@ def test_only_the_background_is_set_to_the_floor_and_unmeasured_slices_are_left_
     noise = torch.tensor([1e-3, float("nan")], dtype=torch.float64)
     options = check_background({})  # {} is off
     assert options is None
-    options = check_background({"margin": 2})
+    options = check_background({"margin": 2, "noise_gate": 0})  # ungated: everything outside the support
     out = background_magnitude(magnitude, kspace, mask, noise, options)
     support = calibration_support(kspace, mask, options["support_fraction"], 2)
     torch.testing.assert_close(out[0][support[0]], magnitude[0][support[0]])
@@ -69,7 +69,7 @@ def test_only_the_background_is_set_to_the_floor_and_unmeasured_slices_are_left_
 
 def test_options_are_validated():
     assert check_background(None) is None
-    assert check_background({"margin": 0}) == {"support_fraction": 0.1, "margin": 0, "noise_gate": 0.0}
+    assert check_background({"margin": 0}) == {"support_fraction": 0.1, "margin": 0, "noise_gate": 3.0}
     with pytest.raises(ValueError, match="unknown: lam"):
         check_background({"lam": 1.0})
     with pytest.raises(ValueError, match="support_fraction"):
@@ -124,7 +124,7 @@ def test_noise_gate_ignores_pure_noise_and_keeps_low_level_signal_outside_the_ob
     signal = calibration_signal(with_patch, mask, noise, gate=3.0, margin=0)[0]
     assert signal[3:10, 3:10].all()
     magnitude = rss(with_patch)
-    plain = background_magnitude(magnitude, with_patch, mask, noise, check_background({"margin": 2}))
+    plain = background_magnitude(magnitude, with_patch, mask, noise, check_background({"margin": 2, "noise_gate": 0}))
     gated = background_magnitude(magnitude, with_patch, mask, noise, check_background({"margin": 2, "noise_gate": 3}))
     torch.testing.assert_close(gated[0, 3:10, 3:10], magnitude[0, 3:10, 3:10])  # the gate keeps the patch
     assert not torch.allclose(plain[0, 3:10, 3:10], magnitude[0, 3:10, 3:10])  # without it the floor replaces it
