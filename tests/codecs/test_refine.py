@@ -94,3 +94,29 @@ def test_cli_path_loads_with_the_background_floor(tmp_path):
     save_recon_model(UNetRecon(**unet_args), tmp_path / "unet", "unet", unet_args)
     with pytest.raises(ValueError, match="--background-floor needs a Nirvana-MRI model"):
         load_model(tmp_path / "unet", background_floor=True)
+
+
+def test_background_floor_follows_the_saved_config_unless_told(tmp_path):
+    """None keeps what the model's config says (the bundled model: on, with the noise gate), False switches
+    it off, also for a model that never had it; a non-Nirvana model loads with False."""
+    from nirvana_mri.codecs.background import DEFAULT_BACKGROUND
+
+    bundled, _ = load_model("bundled")
+    assert bundled.background == DEFAULT_BACKGROUND and bundled.background["noise_gate"] == 3.0
+    assert load_model("bundled", background_floor=False)[0].background is None
+    torch.manual_seed(0)
+    save_recon_model(NirvanaMRI(**ARGS), tmp_path / "nirvana", "nirvana_mri", ARGS)
+    assert load_model(tmp_path / "nirvana")[0].background is None
+    assert load_model(tmp_path / "nirvana", background_floor=False)[0].background is None
+    unet_args = UNetRecon.default_args("tiny")
+    save_recon_model(UNetRecon(**unet_args), tmp_path / "unet", "unet", unet_args)
+    load_model(tmp_path / "unet", background_floor=False)  # nothing to switch off: no error
+
+
+def test_reconstruct_cli_parses_the_background_switch():
+    from nirvana_mri.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["reconstruct", "x.h5", "--out", "o"]).background_floor is None
+    assert parser.parse_args(["reconstruct", "x.h5", "--out", "o", "--background-floor"]).background_floor is True
+    assert parser.parse_args(["reconstruct", "x.h5", "--out", "o", "--no-background-floor"]).background_floor is False
