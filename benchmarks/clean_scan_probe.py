@@ -125,9 +125,7 @@ def snr_of(path: Path) -> str:
 
 
 def probe_volume(model, path: Path, accel: int, slices: int, fg_fraction: float, fixes: list[str]) -> dict:
-    vol = benchmark.load_volume(path, max_slices=slices)
-    mask, _ = benchmark.make_mask(vol.kspace.shape[-2:], accel, 0, vol.name)
-    kspace, m = benchmark._learned_inputs(vol.kspace, mask, torch.device("cpu"))
+    vol, kspace, m = benchmark.probe_inputs(path, accel, slices)
     with torch.no_grad():
         magnitude, coil_kspace = model(kspace, m, return_kspace=True)
         sens = model.sensitivity(kspace, m)

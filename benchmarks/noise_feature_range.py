@@ -34,9 +34,7 @@ from nirvana_mri.recon_models import load_recon_model  # noqa: E402
 
 def unclamped_features(model, path: Path, accel: int, max_slices: int) -> list[float]:
     """The first cascade's noise feature of each slice, before the clamp (NaN where unmeasured)."""
-    vol = benchmark.load_volume(path, max_slices=max_slices)
-    mask, _ = benchmark.make_mask(vol.kspace.shape[-2:], accel, 0, vol.name)
-    kspace, m = benchmark._learned_inputs(vol.kspace, mask, torch.device("cpu"))
+    vol, kspace, m = benchmark.probe_inputs(path, accel, max_slices)
     with torch.no_grad():
         image = sens_reduce(kspace, model.sensitivity(kspace, m))[:, 0].permute(0, 3, 1, 2)
         scale = image.flatten(1).std(dim=1).clamp_min(1e-12)  # as Cascade.forward normalises

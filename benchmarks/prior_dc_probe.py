@@ -40,9 +40,7 @@ from nirvana_mri.recon_models import load_recon_model  # noqa: E402
 
 def probe_volume(model, path: Path, accel: int, errors: list[float], iters: list[int],
                  as_update: bool = False) -> dict:
-    vol = benchmark.load_volume(path, max_slices=3)
-    mask, _ = benchmark.make_mask(vol.kspace.shape[-2:], accel, 0, vol.name)
-    kspace, m = benchmark._learned_inputs(vol.kspace, mask, torch.device("cpu"))
+    vol, kspace, m = benchmark.probe_inputs(path, accel, 3)
     with torch.no_grad():
         magnitude, network_kspace = model(kspace, m, return_kspace=True)
         sens = model.sensitivity(kspace, m)

@@ -41,9 +41,7 @@ from nirvana_mri.recon_models import load_recon_model  # noqa: E402
 
 
 def probe_volume(model, path: Path, accel: int, lams: list[float], iters: list[int]) -> dict:
-    vol = benchmark.load_volume(path, max_slices=3)
-    mask, _ = benchmark.make_mask(vol.kspace.shape[-2:], accel, 0, vol.name)
-    k, m = benchmark._learned_inputs(vol.kspace, mask, torch.device("cpu"))
+    vol, k, m = benchmark.probe_inputs(path, accel, 3)
     with torch.no_grad():
         magnitude, kout = model(k, m, return_kspace=True)
         sens = torch.view_as_complex(model.sensitivity(k, m).contiguous()).numpy()
@@ -52,7 +50,7 @@ def probe_volume(model, path: Path, accel: int, lams: list[float], iters: list[i
     target, cropped = benchmark._crop_pair(vol.target, magnitude.numpy())
     scores = metrics.all_metrics(target, cropped)
     result = {"file": str(path), "net": scores["ssim"], "net_psnr": scores["psnr"]}
-    weights = np.broadcast_to(np.asarray(mask).reshape(-1, mask.shape[-1]), vol.kspace.shape[-2:])
+    weights = np.broadcast_to(m[0, 0, :, :, 0].numpy(), vol.kspace.shape[-2:])  # the mask, [1|H, W] -> [H, W]
     weights = weights.astype(np.float32)[None]
     outputs = {(lam, n): [] for lam in lams for n in iters}
     relative_noise = []

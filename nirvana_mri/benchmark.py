@@ -343,6 +343,16 @@ def _learned_inputs(
     return k * m, m
 
 
+def probe_inputs(path: Path, accel: int, max_slices: int | None) -> tuple[Volume, torch.Tensor, torch.Tensor]:
+    """A volume's central slices with the CPU model inputs the quality benchmark gives every learned model
+    at ``accel`` (its seed-0 mask): ``(volume, masked k-space [S,C,H,W,2], mask [S,1,1|H,W,1])``. For the
+    probes in ``benchmarks/`` that look inside one model."""
+    vol = load_volume(path, max_slices=max_slices)
+    mask, _ = make_mask(vol.kspace.shape[-2:], accel, 0, vol.name)
+    kspace, m = _learned_inputs(vol.kspace, mask, torch.device("cpu"))
+    return vol, kspace, m
+
+
 def reconstruct_learned(
     model: torch.nn.Module,
     kspace: np.ndarray,
