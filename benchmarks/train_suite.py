@@ -108,6 +108,8 @@ def launch(name: str, method: str, model_args: dict, args: argparse.Namespace, g
     init = init_folder(name, args)
     extra = ({"noise_conditioning": True}
              if model_args.get("noise_conditioning") or (args.noise_conditioning and method == "nirvana_mri") else {})
+    if init and args.init_model_args:  # e.g. more cascades or backbone parts tuned (nirvana_mri only)
+        extra |= json.loads(args.init_model_args)
     start = (["--init", init, "--model-args", json.dumps(extra)] if init
              else ["--method", method, "--model-args", json.dumps({**model_args, **extra})])
     command = [sys.executable, "-m", "nirvana_mri.cli", "finetune", *start, "--train", *args.train, "--val", *args.val,
@@ -146,6 +148,9 @@ def main() -> int:
     parser.add_argument("--init-dir", help="continue each method from DIR/<method> (a second training stage)")
     parser.add_argument("--init-bundled", default="", type=lambda v: [n for n in v.split(",") if n],
                         help="comma-separated methods that continue from the packaged default model instead")
+    parser.add_argument("--init-model-args", default="",
+                        help="JSON model arguments over a continued model's own (with --init-dir / --init-bundled), "
+                             "e.g. '{\"num_cascades\": 3}' or '{\"tune\": \"lora\"}'")
     parser.add_argument("--noise-conditioning", action="store_true",
                         help="nirvana_mri-class methods get the codecs' noise-level FiLM (see above)")
     parser.add_argument("--codec", default='{"num_cascades": 2, "patch_size": 8, "codec_channels": 16}',
@@ -177,7 +182,7 @@ def main() -> int:
         summary_path = Path(args.out) / name / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
         results[name] = {"exit_code": code, "gpu": gpu, "method": specs[name][0], "model_args": specs[name][1],
-                         "init": init_folder(name, args),
+                         "init": init_folder(name, args), "init_model_args": args.init_model_args or None,
                          "noise_conditioning": saved_flag(Path(args.out) / name, "noise_conditioning"),
                          **summary}
         print(f"{name}: exit {code}, steps {summary.get('steps')}, best val SSIM {summary.get('best_val_ssim')}, "

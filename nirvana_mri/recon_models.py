@@ -123,6 +123,8 @@ def load_recon_model(folder: str | Path, map_location: str | torch.device = "cpu
     if not weights.exists():
         raise FileNotFoundError(f"{folder}: no model.safetensors")
     state = load_file(str(weights), device=str(map_location))
+    if hasattr(model, "grown_state"):  # e.g. more cascades than were saved: the added ones start neutral
+        state = model.grown_state(state, saved_args, config["model_args"])
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [name for name in missing if not _added_by_overrides(name, model, saved_args, overrides or {})]
     if config.get("trainable_only"):  # tensors of a pretrained part come from that part's own checkpoint

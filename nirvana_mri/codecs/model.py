@@ -169,6 +169,27 @@ class NirvanaMRI(nn.Module):
         self.cascades = nn.ModuleList(Cascade(hidden_size, patch_size, codec_channels, noise_conditioning)
                                       for _ in range(num_cascades))
 
+    def grown_state(self, state: dict[str, torch.Tensor], saved_args: dict[str, Any],
+                    model_args: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """``state`` of a model saved with fewer cascades than ``model_args`` asks for, with the added
+        cascades filled in: each a copy of the last saved cascade (trained codec features to start from)
+        whose decoder's last convolution is zeroed, so that it starts as the zero update and the grown
+        model's image is the saved model's, plus one more projection onto the coil model and data
+        consistency. Any other state is returned unchanged."""
+        saved = int(saved_args.get("num_cascades", 2))
+        wanted = int(model_args.get("num_cascades", saved))
+        if wanted <= saved:
+            return state
+        prefix = f"cascades.{saved - 1}."
+        last = {name[len(prefix):]: tensor for name, tensor in state.items() if name.startswith(prefix)}
+        last_conv = f"decoder.refine.{len(self.cascades[0].decoder.refine) - 1}."
+        grown = dict(state)
+        for index in range(saved, wanted):
+            for name, tensor in last.items():
+                zero = name.startswith(last_conv)
+                grown[f"cascades.{index}.{name}"] = torch.zeros_like(tensor) if zero else tensor.clone()
+        return grown
+
     @staticmethod
     def _freeze(model: NirvanaModel, trainable_patterns: tuple[str, ...]) -> None:
         for name, param in model.named_parameters():

@@ -105,6 +105,31 @@ def test_backbone_from_folder_saved_trainable_only(tmp_path):
     assert config["trainable_only"] is True
 
 
+def test_more_cascades_than_saved_start_as_the_saved_model_plus_one_projection(tmp_path):
+    torch.manual_seed(2)
+    NirvanaModel(preset("tiny", num_hidden_layers=3)).save_pretrained(tmp_path / "backbone")
+    args = dict(backbone=str(tmp_path / "backbone"), num_cascades=2, patch_size=8, codec_channels=8,
+                sens_chans=4, sens_pools=2, noise_conditioning=True)
+    model = NirvanaMRI(**args).eval()
+    _wake_decoders(model)
+    save_recon_model(model, tmp_path / "model", "nirvana_mri", args, trainable_only=True)
+    grown, config = load_recon_model(tmp_path / "model", overrides={"num_cascades": 3})
+    grown.eval()
+    assert config["model_args"]["num_cascades"] == 3 and len(grown.cascades) == 3
+    added, last = grown.cascades[2], model.cascades[1]
+    assert torch.equal(added.encoder.patchify.weight, last.encoder.patchify.weight)
+    assert added.decoder.refine[-1].weight.abs().sum() == 0 and last.decoder.refine[-1].weight.abs().sum() > 0
+    masked, mask = _inputs(3, 24, 24)
+    with torch.no_grad():
+        image, kspace = model(masked, mask, return_kspace=True)
+        sens = model.sensitivity(masked, mask)
+        projected = data_consistency(sens_expand(sens_reduce(kspace, sens), sens), masked, mask)
+        assert torch.allclose(grown(masked, mask), rss(projected), atol=1e-6)
+        assert not torch.allclose(grown(masked, mask), image, atol=1e-6)  # the projection is not a no-op
+    with pytest.raises(ValueError, match="missing tensors"):  # fewer is not a silent truncation either
+        load_recon_model(tmp_path / "model", overrides={"num_cascades": 1})
+
+
 def test_low_frequency_mask_finds_1d_band_and_2d_box():
     mask = torch.zeros(1, 1, 1, 32, 1)
     mask[..., 12:20, :] = 1
