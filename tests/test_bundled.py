@@ -59,3 +59,10 @@ def test_default_model_beats_zero_filled(tmp_path):
     zf = center_crop(zero_filled(prepared.masked_kspace), target.shape[-2:]).numpy()
     recon = center_crop(torch.from_numpy(recon), target.shape[-2:]).numpy()
     assert ssim(target, recon) > ssim(target, zf) + 0.05
+
+
+def test_bundled_weights_stay_within_30_mb():
+    """Issue 5: the default model's codecs with the backbone they load, as shipped, at most 30 MB."""
+    folders = [default_model_path(), default_backbone_path()]
+    total = sum(f.stat().st_size for folder in folders for f in folder.iterdir() if f.is_file())
+    assert total <= 30_000_000, f"{total / 1e6:.1f} MB"
