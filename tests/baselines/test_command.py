@@ -209,7 +209,7 @@ def test_train_suite_e2e_varnet_noise(tmp_path, monkeypatch):
     (init_dir / "e2e_varnet_noise" / "config.json").write_text("{}")
     args = argparse.Namespace(out=str(tmp_path / "out"), init_dir=None, init_bundled=[], noise_conditioning=False,
                               train=["t"], val=["v"], steps=1, batch_size=1, lr=1e-3, val_every=1, val_volumes=1,
-                              workers=0, seed=0, max_minutes=None)
+                              workers=0, seed=0, max_minutes=None, init_model_args="")
     suite.launch("e2e_varnet_noise", method, model_args, args, None)
     command = launched[-1]
     assert command[command.index("--method") + 1] == "e2e_varnet"
@@ -224,6 +224,11 @@ def test_train_suite_e2e_varnet_noise(tmp_path, monkeypatch):
         assert command[command.index("--init") + 1] == str(init_dir / name)
         expected = {"noise_conditioning": True} if name == "e2e_varnet_noise" else {}
         assert json.loads(command[command.index("--model-args") + 1]) == expected
+    # --init-model-args joins what a continued model is told (e.g. a third cascade grown on load)
+    args.init_model_args = '{"num_cascades": 3}'
+    suite.launch("e2e_varnet_noise", *specs["e2e_varnet_noise"], args, None)
+    assert json.loads(launched[-1][launched[-1].index("--model-args") + 1]) == {"noise_conditioning": True,
+                                                                                "num_cascades": 3}
     # a probe made before e2e_varnet_noise existed times it as e2e_varnet
     probe = tmp_path / "probe.json"
     probe.write_text(json.dumps({"rows": [{"method": "e2e_varnet", "train_step_seconds": 0.1}]}))
