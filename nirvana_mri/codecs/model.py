@@ -175,10 +175,13 @@ class NirvanaMRI(nn.Module):
         cascades filled in: each a copy of the last saved cascade (trained codec features to start from)
         whose decoder's last convolution is zeroed, so that it starts as the zero update and the grown
         model's image is the saved model's, plus one more projection onto the coil model and data
-        consistency. Any other state is returned unchanged."""
+        consistency. Asking for fewer cascades than were saved is a ValueError."""
         saved = int(saved_args.get("num_cascades", 2))
         wanted = int(model_args.get("num_cascades", saved))
-        if wanted <= saved:
+        if wanted < saved:
+            raise ValueError(f"this model was saved with {saved} cascades; num_cascades can grow it, not shrink it "
+                             f"(asked for {wanted})")
+        if wanted == saved:
             return state
         prefix = f"cascades.{saved - 1}."
         last = {name[len(prefix):]: tensor for name, tensor in state.items() if name.startswith(prefix)}
