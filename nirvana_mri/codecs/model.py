@@ -41,6 +41,8 @@ from .refine import check_refine, refine_magnitude
 from .sensitivity import SensitivityEstimator
 from .tikhonov_dc import check_tikhonov_dc, tikhonov_dc_magnitude
 
+DEFAULT_NUM_CASCADES = 2  # NirvanaMRI's default; also what a saved config without the argument was built with
+
 # which backbone parameters ``tune`` unfreezes (the rest of the backbone stays frozen)
 TUNE_PATTERNS: dict[str, tuple[str, ...]] = {
     "codecs": (),
@@ -135,7 +137,7 @@ class NirvanaMRI(nn.Module):
         backbone_overrides: dict[str, Any] | None = None,
         backbone_config: dict[str, Any] | None = None,
         backbone_seed: int = 0,
-        num_cascades: int = 2,
+        num_cascades: int = DEFAULT_NUM_CASCADES,
         patch_size: int = 8,
         codec_channels: int = 16,
         sens_chans: int = 8,
@@ -176,7 +178,7 @@ class NirvanaMRI(nn.Module):
         whose decoder's last convolution is zeroed, so that it starts as the zero update and the grown
         model's image is the saved model's, plus one more projection onto the coil model and data
         consistency. Asking for fewer cascades than were saved is a ValueError."""
-        saved = int(saved_args.get("num_cascades", 2))
+        saved = int(saved_args.get("num_cascades", DEFAULT_NUM_CASCADES))
         wanted = int(model_args.get("num_cascades", saved))
         if wanted < saved:
             raise ValueError(f"this model was saved with {saved} cascades; num_cascades can grow it, not shrink it "
