@@ -9,7 +9,10 @@
 # every 250 steps (the starting model first), best checkpoint kept.
 # INIT: stageN = stage N's model of the same variant left on this warm machine (runs/sN_<variant>), else the
 # carried .carry/stageN/nirvana_mri (the six-stage default for stage 6).
-# Carry: .carry/anatomy, .whl/mri, .carry/stage6. Outputs: $OUT/results.tgz (best models, logs).
+# Carry: .carry/anatomy, .whl/mri, .carry/stageN. Outputs: $OUT/s<STAGE>_<variant>.tgz (best model, logs), one
+# per variant (one archive of two models passed the device's size limit for returned files in call AS).
+# Calls AS / AT (sixth session): STAGE=10 INIT=stage8 then STAGE=11 INIT=stage10, MAX_MINUTES=7,
+# VARIANTS='casc4={"num_cascades": 4};casc5={"num_cascades": 5}' (four and five cascades, grown from stage 8).
 set -u
 export PYTHONUNBUFFERED=1 NIRVANA_KERNELS_GDR=triton NIRVANA_KERNELS_TRIGGER=torch
 STAGE=${STAGE:-7}; INIT=${INIT:-stage6}; STEPS=${STEPS:-2000}; MAX_MINUTES=${MAX_MINUTES:-7}
@@ -51,5 +54,6 @@ for spec in "${specs[@]}"; do
   cp -r "$m"/best "$o/" 2>/dev/null; cp runs/s${STAGE}_$name/suite.json "$o/" 2>/dev/null
   echo "$name:"; grep -h '"val"' "$m"/train_log.jsonl | cut -c1-110
 done
-tar czf "$OUT/results.tgz" "$W"
+for spec in "${specs[@]}"; do name=${spec%%=*}; tar czf "$OUT/s${STAGE}_$name.tgz" -C "$W/models" "$name"; done
+tar czf "$OUT/logs$STAGE.tgz" --exclude=models "$W"
 stamp "packed"; ls -la "$OUT"
