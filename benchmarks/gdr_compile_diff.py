@@ -28,7 +28,7 @@ os.environ.pop("TRITON_INTERPRET", None)
 REPO = Path(__file__).resolve().parent.parent
 MODULE = "nirvana_mri/backbone/kernels/gated_delta_rule_triton.py"
 KERNELS = ["_fwd_prep", "_fwd_inv", "_fwd_wy", "_fwd_state", "_fwd_output", "_bwd_state", "_bwd_dqk", "_bwd_wy",
-           "_bwd_wy_trans"]
+           "_bwd_wy_trans", "_bwd_dqk_split"]
 
 
 def load_revision(rev: str, tmp: Path):
@@ -79,6 +79,12 @@ def compile_kernel(fn, args, varlen):
     if name in ("_bwd_wy", "_bwd_wy_trans"):
         values["BK"] = min(pow2, args.wy_bk)
         values["NKB"] = triton.cdiv(D, values["BK"])  # _bwd_wy_trans (NIRVANA_GDR_WY=trans)
+    # the WY kernels after _bwd_dqk (defaults) or, with --dqk-split, after _bwd_dqk_split: its NK dG
+    # partials summed and dq finished through the L2 norm
+    nk_split = triton.cdiv(D, min(pow2, args.dqk_bk))
+    values["NKP"], values["FINISH_DQ"] = (nk_split, nk_split > 1) if args.dqk_split and nk_split > 1 else (1, False)
+    if name == "_bwd_dqk_split":  # NIRVANA_GDR_BWD_DQK=split: K-slices of NIRVANA_GDR_DQK_BK, V-block _DQK_BV
+        values.update(BK=min(pow2, args.dqk_bk), BV=min(pow2, args.dqk_bv), NK=nk_split)
     fp32_operands = ("_fwd_inv", "_fwd_inv_block", "_fwd_prep", "_fwd_wy", "_bwd_wy", "_bwd_wy_trans")
     if name in fp32_operands and args.prec not in ("tf32", "tf32x3"):
         values["PREC"] = "ieee"
@@ -87,7 +93,7 @@ def compile_kernel(fn, args, varlen):
     for i, (arg, param) in enumerate(zip(fn.arg_names, fn.params, strict=True)):
         if param.is_constexpr:
             sig[arg], consts[arg] = "constexpr", values[arg]
-        elif arg in ("T", "NT"):
+        elif arg in ("T", "NT", "part_stride"):
             sig[arg] = "i32"
         elif arg == "scale":
             sig[arg] = "fp32"
@@ -149,6 +155,10 @@ def main() -> int:
     ap.add_argument("--warps", type=int, default=0, help="num_warps (default: the host code's)")
     ap.add_argument("--halves", action="store_true", help="_fwd_state with HALVES (NIRVANA_GDR_FWD_HALVES=1)")
     ap.add_argument("--wy-bk", type=int, default=64, help="K block of _bwd_wy / _bwd_wy_trans (NIRVANA_GDR_WY_BK)")
+    ap.add_argument("--dqk-bk", type=int, default=64, help="K-slice of _bwd_dqk_split (NIRVANA_GDR_DQK_BK)")
+    ap.add_argument("--dqk-bv", type=int, default=64, help="V-block of _bwd_dqk_split (NIRVANA_GDR_DQK_BV)")
+    ap.add_argument("--dqk-split", action="store_true",
+                    help="the WY kernels as after _bwd_dqk_split (NKP partials, FINISH_DQ): usage only")
     args = ap.parse_args()
     all_same = True
     with tempfile.TemporaryDirectory() as tmp_dir:
@@ -156,13 +166,13 @@ def main() -> int:
         old_mod, new_mod = load_revision(args.rev, tmp), load_worktree()
         for name in args.kernels:
             old_fn, new_fn = getattr(old_mod, name, None), getattr(new_mod, name)
-            if old_fn is None or args.halves:  # a new kernel or variant: nothing to compare, usage only
+            if old_fn is None or args.halves or args.dqk_split:  # a new kernel or variant: usage only
                 new_k = compile_kernel(new_fn, args, False)
                 usage = ptxas_usage(new_k, tmp, name + "_n", args.arch)
                 usage += f" ({len(sass_lines(new_k, tmp, name + '_new'))} instructions)"
                 if "IS_VARLEN" in new_fn.arg_names:
                     usage += "; varlen " + ptxas_usage(compile_kernel(new_fn, args, True), tmp, name + "_v", args.arch)
-                print(f"{name}: not in {args.rev} (or --halves); worktree: {usage}", flush=True)
+                print(f"{name}: not in {args.rev} (or --halves / --dqk-split); worktree: {usage}", flush=True)
                 continue
             old_k = compile_kernel(old_fn, args, None)
             new_k = compile_kernel(new_fn, args, False)

@@ -9,7 +9,8 @@ shape. Phase 2 times, one process at a time, forward and forward+backward of the
 passed. The fastest passing variant per shape (forward time; forward+backward for the backward
 kinds) is written as ``recommended_env`` (the form benchmarks/kernels.py --check-json applies).
 
-    python benchmarks/gdr_tune.py --out $OUT/tune.json [--shapes mri,lang] [--kind fwd|bwd|bwd-split|prep|fwd-d128|wy]
+    python benchmarks/gdr_tune.py --out $OUT/tune.json [--shapes mri,lang] \
+        [--kind fwd|bwd|bwd-split|prep|fwd-d128|wy|dqk]
 
 ``--shapes tiny,tiny128`` (one chunk and a tail, head dims 64 / 128) runs on the CPU under
 ``TRITON_INTERPRET=1``: a dry run of both phases, to catch Python errors before a GPU call.
@@ -91,6 +92,20 @@ def wy_variants() -> list[dict]:
     return out
 
 
+def dqk_variants() -> list[dict]:
+    """The backward's dq / dk / dW / dG kernel: ``NIRVANA_GDR_BWD_DQK=split`` (``_bwd_dqk_split``, K in
+    64-wide slices across programs, the sums over K finished in the WY backward) at its defaults (8 warps
+    and 64-wide V-blocks above head dim 64) and at 4 / 8 warps x 32 / 64-wide V-blocks (one repeats the
+    defaults: a same-run noise estimate), against the default ``_bwd_dqk`` (the baseline, ``{}``). ptxas for
+    sm_90 (Triton 3.8, offline, head dim 128, bf16 inputs): 226 / 184 registers and no spills at 8 warps
+    with 64 / 32-wide V-blocks, 632 / 264 B spilled at 4 warps (``_bwd_dqk``: 980 B at 8 warps)."""
+    split = {"NIRVANA_GDR_BWD_DQK": "split"}
+    out = [dict(split)]
+    for warps, bv in itertools.product(("4", "8"), ("32", "64")):
+        out.append({**split, "NIRVANA_GDR_DQK_WARPS": warps, "NIRVANA_GDR_DQK_BV": bv})
+    return out
+
+
 def relevant(shape_name: str, env: dict) -> bool:
     """Whether a variant can differ from another at this shape: the state halves only exist above a
     64-wide K block (at head dim 64 NIRVANA_GDR_FWD_HALVES=1 launches exactly the variant without it), and
@@ -105,8 +120,10 @@ def variants(kind: str) -> list[dict]:
     (``_bwd_dv_local`` + ``_bwd_state_split``); ``bwd-split``: the split ones only (and the default,
     fused, as the baseline); ``prep``: the forward's first stage, fused (``_fwd_prep``) against split
     (``_fwd_inv`` + ``_fwd_wy``) at a few num_warps of the two; ``fwd-d128``: ``fwd_d128_variants``;
-    ``wy``: ``wy_variants``."""
+    ``wy``: ``wy_variants``; ``dqk``: ``dqk_variants``."""
     out = [{}]
+    if kind == "dqk":
+        return out + dqk_variants()
     if kind == "bwd-split":
         return out + split_bwd_variants()
     if kind == "fwd-d128":
@@ -224,7 +241,7 @@ def main() -> int:
     parser.add_argument("--out", default="gdr_tune.json")
     parser.add_argument("--shapes", default="mri,lang")
     parser.add_argument("--workers", type=int, default=12)
-    kinds = ("fwd", "bwd", "bwd-split", "prep", "fwd-d128", "wy")
+    kinds = ("fwd", "bwd", "bwd-split", "prep", "fwd-d128", "wy", "dqk")
     parser.add_argument("--kind", choices=kinds, default="fwd", help="which launches to vary")
     parser.add_argument("--budget", type=float, default=300.0, help="seconds for both phases")
     args = parser.parse_args()
@@ -260,7 +277,7 @@ def main() -> int:
             row.update(timing)
             print(json.dumps({k: row.get(k) for k in ("shape", "env", "fwd_ms", "fwdbwd_ms")}), flush=True)
     best = {}
-    key = "fwdbwd_ms" if args.kind.startswith("bwd") or args.kind == "wy" else "fwd_ms"  # what the variants change
+    key = "fwdbwd_ms" if args.kind.startswith("bwd") or args.kind in ("wy", "dqk") else "fwd_ms"  # what varies
     for shape in args.shapes.split(","):
         timed = [r for r in rows if r["shape"] == shape and r.get(key)]
         if timed:

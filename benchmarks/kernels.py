@@ -5,7 +5,10 @@ Rows (median ms through triton.testing.do_bench, peak memory through max_memory_
   long-scan and language shapes: ours (TF32-operand default and the bf16-operand mode), fla's
   ``chunk_gated_delta_rule`` (the installed version, FLA_DISABLE_BACKEND_DISPATCH=1; a second fla
   through ``--fla-alt SITE`` in a subprocess, forward and whatever backward it allows), the PyTorch
-  reference; forward and forward+backward (to q, k, v, g, beta).
+  reference; forward and forward+backward (to q, k, v, g, beta). ``--gdr-variants dqk-split`` (names of
+  ``GDR_VARIANTS`` or ``NIRVANA_GDR_KEY=VALUE+...`` sets) adds an ``ours[NAME]`` row per set of switches in
+  the same process, and the ``gdr-breakdown`` section times every launch of each set too
+  (``KERNEL [NAME]`` rows), e.g. ``_bwd_dqk`` against ``_bwd_dqk_split [dqk-split]``.
 - Trigger, one layer (bf16, C=64, L=32): ours (fused) vs the published einsum form vs our reference;
   forward, forward+backward with frozen weights (the toolkit's case) and with weight gradients.
 - short convolution (bf16, K=4, + SiLU): ours (Triton on [B, T, D]) vs the reference (F.conv1d path);
@@ -162,6 +165,32 @@ def gdr_bytes(B, T, H, K, V) -> float:
     return B * T * H * (2 * (2 * K + V) + 2 + 4 + 2 * V)
 
 
+# ``--gdr-variants``: named sets of delta-rule switches, each timed as its own "ours[NAME]" row (and, in
+# gdr-breakdown, per launch) in the same process as the default "ours" row
+GDR_VARIANTS = {
+    "dqk-split": {"NIRVANA_GDR_BWD_DQK": "split"},  # _bwd_dqk_split: K across programs (fla's layout)
+    "dqk-full": {"NIRVANA_GDR_BWD_DQK": "full"},  # _bwd_dqk (the default), e.g. when split is exported
+}
+GDR_VARIANT_ROWS: dict[str, dict] = {}  # label -> env, filled by main() from --gdr-variants
+
+
+def parse_gdr_variants(spec: str) -> dict[str, dict]:
+    """``--gdr-variants``: comma-separated names of GDR_VARIANTS or ``KEY=VALUE[+KEY=VALUE...]`` sets of
+    ``NIRVANA_GDR_*`` switches (labelled by the spec itself); ValueError on anything else."""
+    out = {}
+    for item in (x.strip() for x in spec.split(",")):
+        if not item:
+            continue
+        if item in GDR_VARIANTS:
+            out[item] = dict(GDR_VARIANTS[item])
+            continue
+        pairs = [p.split("=", 1) for p in item.split("+")]
+        if not all(len(p) == 2 and p[0].startswith("NIRVANA_GDR_") and p[1] for p in pairs):
+            raise ValueError(f"unknown {item!r} (a name of {', '.join(GDR_VARIANTS)} or NIRVANA_GDR_KEY=VALUE+...)")
+        out[item] = {k: v for k, v in pairs}
+    return out
+
+
 def gdr_impls(skip_fla: bool):
     from nirvana_mri.backbone.kernels.gated_delta_rule_reference import chunk_gated_delta_rule_reference
     from nirvana_mri.backbone.kernels.gated_delta_rule_triton import chunk_gated_delta_rule_triton
@@ -179,6 +208,8 @@ def gdr_impls(skip_fla: bool):
             impls["fla"] = lambda q, k, v, g, b: fla(q, k, v, g, b, use_qk_l2norm_in_kernel=True)[0]
         else:
             log(f"  fla rows skipped: {info}")
+    for label, env in GDR_VARIANT_ROWS.items():
+        impls[f"ours[{label}]"] = with_env_fn(env, impls["ours"])
     impls["ours-bf16ops"] = with_env_fn({"NIRVANA_GDR_PRECISION": "bf16"}, impls["ours"])
     impls["reference"] = lambda q, k, v, g, b: chunk_gated_delta_rule_reference(
         q, k, v, g, b, None, None, False, True
@@ -197,7 +228,8 @@ def bench_gdr(shapes, skip_fla: bool, fla_only: bool = False, impl_label: str | 
         impls.pop("reference")
     if fla_only:
         impls = {k: v for k, v in impls.items() if k == "fla"}
-    order = [k for k in ("ours", "fla", "ours-bf16ops", "reference") if k in impls]
+    variants = [f"ours[{label}]" for label in GDR_VARIANT_ROWS]
+    order = [k for k in ("ours", *variants, "fla", "ours-bf16ops", "reference") if k in impls]
     for B, T, H, D in shapes.values():
         shape = f"B{B} T{T} H{H} D{D}"
         log(f"[gdr] {shape}")
@@ -255,20 +287,25 @@ def record_launches(gdr, xs) -> list:
 
 
 def bench_gdr_breakdown(shapes):
-    """Median ms of each of our six delta-rule launches (replayed from one forward+backward)."""
+    """Median ms of each of our delta-rule launches (replayed from one forward+backward), for the defaults
+    and for every ``--gdr-variants`` set of switches (impl ``KERNEL [LABEL]``)."""
     from nirvana_mri.backbone.kernels import gated_delta_rule_triton as gdr
 
     for B, T, H, D in shapes.values():
         shape = f"B{B} T{T} H{H} D{D}"
         log(f"[gdr-breakdown] {shape}")
         xs, _ = gdr_inputs(B, T, H, D, torch.bfloat16, DEVICE, seed=0)
-        recorded = record_launches(gdr, xs)
-        for kernel, grid, args, kwargs in recorded:
-            name = kernel.fn.__name__
-            ms = measure(name, lambda k=kernel, g=grid, a=args, kw=kwargs: k[g](*a, **kw), need_s=2)
-            add({"op": "gdr_kernel", "shape": shape, "impl": name, "fwd_ms": ms, "grid": list(grid),
-                 "num_warps": kwargs.get("num_warps"), "BV": kwargs.get("BV")})
-        del xs, recorded
+        for label, env in [(None, {}), *GDR_VARIANT_ROWS.items()]:
+            recorded = with_env(env, lambda xs=xs: record_launches(gdr, xs))()
+            for x in xs:
+                x.grad = None
+            for kernel, grid, args, kwargs in recorded:
+                name = kernel.fn.__name__ + (f" [{label}]" if label else "")
+                ms = measure(name, lambda k=kernel, g=grid, a=args, kw=kwargs: k[g](*a, **kw), need_s=2)
+                add({"op": "gdr_kernel", "shape": shape, "impl": name, "fwd_ms": ms, "grid": list(grid),
+                     "num_warps": kwargs.get("num_warps"), "BV": kwargs.get("BV")})
+            del recorded
+        del xs
 
 
 def bench_fla_alt(site: str, out_json: str) -> None:
@@ -907,6 +944,11 @@ def main() -> int:
     )
     parser.add_argument("--gdr-shapes", default="mri,long,lang", help="subset of mri,long,lang")
     parser.add_argument(
+        "--gdr-variants", default="",
+        help=f"more 'ours[NAME]' delta-rule rows (and gdr-breakdown launches) in the same process: names of "
+             f"{', '.join(GDR_VARIANTS)} or NIRVANA_GDR_KEY=VALUE+... sets, comma-separated",
+    )
+    parser.add_argument(
         "--backbones", default="1024x12:8:1600,1024x12:2:6400,nirvana-1.3b:4:4096", help="CONFIG:B:T,..."
     )
     parser.add_argument(
@@ -919,6 +961,10 @@ def main() -> int:
     if unknown:
         parser.error(f"--backbone-extra: unknown {', '.join(unknown)} (choose from {', '.join(BACKBONE_EXTRAS)})")
     BACKBONE_EXTRA_IMPLS.extend(extra)
+    try:
+        GDR_VARIANT_ROWS.update(parse_gdr_variants(args.gdr_variants))
+    except ValueError as err:
+        parser.error(f"--gdr-variants: {err}")
     env = {}
     if args.check_json:
         try:

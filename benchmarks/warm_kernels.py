@@ -20,7 +20,7 @@ import time
 
 GDR_KERNELS = [
     *("_fwd_prep", "_fwd_inv", "_fwd_inv_block", "_fwd_wy", "_fwd_state", "_fwd_output"),
-    *("_bwd_state", "_bwd_dv_local", "_bwd_state_split", "_bwd_dqk", "_bwd_wy_trans", "_bwd_wy"),
+    *("_bwd_state", "_bwd_dv_local", "_bwd_state_split", "_bwd_dqk", "_bwd_dqk_split", "_bwd_wy_trans", "_bwd_wy"),
 ]
 TRIGGER_KERNELS = ["_trigger_fwd", "_trigger_bwd", "_wl_grad"]
 
@@ -33,6 +33,7 @@ GDR_CONFIGS = [
     ("fp32 K64 h0/ht", "float32", 64, {}, True),
     ("bf16 K64 bf16ops", "bfloat16", 64, {"NIRVANA_GDR_PRECISION": "bf16"}, False),
     ("bf16 K128 bf16ops", "bfloat16", 128, {"NIRVANA_GDR_PRECISION": "bf16"}, False),
+    ("bf16 K128 dqk-split", "bfloat16", 128, {"NIRVANA_GDR_BWD_DQK": "split"}, False),  # the WY kernels' finish
 ]
 # (name, dtype, learn, weight grads)
 TRIGGER_CONFIGS = [
@@ -57,6 +58,8 @@ def _task(kind, config, kernel):
             os.environ["NIRVANA_GDR_INV_KKT"] = "block"
         if kernel in ("_bwd_state", "_bwd_dv_local", "_bwd_state_split"):  # likewise NIRVANA_GDR_BWD's
             os.environ["NIRVANA_GDR_BWD"] = "fused" if kernel == "_bwd_state" else "split"
+        if kernel == "_bwd_dqk_split":  # likewise NIRVANA_GDR_BWD_DQK's (opt-in)
+            os.environ["NIRVANA_GDR_BWD_DQK"] = "split"
         from nirvana_mri.backbone.kernels.gated_delta_rule_triton import chunk_gated_delta_rule_triton
 
         dt = getattr(torch, dtype)

@@ -47,6 +47,11 @@ Backward, three launches (four with ``NIRVANA_GDR_BWD=split``):
      rounding (the split only reorders sums).
   2. ``_bwd_dqk``    (grid: chunks x B*H) dq (final, through the L2 norm), the attention and
      state parts of dk, dW and dG.
+     ``NIRVANA_GDR_BWD_DQK=split`` (opt-in, not yet timed on a GPU) launches ``_bwd_dqk_split`` instead
+     (grid: (K-slices x chunks) x B*H, K in slices of 64 as fla's chunk_bwd_dqkwg): each program its
+     K-slice of dk's parts, dW and dQn, and per-K-slice partials of dG and of the L2 norm's row dot
+     sum(Qn dQn), which the WY backward (step 3) sums, finishing dq through the L2 norm; same gradients up
+     to float32 rounding (dG's intra-chunk term as rowsum(Qn dQn) - rowsum(Kn dKn), no Qn Kn^T product).
   3. ``_bwd_wy_trans`` (grid: chunks x B*H) through M, A, W, U: dk (final), dv, dbeta, dg, with each
      tile of K, dW, V, dVn and M loaded once, row-major, the transposes by ``tl.trans`` of those loaded
      tiles, and, with the q/k L2 norm, two passes over K (K and dW read twice; dKn's two dA terms in one
@@ -64,8 +69,9 @@ why the fixed-length ``bos = i_b * T`` sits where ``i_b * T`` was first used and
 arguments come after ``T`` / ``NT``). ``varlen_index`` builds, once per call on the host (one sync to read
 ``cu_seqlens``), ``chunk_indices`` [chunks, 2] = (sequence, chunk within it) in packed order and
 ``chunk_offsets`` [N + 1] (cumulative chunk counts). The chunk-parallel kernels (``_fwd_prep``,
-``_fwd_inv``, ``_fwd_wy``, ``_fwd_output``, ``_bwd_dqk``, ``_bwd_wy``) run one program per packed chunk
-and read its sequence, chunk and bounds from ``chunk_indices`` / ``cu_seqlens``; the sequential passes
+``_fwd_inv``, ``_fwd_wy``, ``_fwd_output``, ``_bwd_dqk``, ``_bwd_dqk_split``, ``_bwd_wy``) run one program
+per packed chunk (and K-slice) and read its sequence, chunk and bounds from ``chunk_indices`` /
+``cu_seqlens``; the sequential passes
 (``_fwd_state``, ``_bwd_state``) run one program per (V-block, sequence x head) and walk that
 sequence's chunks. A sequence's token rows start at ``bos * H`` (instead of ``i_b * T * H``) and its
 length replaces ``T`` in every tail mask, so no program reads or writes another sequence's rows; the
@@ -99,7 +105,11 @@ only: the state as two half-height tiles), ``NIRVANA_GDR_DVL_WARPS`` (num_warps 
 default that of the other backward kernels), ``NIRVANA_GDR_WY=load|trans`` (the backward's last kernel,
 default ``trans``: ``_bwd_wy_trans``; ``load``: ``_bwd_wy``, see above and ``wy_mode``),
 ``NIRVANA_GDR_WY_BK`` (its K block, default 64) and ``NIRVANA_GDR_WY_WARPS`` (its num_warps, default 4
-for ``trans``, that of the other backward kernels for ``load``).
+for ``trans``, that of the other backward kernels for ``load``),
+``NIRVANA_GDR_BWD_DQK=full|split`` (the backward's second kernel, default ``full``: ``_bwd_dqk``; ``split``:
+``_bwd_dqk_split``, see above and ``dqk_mode``) with ``NIRVANA_GDR_DQK_BK`` (its K-slice, default 64),
+``NIRVANA_GDR_DQK_BV`` (its V-block, default 64) and ``NIRVANA_GDR_DQK_WARPS`` (its num_warps, default that
+of the other backward kernels).
 """
 
 from __future__ import annotations
@@ -1315,7 +1325,164 @@ def _bwd_dqk(
     _store_vec(dg_out + bos * H + i_h, dG, t0, T, sg, BT)
 
 
-@triton.jit(do_not_specialize=["T"])  # one compiled variant for every length
+# ``NIRVANA_GDR_BWD_DQK=split``: ``_bwd_dqk`` with K split across programs, as fla's chunk_bwd_dqkwg
+# (grid: (K-slices x chunks) x B*H, the K-slice fastest on axis 0, so the NK programs of a chunk are
+# launched side by side and share dO, Vn, dVn and G through L2 instead of each reading them from memory
+# (at B4 T4096 H16 D128 they are ~335 MB, far more than L2 holds); axis 0 also has room for any number of
+# chunks, where axis 1 stops at 65535). Each program holds three [64, BK] accumulators (BK = 64) instead
+# of three [64, 128] and loads one [64, BK] slice of q, k, S and dS'; at head dim 128 the grid has twice
+# the programs, each with about half the registers (ptxas numbers in ``_launch_dqk_split``). dP = dO Vn^T
+# and dP^T (sums over V) do not depend on K: each K-program recomputes them (two [64, BV] x [BV, 64]
+# products per V-block, as fla does) rather than one kernel storing a [64, 64] float32 tile per chunk for
+# the others (16 KB per chunk written and read twice: more memory traffic than the products cost, and one
+# more launch). (Computing dP and dP^T in a first pass over V and the state parts in a second, to hold at
+# most three accumulators in a loop, used more registers in ptxas, not fewer.) Of the sums over all of K:
+# - the score P = Qn Kn^T is not formed at all: its only use, dG's sum(dP o P, 1) - sum(dP o P, 0), equals
+#   rowsum(Qn o dQn_intra) - rowsum(Kn o dKn_intra) (dQn_intra = dPm Kn, dKn_intra = dPm^T Qn), so
+#   dG = rowsum(Qn o dQn) - rowsum(Kn o dKn), and every piece of it is a sum over this program's K-slice;
+# - dG (with its last-row term <Kn, dKs> + exp(g_last) <S, dS'>) and the L2 norm's row dot
+#   rowsum(Qn o dQn) are written per K-slice into [NK, B, T, H] float32 buffers;
+# - the WY backward, which runs next anyway (grid chunks x B*H), adds the NK dG partials where it read
+#   ``_bwd_dqk``'s dG, and with the q/k L2 norm finishes dq = rq (dQn - Qn rowsum(Qn o dQn)) from the
+#   stored dQn (float32 with 16-bit inputs by default, like the other stored intermediates) after its own
+#   work, where those loads overlap other programs' products instead of costing a memory-bound pass of
+#   their own. Without the L2 norm (or with one K-slice) this kernel writes the final dq itself.
+@triton.jit(do_not_specialize=["T", "NT", "scale", "part_stride"])  # one compiled variant for every length
+def _bwd_dqk_split(
+    q,
+    k,
+    G,
+    rq,
+    rk,
+    h,
+    dhs,
+    vn,
+    dvn,
+    do,
+    dq_out,
+    dk_out,
+    dw_out,
+    dg_out,
+    qd_out,
+    scale,
+    T,
+    NT,
+    part_stride,
+    cu_seqlens,
+    chunk_indices,
+    H: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    BT: tl.constexpr,
+    NK: tl.constexpr,
+    USE_L2: tl.constexpr,
+    PREC: tl.constexpr,
+    DT: tl.constexpr,
+    IS_VARLEN: tl.constexpr,
+):
+    """One K-slice [k0, k0 + BK) of ``_bwd_dqk``'s outputs for one chunk: dk's attention and state parts
+    and dW (final for the slice), dQn (dq itself when NK == 1 or without the L2 norm), and this slice's
+    partial dG and rowsum(Qn o dQn) at ``dg_out`` / ``qd_out`` + i_k * part_stride (NK == 1: dG final)."""
+    i_p, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
+    i_c, i_k = i_p // NK, i_p % NK  # i_c indexes the per-chunk states (packed order)
+    i_t = i_c  # chunk within the sequence
+    i_b, i_h = i_bh // H, i_bh % H
+    if IS_VARLEN:  # program i_c: chunk i_c of the packed sequences (B is 1); T: its sequence's length
+        i_b, i_t, bos, T = _varlen_chunk(cu_seqlens, chunk_indices, i_c)
+    else:
+        bos = i_b * T
+    t0 = i_t * BT
+    k0 = i_k * BK
+    sk, sv, sg = H * K, H * V, H
+    row = bos * H + i_h
+    o_t = tl.arange(0, BT)
+    ok = k0 + tl.arange(0, BK)
+    acc_q = tl.zeros([BT, BK], dtype=tl.float32)  # dO S^T      (this K-slice)
+    acc_ks = tl.zeros([BT, BK], dtype=tl.float32)  # Vn dS'^T
+    acc_w = tl.zeros([BT, BK], dtype=tl.float32)  # -dVn S^T
+    dP = tl.zeros([BT, BT], dtype=tl.float32)  # dO Vn^T   [t, s]
+    dPT = tl.zeros([BT, BT], dtype=tl.float32)  # Vn dO^T   [s, t]: its own product, never a transposed one
+    dsum = tl.sum(tl.zeros([BT], dtype=tl.float32), 0)  # <S, dS'> over this K-slice
+    hb = h + (i_bh * NT + i_c) * K * V
+    dhb = dhs + (i_bh * NT + i_c) * K * V
+    for v0 in range(0, V, BV):
+        ov = v0 + tl.arange(0, BV)
+        mkv = (ov[:, None] < V) & (ok[None, :] < K)
+        ST = tl.load(hb + ok[None, :] * V + ov[:, None], mask=mkv, other=0.0).to(tl.float32)  # [BV, BK]
+        dST = tl.load(dhb + ok[None, :] * V + ov[:, None], mask=mkv, other=0.0).to(tl.float32)  # [BV, BK]
+        vnt = _load_tile(vn + row * V + v0, t0, T, sv, V - v0, BT, BV)
+        dvnt = _load_tile(dvn + row * V + v0, t0, T, sv, V - v0, BT, BV)
+        dot_ = _load_tile(do + row * V + v0, t0, T, sv, V - v0, BT, BV)
+        acc_q += _dot(dot_, ST, PREC, DT)
+        acc_ks += _dot(vnt, dST, PREC, DT)
+        acc_w -= _dot(dvnt, ST, PREC, DT)
+        # the transposed operands: tl.trans of loaded tiles (as _bwd_wy_trans), never of a product
+        dP += _dot(dot_, tl.trans(vnt), PREC, DT)
+        dPT += _dot(vnt, tl.trans(dot_), PREC, DT)
+        dsum += tl.sum(tl.sum(ST * dST, 1), 0)
+
+    # dW first (its accumulator's registers are free for the rest), then this K-slice of q and k and
+    # the decays (fewer tiles live through the loop)
+    _store_tile(dw_out + row * K + k0, acc_w, t0, T, sk, K - k0, BT, BK)
+    rq_t = _load_vec(rq + row, t0, T, sg, BT)
+    qn = _load_tile(q + row * K + k0, t0, T, sk, K - k0, BT, BK) * rq_t[:, None]
+    kn = _load_tile(k + row * K + k0, t0, T, sk, K - k0, BT, BK) * _load_vec(rk + row, t0, T, sg, BT)[:, None]
+    Gt = _load_G(G + row, t0, T, sg, BT)
+    last = tl.minimum(t0 + BT, T) - 1
+    g_last = tl.load(G + row + last * sg).to(tl.float32)
+    causal = o_t[:, None] >= o_t[None, :]  # [t, s]
+    upper = o_t[:, None] <= o_t[None, :]  # [s, t]
+    dPm = dP * tl.where(causal, tl.exp(tl.where(causal, Gt[:, None] - Gt[None, :], 0.0)), 0.0) * scale
+    dPmT = dPT * tl.where(upper, tl.exp(tl.where(upper, Gt[None, :] - Gt[:, None], 0.0)), 0.0) * scale
+    dqn = acc_q * (scale * tl.exp(Gt))[:, None] + _dot(dPm, kn, PREC, DT)
+    dks = acc_ks * tl.exp(g_last - Gt)[:, None]
+    dkn = _dot(dPmT, qn, PREC, DT) + dks
+    qdot = tl.sum(qn * dqn, 1)
+    # dG: output (inter + intra) and state carry, as in _bwd_dqk, with the intra sums through dQn / dKn
+    dG = qdot - tl.sum(kn * dkn, 1)
+    dG_last = tl.sum(tl.sum(kn * dks, 1), 0) + tl.exp(g_last) * dsum
+    dG += tl.where(t0 + o_t == last, dG_last, 0.0)
+    _store_tile(dk_out + row * K + k0, dkn, t0, T, sk, K - k0, BT, BK)
+    if NK == 1:  # the whole of K in this program: dq and dG final, as _bwd_dqk
+        if USE_L2:
+            dqn = rq_t[:, None] * (dqn - qn * qdot[:, None])
+        _store_tile(dq_out + row * K, dqn, t0, T, sk, K, BT, BK)
+        _store_vec(dg_out + row, dG, t0, T, sg, BT)
+    else:
+        part = i_k * part_stride.to(tl.int64)
+        _store_tile(dq_out + row * K + k0, dqn, t0, T, sk, K - k0, BT, BK)  # final dq without the L2 norm
+        _store_vec(dg_out + part + row, dG, t0, T, sg, BT)
+        if USE_L2:
+            _store_vec(qd_out + part + row, qdot, t0, T, sg, BT)
+
+
+@triton.jit
+def _more_parts(part, row, t0, T, sg, part_stride, BT: tl.constexpr, NKP: tl.constexpr):
+    """The sum of ``_bwd_dqk_split``'s per-K-slice partials 1 .. NKP - 1 (``part_stride`` apart) of a
+    [B, T, H] row vector (partial 0 is at ``part`` itself)."""
+    acc = tl.zeros([BT], dtype=tl.float32)
+    for i in tl.static_range(1, NKP):
+        acc += _load_vec(part + i * part_stride.to(tl.int64) + row, t0, T, sg, BT)
+    return acc
+
+
+@triton.jit
+def _dq_l2_finish(q, rq, dqn, qd_part, dq_out, row, t0, T, sg, part_stride,
+                  K: tl.constexpr, BK: tl.constexpr, BT: tl.constexpr, NKP: tl.constexpr):
+    """dq = rq (dQn - Qn rowsum(Qn o dQn)) for one chunk, from ``_bwd_dqk_split``'s stored dQn and its NKP
+    per-K-slice partial row dots; K in blocks of BK."""
+    qdot = _load_vec(qd_part + row, t0, T, sg, BT) + _more_parts(qd_part, row, t0, T, sg, part_stride, BT, NKP)
+    rq_t = _load_vec(rq + row, t0, T, sg, BT)
+    sk = sg * K
+    for k0 in range(0, K, BK):
+        qn = _load_tile(q + row * K + k0, t0, T, sk, K - k0, BT, BK) * rq_t[:, None]
+        d = _load_tile(dqn + row * K + k0, t0, T, sk, K - k0, BT, BK)
+        _store_tile(dq_out + row * K + k0, rq_t[:, None] * (d - qn * qdot[:, None]), t0, T, sk, K - k0, BT, BK)
+
+
+@triton.jit(do_not_specialize=["T", "part_stride"])  # one compiled variant for every length
 def _bwd_wy(
     k,
     v,
@@ -1334,6 +1501,12 @@ def _bwd_wy(
     T,
     cu_seqlens,
     chunk_indices,
+    q,
+    rq,
+    dqn,
+    qd_part,
+    dq_out,
+    part_stride,
     H: tl.constexpr,
     K: tl.constexpr,
     V: tl.constexpr,
@@ -1343,7 +1516,10 @@ def _bwd_wy(
     USE_L2: tl.constexpr,
     PREC: tl.constexpr,
     IS_VARLEN: tl.constexpr,
+    NKP: tl.constexpr = 1,
+    FINISH_DQ: tl.constexpr = False,
 ):
+    """(``NKP`` / ``FINISH_DQ``: see ``_bwd_wy_trans``.)"""
     i_t, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
     i_b, i_h = i_bh // H, i_bh % H
     if IS_VARLEN:  # program i_t: chunk i_t of the packed sequences (B is 1); T: its sequence's length
@@ -1410,6 +1586,8 @@ def _bwd_wy(
     Z = dAGb * KK  # dA * A
     db += tl.sum(dAG * KK, 1) + kdk * gam
     dG = _load_vec(dg_part + row, t0, T, sg, BT)
+    if NKP > 1:  # after _bwd_dqk_split: the other K-slices' partials of dG
+        dG += _more_parts(dg_part, row, t0, T, sg, part_stride, BT, NKP)
     dG += tl.sum(Z, 1) - tl.sum(Z, 0) + b * gam * kdk
     dg = tl.sum(dG, 0) - tl.cumsum(dG, 0) + dG
     _store_vec(db_out + row, db, t0, T, sg, BT)
@@ -1438,6 +1616,8 @@ def _bwd_wy(
         if USE_L2:
             dkn = rk_t[:, None] * (dkn - kn * kdot[:, None])
         _store_tile(dk_out + row * K + k0, dkn, t0, T, sk, K - k0, BT, BK)
+    if FINISH_DQ:
+        _dq_l2_finish(q, rq, dqn, qd_part, dq_out, row, t0, T, sg, part_stride, K, BK, BT, NKP)
 
 
 # ``NIRVANA_GDR_WY=trans``: the same sums as ``_bwd_wy`` with every tile of K, dW, V, dVn and M loaded in
@@ -1482,7 +1662,7 @@ def _wy_dk_l2(dkn, kn, kdot, rk_t, USE_L2: tl.constexpr):
     return dkn
 
 
-@triton.jit(do_not_specialize=["T"])  # one compiled variant for every length
+@triton.jit(do_not_specialize=["T", "part_stride"])  # one compiled variant for every length
 def _bwd_wy_trans(
     k,
     v,
@@ -1501,6 +1681,12 @@ def _bwd_wy_trans(
     T,
     cu_seqlens,
     chunk_indices,
+    q,
+    rq,
+    dqn,
+    qd_part,
+    dq_out,
+    part_stride,
     H: tl.constexpr,
     K: tl.constexpr,
     V: tl.constexpr,
@@ -1511,9 +1697,15 @@ def _bwd_wy_trans(
     USE_L2: tl.constexpr,
     PREC: tl.constexpr,
     IS_VARLEN: tl.constexpr,
+    NKP: tl.constexpr = 1,
+    FINISH_DQ: tl.constexpr = False,
 ):
     """``_bwd_wy``'s outputs (dk final, dv, dbeta, dg), each input tile loaded in one layout only;
-    ``NKB`` = cdiv(K, BK) (up to 2: no extra pass over K for the L2 norm's backward)."""
+    ``NKB`` = cdiv(K, BK) (up to 2: no extra pass over K for the L2 norm's backward).
+    After ``_bwd_dqk_split`` (``NIRVANA_GDR_BWD_DQK=split``): ``NKP`` > 1 sums its NKP per-K-slice dG
+    partials (``part_stride`` apart at ``dg_part``), and ``FINISH_DQ`` writes dq through the q L2 norm
+    from its stored dQn (``dqn``) and row-dot partials (``qd_part``). With the defaults (after
+    ``_bwd_dqk``) ``q``, ``rq``, ``dqn``, ``qd_part``, ``dq_out`` and ``part_stride`` are never read."""
     i_t, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
     i_b, i_h = i_bh // H, i_bh % H
     if IS_VARLEN:  # program i_t: chunk i_t of the packed sequences (B is 1); T: its sequence's length
@@ -1567,6 +1759,8 @@ def _bwd_wy_trans(
     Z = dAGb * KK  # dA * A
     db += tl.sum(dAG * KK, 1) + kdk * gam
     dG = _load_vec(dg_part + row, t0, T, sg, BT)
+    if NKP > 1:  # after _bwd_dqk_split: the other K-slices' partials of dG
+        dG += _more_parts(dg_part, row, t0, T, sg, part_stride, BT, NKP)
     dG += tl.sum(Z, 1) - tl.sum(Z, 0) + bg * kdk
     dg = tl.sum(dG, 0) - tl.cumsum(dG, 0) + dG
     _store_vec(db_out + row, db, t0, T, sg, BT)
@@ -1600,6 +1794,8 @@ def _bwd_wy_trans(
                 k_base + k0, dw_base + k0, dkp_base + k0, t0, T, sk, K - k0, rk_t, bg, MT, D, BT, BK, PREC
             )
             _store_tile(dk_out + row * K + k0, _wy_dk_l2(dkn, kn, kdot, rk_t, USE_L2), t0, T, sk, K - k0, BT, BK)
+    if FINISH_DQ:  # after the dk stores: none of the tiles above is live any more
+        _dq_l2_finish(q, rq, dqn, qd_part, dq_out, row, t0, T, sg, part_stride, K, BK, BT, NKP)
 
 # ----------------------------------------------------------------------------------------------
 # host side
@@ -1772,6 +1968,18 @@ def wy_mode() -> str:
     mode = os.environ.get("NIRVANA_GDR_WY") or "trans"
     if mode not in ("load", "trans"):
         raise ValueError(f"NIRVANA_GDR_WY must be load or trans, got {mode!r}")
+    return mode
+
+
+def dqk_mode() -> str:
+    """The backward's dq / dk-part / dW / dG kernel (``NIRVANA_GDR_BWD_DQK``, read at call time): ``full``
+    (default: ``_bwd_dqk``, one program per chunk over all of K) or ``split`` (``_bwd_dqk_split``: K in
+    slices of ``NIRVANA_GDR_DQK_BK``, default 64, one program per slice and chunk, the sums over all of K
+    finished in the WY backward; fla's layout; for head dims above 64, where ``_bwd_dqk`` holds three
+    [64, 128] float32 accumulators). Not yet timed on a GPU, hence not the default."""
+    mode = os.environ.get("NIRVANA_GDR_BWD_DQK") or "full"
+    if mode not in ("full", "split"):
+        raise ValueError(f"NIRVANA_GDR_BWD_DQK must be full or split, got {mode!r}")
     return mode
 
 
@@ -1989,42 +2197,51 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht, varlen=Non
     dq = torch.empty_like(q)
     dk_part = torch.empty(B, T, H, K, **f32)
     dw = torch.empty(B, T, H, K, **f32)
-    dg_part = torch.empty(B, T, H, **f32)
     bv_loop = min(BV, 32 if BK >= 128 else 64)  # V-block of the chunk kernels' loops (shared memory)
-    launch(
-        _bwd_dqk,
-        (NT, B * H),
-        q,
-        k,
-        G,
-        rq,
-        rk,
-        h,
-        dhs,
-        vn,
-        dvn,
-        do,
-        dq,
-        dk_part,
-        dw,
-        dg_part,
-        scale,
-        T,
-        NT,
-        cu,
-        ci,
-        H=H,
-        K=K,
-        V=V,
-        BK=BK,
-        BV=bv_loop,
-        BT=CHUNK,
-        USE_L2=use_l2,
-        PREC=prec,
-        DT=dt,
-        IS_VARLEN=varlen is not None,
-        num_warps=warps,
-    )
+    # what the WY backward reads besides: nothing more after _bwd_dqk (its defaults); after _bwd_dqk_split
+    # the NK dG partials and, with the L2 norm, dQn and the row-dot partials to finish dq
+    wy_args, wy_consts = (G, G, G, G, G, 0), {}  # never read after _bwd_dqk (the WY kernels' defaults)
+    if dqk_mode() == "split":
+        dg_part, wy_args, wy_consts = _launch_dqk_split(
+            q, k, G, rq, rk, h, dhs, vn, dvn, do, dq, dk_part, dw, scale, T, NT, cu, ci, use_l2, varlen, prec, dt,
+            warps,
+        )
+    else:
+        dg_part = torch.empty(B, T, H, **f32)
+        launch(
+            _bwd_dqk,
+            (NT, B * H),
+            q,
+            k,
+            G,
+            rq,
+            rk,
+            h,
+            dhs,
+            vn,
+            dvn,
+            do,
+            dq,
+            dk_part,
+            dw,
+            dg_part,
+            scale,
+            T,
+            NT,
+            cu,
+            ci,
+            H=H,
+            K=K,
+            V=V,
+            BK=BK,
+            BV=bv_loop,
+            BT=CHUNK,
+            USE_L2=use_l2,
+            PREC=prec,
+            DT=dt,
+            IS_VARLEN=varlen is not None,
+            num_warps=warps,
+        )
     dk = torch.empty_like(k)
     dv = torch.empty_like(v)
     dbeta = torch.empty(B, T, H, device=dev, dtype=beta.dtype)
@@ -2051,6 +2268,7 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht, varlen=Non
         T,
         cu,
         ci,
+        *wy_args,
         H=H,
         K=K,
         V=V,
@@ -2061,9 +2279,63 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht, varlen=Non
         USE_L2=use_l2,
         PREC=_prec32(prec),
         IS_VARLEN=varlen is not None,
+        **wy_consts,
         num_warps=_env_int("NIRVANA_GDR_WY_WARPS", 4 if trans else warps),  # trans: 4 fastest at D64 and D128 (AE)
     )
     return dq, dk, dv, dg, dbeta, dh0
+
+
+def _launch_dqk_split(q, k, G, rq, rk, h, dhs, vn, dvn, do, dq, dk_part, dw, scale, T, NT, cu, ci, use_l2, varlen,
+                      prec, dt, warps):
+    """Launch ``_bwd_dqk_split`` (``NIRVANA_GDR_BWD_DQK=split``); returns (dG buffer, extra positional
+    arguments and constexprs of the WY backward, which finishes the sums over K).
+
+    K-slice ``NIRVANA_GDR_DQK_BK`` (default 64), V-block ``NIRVANA_GDR_DQK_BV`` (default 64, 32 if 64
+    overflows shared memory, as ``launch_state_pass``), num_warps ``NIRVANA_GDR_DQK_WARPS`` (default
+    ``warps``, the other backward kernels': 8 above head dim 64). ptxas for sm_90 (Triton 3.8, offline,
+    head dim 128, bf16 inputs, 3 stages): 226 registers and no spills at 8 warps with 64-wide V-blocks
+    (184 at 32-wide; 214 KB / 107 KB shared memory), 255 registers and 632 B / 264 B spilled at 4 warps
+    (``_bwd_dqk`` at 8 warps: 255 and 980 B). Not timed yet: ``benchmarks/gdr_tune.py --kind dqk``."""
+    B, _, H, K = q.shape
+    V = vn.shape[-1]
+    bk = min(_pow2(K), _env_int("NIRVANA_GDR_DQK_BK", 64))
+    nk = triton.cdiv(K, bk)
+    f32 = dict(device=q.device, dtype=torch.float32)
+    part_stride = B * T * H  # one [B, T, H] partial per K-slice (B = 1, T = all tokens when packed)
+    dg_part = torch.empty(nk, B, T, H, **f32)
+    finish = nk > 1 and use_l2  # dq through the L2 norm needs the row dot over all of K: the WY kernel
+    dqn = torch.empty(B, T, H, K, device=q.device, dtype=h.dtype) if finish else dq
+    qd_part = torch.empty(nk, B, T, H, **f32) if finish else G
+    forced = _env_int("NIRVANA_GDR_DQK_BV", 0)
+    widths = [forced] if forced else sorted({min(_pow2(V), 64), min(_pow2(V), 32)}, reverse=True)
+    for i, bv in enumerate(widths):
+        try:
+            launch(
+                _bwd_dqk_split,
+                (nk * NT, B * H),
+                *(q, k, G, rq, rk, h, dhs, vn, dvn, do, dqn, dk_part, dw, dg_part, qd_part),
+                *(scale, T, NT, part_stride, cu, ci),
+                H=H,
+                K=K,
+                V=V,
+                BK=bk,
+                BV=bv,
+                BT=CHUNK,
+                NK=nk,
+                USE_L2=use_l2,
+                PREC=prec,
+                DT=dt,
+                IS_VARLEN=varlen is not None,
+                num_warps=_env_int("NIRVANA_GDR_DQK_WARPS", warps),
+            )
+            break
+        except OutOfResources:
+            if i == len(widths) - 1:
+                raise
+    if nk == 1:  # dq and dG final already: the WY backward as after _bwd_dqk
+        return dg_part[0], (G, G, G, G, G, 0), {}
+    wy_args = (q, rq, dqn, qd_part, dq, part_stride) if finish else (G, G, G, G, G, part_stride)
+    return dg_part, wy_args, dict(NKP=nk, FINISH_DQ=finish)
 
 
 def varlen_index(bounds: list[int], device: torch.device):
