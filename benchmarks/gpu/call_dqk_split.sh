@@ -9,7 +9,7 @@
 # (1) gpu_kernel_check.py --gdr-only with the switch exported: every delta-rule row (bf16 at the MRI and
 #     language shapes, fp32 = 3xTF32 products, tails, both states, head dim 128 fp32 / bf16 with a tail and
 #     both states, determinism) through _bwd_dqk_split and the WY kernels' finishing step.
-# (2) kernels.py --sections gdr,gdr-breakdown --gdr-shapes lang --gdr-variants dqk-split: "ours" (the
+# (2) kernels.py --sections gdr,gdr-breakdown --gdr-shapes $SHAPES --gdr-variants dqk-split: "ours" (the
 #     default _bwd_dqk) and "ours[dqk-split]" forward / forward+backward in one process (and fla 0.2.2 if its
 #     wheel is carried), then every launch of one forward+backward replayed and timed under both:
 #     compare "_bwd_dqk" + "_bwd_wy_trans" with "_bwd_dqk_split [dqk-split]" + "_bwd_wy_trans [dqk-split]"
@@ -22,6 +22,7 @@
 # Carry (optional, for the fla row): .whl/flash_linear_attention-0.2.2-py3-none-any.whl.
 set -u
 export PYTHONUNBUFFERED=1 FLA_DISABLE_BACKEND_DISPATCH=1 PYTHONPATH=$PWD
+SHAPES=${SHAPES:-lang}; TUNE=${TUNE:-1}  # call AU: SHAPES=lang,mri TUNE=0, then graph_train_probe.py
 T0=$(date +%s); stamp() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
 SKIP_FLA=--skip-fla
 if [ -f .whl/flash_linear_attention-0.2.2-py3-none-any.whl ] && python3 -m pip install -q --no-index --no-deps \
@@ -31,11 +32,11 @@ fi
 NIRVANA_GDR_BWD_DQK=split timeout 150 python3 benchmarks/gpu_kernel_check.py --gdr-only --gdr-shapes mri,lang \
   --skip-fla --budget 140 --out "$OUT/check_dqk.json" > "$OUT/check_dqk.log" 2>&1
 stamp "check $?"; grep -E "^\| gdr|recommended_env|exported" "$OUT/check_dqk.log"
-timeout 200 python3 benchmarks/kernels.py --sections gdr,gdr-breakdown --gdr-shapes lang --gdr-variants dqk-split \
-  --skip-reference $SKIP_FLA --budget 190 --out "$OUT/kernels_dqk.json" --md "$OUT/kernels_dqk.md" \
+timeout 230 python3 benchmarks/kernels.py --sections gdr,gdr-breakdown --gdr-shapes $SHAPES --gdr-variants dqk-split \
+  --skip-reference $SKIP_FLA --budget 220 --out "$OUT/kernels_dqk.json" --md "$OUT/kernels_dqk.md" \
   > "$OUT/kernels_dqk.log" 2>&1
 stamp "kernels $?"; grep -E "^\| (gated_delta_rule|gdr_kernel)" "$OUT/kernels_dqk.md" | cut -c1-160
-if [ $(( $(date +%s) - T0 )) -lt 330 ]; then
+if [ "$TUNE" = 1 ] && [ $(( $(date +%s) - T0 )) -lt 330 ]; then
   timeout 240 python3 benchmarks/gdr_tune.py --kind dqk --shapes lang --workers 12 --budget 225 \
     --out "$OUT/tune_dqk.json" > "$OUT/tune_dqk.log" 2>&1
   stamp "tune $?"; tail -n 1 "$OUT/tune_dqk.log"
