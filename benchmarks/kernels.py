@@ -210,7 +210,7 @@ def gdr_impls(skip_fla: bool):
             log(f"  fla rows skipped: {info}")
     for label, env in GDR_VARIANT_ROWS.items():
         impls[f"ours[{label}]"] = with_env_fn(env, impls["ours"])
-    impls["ours-bf16ops"] = with_env_fn({"NIRVANA_GDR_PRECISION": "bf16"}, impls["ours"])
+    impls["ours-bf16ops"] = with_env_fn(BF16OPS_ENV, impls["ours"])
     impls["reference"] = lambda q, k, v, g, b: chunk_gated_delta_rule_reference(
         q, k, v, g, b, None, None, False, True
     )[0]
@@ -221,6 +221,16 @@ def with_env_fn(env, fn):
     return lambda *a: with_env(env, lambda: fn(*a))()
 
 
+BF16OPS_ENV = {"NIRVANA_GDR_PRECISION": "bf16"}
+
+
+def forward_backward_under(env: dict, fn, xs, do) -> None:
+    """``fn(*xs).backward(do)`` with ``env`` set through the backward as well: the delta rule's backward
+    reads its switches (NIRVANA_GDR_BWD_DQK, _PRECISION, ...) when it runs, so a variant set only around
+    the forward call times the default backward (call AU's first ``ours[dqk-split]`` row did)."""
+    with_env(env, lambda: fn(*xs).backward(do))()
+
+
 def bench_gdr(shapes, skip_fla: bool, fla_only: bool = False, impl_label: str | None = None,
               skip_reference: bool = False):
     impls = gdr_impls(skip_fla)
@@ -229,6 +239,7 @@ def bench_gdr(shapes, skip_fla: bool, fla_only: bool = False, impl_label: str | 
     if fla_only:
         impls = {k: v for k, v in impls.items() if k == "fla"}
     variants = [f"ours[{label}]" for label in GDR_VARIANT_ROWS]
+    envs = {**{f"ours[{label}]": env for label, env in GDR_VARIANT_ROWS.items()}, "ours-bf16ops": BF16OPS_ENV}
     order = [k for k in ("ours", *variants, "fla", "ours-bf16ops", "reference") if k in impls]
     for B, T, H, D in shapes.values():
         shape = f"B{B} T{T} H{H} D{D}"
@@ -247,8 +258,10 @@ def bench_gdr(shapes, skip_fla: bool, fla_only: bool = False, impl_label: str | 
                 with torch.no_grad():
                     return fn(*xs)
 
-            def fwdbwd(fn=fn, xs=xs, do=do):
-                fn(*xs).backward(do)
+            env = envs.get(name, {})
+
+            def fwdbwd(fn=fn, xs=xs, do=do, env=env):
+                forward_backward_under(env, fn, xs, do)
 
             row = {"op": "gated_delta_rule", "shape": shape, "impl": impl_label or name}
             row["fwd_ms"] = measure(f"{name} fwd", fwd, need_s=8 if slow else 3, **kw)

@@ -254,3 +254,28 @@ def test_capture_forward_backward_computes_the_ours_fwdbwd(monkeypatch, kernels_
     assert graph == "graph" and static_x.requires_grad and static_x.grad is None
     assert static_out.grad_fn is None and torch.equal(static_out, out.detach())
     assert torch.equal(static_grad, x.grad)
+
+
+def test_a_variants_switches_hold_through_its_backward(kernels_py):
+    """The delta rule's backward reads its switches when it runs: a variant row must keep them set through
+    the backward, not only around the forward call (call AU's first ours[dqk-split] row timed the default)."""
+    seen = []
+
+    class Probe(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            seen.append(("forward", os.environ.get("NIRVANA_GDR_BWD_DQK")))
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, dy):
+            seen.append(("backward", os.environ.get("NIRVANA_GDR_BWD_DQK")))
+            return dy * 2
+
+    os.environ.pop("NIRVANA_GDR_BWD_DQK", None)
+    x = torch.ones(3, requires_grad=True)
+    env = kernels_py.GDR_VARIANTS["dqk-split"]
+    kernels_py.forward_backward_under(env, kernels_py.with_env_fn(env, Probe.apply), (x,), torch.ones(3))
+    assert seen == [("forward", "split"), ("backward", "split")]
+    assert "NIRVANA_GDR_BWD_DQK" not in os.environ
+    assert torch.equal(x.grad, torch.full((3,), 2.0))
