@@ -4,7 +4,7 @@ model's forward pass alone (no file I/O), median of ``--repeats`` after one warm
 plus the opt-in ``--refine`` step alone on that slice (forced past its noise gate: what one refined slice
 adds).
 
-    python benchmarks/cpu_speed.py [--threads 2] [--repeats 5]
+    python benchmarks/cpu_speed.py [--threads 2] [--repeats 5] [--model FOLDER]
 """
 
 from __future__ import annotations
@@ -60,10 +60,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--coils", type=int, default=16)
+    parser.add_argument("--model", default="bundled", help="model folder (default: the bundled default)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model, _ = load_model("bundled", "cpu")
+    model, _ = load_model(args.model, "cpu")
     with tempfile.TemporaryDirectory() as scratch:
         path = simulate_demo_scan(Path(scratch) / "slice.h5", slices=1, coils=args.coils)
         prepared = prepare_scan(read_scan(path), 4, "equispaced_fraction", 0, path.name)
