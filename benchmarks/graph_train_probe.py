@@ -6,7 +6,9 @@ the input exactly as ``kernels.py --backbone-extra ours-cudagraph-train`` does (
 and compares the replay with eager forward+backward on the capture's input and on a fresh one. Variants
 swap one suspect at a time: the SDPA backend of the attention branch (flash / memory-efficient / cuDNN),
 and each kind of our kernels for its PyTorch reference (``NIRVANA_KERNELS_<OP>=torch``). The variant whose
-swap makes the fresh-input gradient right names the op.
+swap makes the fresh-input gradient right names the op. Run AU: all passed, bitwise (the fault follows
+what ran before the capture in the process: benchmarks/results/kernels.md, runs AU-AX); ``eager-first``
+(eager forward+backward steps before the capture, as kernels.py's timing row) is the next variant to run.
 
     python benchmarks/graph_train_probe.py --shape 2:6400 --out probe.json
 """
@@ -16,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 import time
 import traceback
@@ -27,33 +28,20 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import frozen_backbone, rel_err  # noqa: E402
-from kernels import _check_input, capture_forward_backward  # noqa: E402
+from kernels import _check_input, capture_forward_backward, with_env  # noqa: E402
 
 SDPA = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
         "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}
-VARIANTS = {  # name: (environment, SDPA backend or None for PyTorch's own choice)
-    "as-run-AO": ({}, None),
-    "sdpa-flash": ({}, "flash"),
-    "sdpa-efficient": ({}, "efficient"),
-    "sdpa-cudnn": ({}, "cudnn"),
-    "gdr-torch": ({"NIRVANA_KERNELS_GDR": "torch"}, None),
-    "trigger-torch": ({"NIRVANA_KERNELS_TRIGGER": "torch"}, None),
-    "norm-conv-torch": ({"NIRVANA_KERNELS_NORM": "torch", "NIRVANA_KERNELS_CONV": "torch"}, None),
+VARIANTS = {  # name: (environment, SDPA backend or None for PyTorch's own choice, eager steps before)
+    "as-run-AO": ({}, None, 0),
+    "sdpa-flash": ({}, "flash", 0),
+    "sdpa-efficient": ({}, "efficient", 0),
+    "sdpa-cudnn": ({}, "cudnn", 0),
+    "gdr-torch": ({"NIRVANA_KERNELS_GDR": "torch"}, None, 0),
+    "trigger-torch": ({"NIRVANA_KERNELS_TRIGGER": "torch"}, None, 0),
+    "norm-conv-torch": ({"NIRVANA_KERNELS_NORM": "torch", "NIRVANA_KERNELS_CONV": "torch"}, None, 0),
+    "eager-first": ({}, None, 20),  # not yet run (runs AU-AX); the next step
 }
-
-
-@contextlib.contextmanager
-def environment(env: dict):
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def eager_step(model, inp: torch.Tensor, dy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,32 +51,14 @@ def eager_step(model, inp: torch.Tensor, dy: torch.Tensor) -> tuple[torch.Tensor
     return out.detach(), grad
 
 
-def check_variant(config: str, batch: int, length: int, env: dict, sdpa: str | None) -> dict:
+def check_variant(config: str, batch: int, length: int, env: dict, sdpa: str | None, eager_first: int) -> dict:
     """Relative errors of the replayed output and input gradient vs eager, on the capture's input and on a
     fresh one (``capture`` / ``fresh``); ``error`` if a step raised."""
-    row: dict = {"env": env, "sdpa": sdpa or "default"}
+    row: dict = {"env": env, "sdpa": sdpa or "default", "eager_first": eager_first}
     start = time.time()
     backend = sdpa_kernel([SDPA[sdpa]]) if sdpa else contextlib.nullcontext()
     try:
-        with environment(env), backend:
-            model, x = frozen_backbone(config, torch.device("cuda"), batch, length, backend="auto")
-            dy = torch.randn_like(x) * 1e-2
-            inputs = {"capture": x.detach(), "fresh": _check_input(x)}
-            refs = {name: eager_step(model, inp, dy) for name, inp in inputs.items()}
-            graph, static_x, (static_out, static_grad) = capture_forward_backward(model, x, dy)
-            for name, inp in inputs.items():
-                with torch.no_grad():
-                    static_x.copy_(inp)
-                graph.replay()
-                torch.cuda.synchronize()
-                row[f"{name}_out_rel_err"] = rel_err(static_out, refs[name][0])
-                row[f"{name}_grad_rel_err"] = rel_err(static_grad, refs[name][1])
-                # what a stale backward would give: the capture's own gradient
-                row[f"{name}_grad_vs_capture_grad"] = rel_err(static_grad, refs["capture"][1])
-                # rel_err is a norm ratio: 1.0 exactly is what an all-zero replayed gradient gives
-                row[f"{name}_grad_norm_replay_eager"] = [static_grad.float().norm().item(),
-                                                         refs[name][1].float().norm().item()]
-            del graph, static_x, static_out, static_grad, model, x, dy, refs
+        with_env(env, lambda: _check(row, config, batch, length, backend, eager_first))()
     except Exception as err:  # noqa: BLE001
         row["error"] = f"{type(err).__name__}: {str(err)[:300]}"
         traceback.print_exc()
@@ -96,6 +66,34 @@ def check_variant(config: str, batch: int, length: int, env: dict, sdpa: str | N
     torch.cuda.empty_cache()
     row["seconds"] = round(time.time() - start, 1)
     return row
+
+
+def _check(row: dict, config: str, batch: int, length: int, backend, eager_first: int) -> None:
+    """``check_variant``'s capture and comparisons, under the variant's environment and SDPA backend;
+    ``eager_first``: that many eager ``.backward(dy)`` steps on the model's own input first, as
+    ``kernels.py``'s eager ``ours`` row times them before its graph rows (the history runs AW / AX failed after)."""
+    with backend:
+        model, x = frozen_backbone(config, torch.device("cuda"), batch, length, backend="auto")
+        dy = torch.randn_like(x) * 1e-2
+        for _ in range(eager_first):
+            model(inputs_embeds=x).last_hidden_state.backward(dy)
+            x.grad = None
+        inputs = {"capture": x.detach(), "fresh": _check_input(x)}
+        refs = {name: eager_step(model, inp, dy) for name, inp in inputs.items()}
+        graph, static_x, (static_out, static_grad) = capture_forward_backward(model, x, dy)
+        for name, inp in inputs.items():
+            with torch.no_grad():
+                static_x.copy_(inp)
+            graph.replay()
+            torch.cuda.synchronize()
+            row[f"{name}_out_rel_err"] = rel_err(static_out, refs[name][0])
+            row[f"{name}_grad_rel_err"] = rel_err(static_grad, refs[name][1])
+            # what a stale backward would give: the capture's own gradient
+            row[f"{name}_grad_vs_capture_grad"] = rel_err(static_grad, refs["capture"][1])
+            # rel_err is a norm ratio: 1.0 exactly is what an all-zero replayed gradient gives
+            row[f"{name}_grad_norm_replay_eager"] = [static_grad.float().norm().item(),
+                                                     refs[name][1].float().norm().item()]
+        del graph, static_x, static_out, static_grad, model, x, dy, refs
 
 
 def main() -> int:
