@@ -121,6 +121,25 @@ def merge_methods(results: dict, other: dict, source: str) -> list[str]:
     return names
 
 
+def rename_method(results: dict, old: str, new: str) -> None:
+    """Rename method ``old`` to ``new`` in every row, per-volume value, error, method entry and merged run
+    (e.g. the previous ``nirvana_mri_shipped`` before a new shipped model's rows are merged); ValueError if
+    ``old`` is absent or ``new`` already present."""
+    present = {m["name"] for m in results["methods"]}
+    if old not in present:
+        raise ValueError(f"no method {old!r} in this report (it has {', '.join(sorted(present))})")
+    if new in present:
+        raise ValueError(f"method {new!r} is already in this report")
+    for entry in (*results["rows"], *results["per_volume"], *results.get("errors", [])):
+        if entry.get("method") == old:
+            entry["method"] = new
+    for method in results["methods"]:
+        if method["name"] == old:
+            method["name"] = new
+    for run in results.get("merged_runs", []):
+        run["methods"] = [new if name == old else name for name in run["methods"]]
+
+
 def refresh_training(results: dict) -> None:
     """Each learned row's ``training`` metadata re-read from its model folder (the config minus weights)."""
     for row in results["rows"]:
@@ -140,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--refresh-training", action="store_true", help="re-read each model folder's config.json")
     parser.add_argument("--merge-methods-from", type=Path, help="another quality.json on the same data and "
                         "protocol: its methods' rows replace (or join) this report's")
+    parser.add_argument("--rename-method", action="append", default=[], metavar="OLD=NEW",
+                        help="rename a method's rows first (e.g. the previous nirvana_mri_shipped before a new "
+                        "shipped model's rows are merged); repeatable")
     parser.add_argument("--note", action="append", default=[], help="a line to add to the report's notes")
     parser.add_argument("--out", type=Path, help="folder to write into (default: the report's own)")
     parser.add_argument("--md-only", action="store_true", help="write JSON + Markdown only (no HTML, no examples)")
@@ -158,6 +180,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"merged GPU s/slice of {len(merged)} row(s) from {args.gpu_timing}", file=sys.stderr)
     if args.probe:
         add_gpu_timings(results, args.probe)
+    for spec in args.rename_method:
+        old, sep, new = spec.partition("=")
+        try:
+            if not (sep and old and new):
+                raise ValueError(f"--rename-method wants OLD=NEW, got {spec!r}")
+            rename_method(results, old, new)
+        except ValueError as err:
+            print(f"refresh_report.py: error: {err}", file=sys.stderr)
+            return 2
+        results.setdefault("notes", []).append(f"method {old} renamed {new} (refresh_report.py --rename-method)")
     if args.merge_methods_from:
         try:
             other = json.loads(args.merge_methods_from.read_text())

@@ -259,3 +259,31 @@ def test_merge_methods_from_another_run(tmp_path):
     moved = dict(other, per_volume=[dict(v, volume="v2") for v in other["per_volume"]])
     with pytest.raises(ValueError, match="volumes"):
         refresh.merge_methods(json.loads(json.dumps(base)), moved, "o")
+
+
+def test_rename_method_before_a_merge(tmp_path):
+    """refresh_report.py --rename-method OLD=NEW: every row, per-volume value, method entry and merged run of
+    OLD becomes NEW (so a new model's rows can be merged under the old name); an unknown OLD or a NEW that
+    exists already is refused with exit 2 and the report left as it was."""
+    refresh = _script("refresh_report")
+    report = {"settings": {"accels": [4]}, "command": "first",
+              "rows": [{"method": "a", "accel": 4}, {"method": "shipped", "accel": 4, "ssim_mean": 0.5}],
+              "per_volume": [{"method": m, "accel": 4, "volume": "v1", "n_slices": 3, "ssim": 0.5}
+                             for m in ("a", "shipped")],
+              "errors": [{"method": "shipped", "file": "x"}], "methods": [{"name": "a"}, {"name": "shipped"}],
+              "merged_runs": [{"methods": ["shipped"], "command": "second"}]}
+    renamed = json.loads(json.dumps(report))
+    refresh.rename_method(renamed, "shipped", "shipped_old")
+    assert [r["method"] for r in renamed["rows"]] == ["a", "shipped_old"]
+    assert [v["method"] for v in renamed["per_volume"]] == ["a", "shipped_old"]
+    assert renamed["errors"][0]["method"] == "shipped_old"
+    assert [m["name"] for m in renamed["methods"]] == ["a", "shipped_old"]
+    assert renamed["merged_runs"][0]["methods"] == ["shipped_old"]
+    with pytest.raises(ValueError, match="no method"):
+        refresh.rename_method(json.loads(json.dumps(report)), "missing", "x")
+    with pytest.raises(ValueError, match="already"):
+        refresh.rename_method(json.loads(json.dumps(report)), "shipped", "a")
+    path = tmp_path / "quality.json"
+    path.write_text(json.dumps(report))
+    assert refresh.main(["--report", str(path), "--rename-method", "shipped"]) == 2
+    assert json.loads(path.read_text()) == report
