@@ -27,7 +27,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import frozen_backbone, rel_err  # noqa: E402
+from _common import bench, frozen_backbone, peak_memory, rel_err  # noqa: E402
 from kernels import _check_input, capture_forward_backward, with_env  # noqa: E402
 
 SDPA = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
@@ -41,6 +41,7 @@ VARIANTS = {  # name: (environment, SDPA backend or None for PyTorch's own choic
     "trigger-torch": ({"NIRVANA_KERNELS_TRIGGER": "torch"}, None, 0),
     "norm-conv-torch": ({"NIRVANA_KERNELS_NORM": "torch", "NIRVANA_KERNELS_CONV": "torch"}, None, 0),
     "eager-first": ({}, None, 20),  # not yet run (runs AU-AX); the next step
+    "do-bench-first": ({}, None, -1),  # kernels.py's own eager row first (do_bench + peak memory); not yet run
 }
 
 
@@ -49,6 +50,23 @@ def eager_step(model, inp: torch.Tensor, dy: torch.Tensor) -> tuple[torch.Tensor
     out = model(inputs_embeds=leaf).last_hidden_state
     (grad,) = torch.autograd.grad(out, leaf, dy)
     return out.detach(), grad
+
+
+def eager_timing_row(model, x: torch.Tensor, dy: torch.Tensor) -> None:
+    """What ``kernels.py``'s eager ``ours`` row runs on the model before its graph rows: the no-grad forward
+    and the forward+backward under ``do_bench`` (``grad_to_none=[x]``), then each once more for peak memory."""
+
+    def fwd():
+        with torch.no_grad():
+            return model(inputs_embeds=x).last_hidden_state
+
+    def fwdbwd():
+        model(inputs_embeds=x).last_hidden_state.backward(dy)
+
+    bench(fwd, warmup_ms=100, rep_ms=600)
+    peak_memory(fwd)
+    bench(fwdbwd, warmup_ms=100, rep_ms=800, grad_to_none=[x])
+    peak_memory(fwdbwd)
 
 
 def check_variant(config: str, batch: int, length: int, env: dict, sdpa: str | None, eager_first: int) -> dict:
@@ -70,14 +88,16 @@ def check_variant(config: str, batch: int, length: int, env: dict, sdpa: str | N
 
 def _check(row: dict, config: str, batch: int, length: int, backend, eager_first: int) -> None:
     """``check_variant``'s capture and comparisons, under the variant's environment and SDPA backend;
-    ``eager_first``: that many eager ``.backward(dy)`` steps on the model's own input first, as
-    ``kernels.py``'s eager ``ours`` row times them before its graph rows (the history runs AW / AX failed after)."""
+    ``eager_first``: that many eager ``.backward(dy)`` steps on the model's own input first, or (-1)
+    ``kernels.py``'s eager ``ours`` row itself (``eager_timing_row``): the history runs AW / AX failed after."""
     with backend:
         model, x = frozen_backbone(config, torch.device("cuda"), batch, length, backend="auto")
         dy = torch.randn_like(x) * 1e-2
-        for _ in range(eager_first):
+        for _ in range(max(eager_first, 0)):
             model(inputs_embeds=x).last_hidden_state.backward(dy)
             x.grad = None
+        if eager_first < 0:  # kernels.py's "ours" row, as it runs before the graph rows
+            eager_timing_row(model, x, dy)
         inputs = {"capture": x.detach(), "fresh": _check_input(x)}
         refs = {name: eager_step(model, inp, dy) for name, inp in inputs.items()}
         graph, static_x, (static_out, static_grad) = capture_forward_backward(model, x, dy)
