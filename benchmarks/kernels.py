@@ -208,20 +208,18 @@ def gdr_impls(skip_fla: bool):
             impls["fla"] = lambda q, k, v, g, b: fla(q, k, v, g, b, use_qk_l2norm_in_kernel=True)[0]
         else:
             log(f"  fla rows skipped: {info}")
-    for label, env in GDR_VARIANT_ROWS.items():
-        impls[f"ours[{label}]"] = with_env_fn(env, impls["ours"])
-    impls["ours-bf16ops"] = with_env_fn(BF16OPS_ENV, impls["ours"])
+    for name in impl_envs():  # the same function; bench_gdr sets each one's switches (impl_envs)
+        impls[name] = impls["ours"]
     impls["reference"] = lambda q, k, v, g, b: chunk_gated_delta_rule_reference(
         q, k, v, g, b, None, None, False, True
     )[0]
     return impls
 
 
-def with_env_fn(env, fn):
-    return lambda *a: with_env(env, lambda: fn(*a))()
-
-
-BF16OPS_ENV = {"NIRVANA_GDR_PRECISION": "bf16"}
+def impl_envs() -> dict[str, dict]:
+    """The switches of each variant row of ours: ``ours[LABEL]`` (``--gdr-variants``) and ``ours-bf16ops``."""
+    envs = {f"ours[{label}]": env for label, env in GDR_VARIANT_ROWS.items()}
+    return {**envs, "ours-bf16ops": {"NIRVANA_GDR_PRECISION": "bf16"}}
 
 
 def forward_backward_under(env: dict, fn, xs, do) -> None:
@@ -239,7 +237,7 @@ def bench_gdr(shapes, skip_fla: bool, fla_only: bool = False, impl_label: str | 
     if fla_only:
         impls = {k: v for k, v in impls.items() if k == "fla"}
     variants = [f"ours[{label}]" for label in GDR_VARIANT_ROWS]
-    envs = {**{f"ours[{label}]": env for label, env in GDR_VARIANT_ROWS.items()}, "ours-bf16ops": BF16OPS_ENV}
+    envs = impl_envs()
     order = [k for k in ("ours", *variants, "fla", "ours-bf16ops", "reference") if k in impls]
     for B, T, H, D in shapes.values():
         shape = f"B{B} T{T} H{H} D{D}"
@@ -254,11 +252,11 @@ def bench_gdr(shapes, skip_fla: bool, fla_only: bool = False, impl_label: str | 
                 log("  skip reference: budget")
                 continue
 
-            def fwd(fn=fn, xs=xs):
-                with torch.no_grad():
-                    return fn(*xs)
-
             env = envs.get(name, {})
+
+            def fwd(fn=fn, xs=xs, env=env):
+                with torch.no_grad():
+                    return with_env(env, lambda: fn(*xs))()
 
             def fwdbwd(fn=fn, xs=xs, do=do, env=env):
                 forward_backward_under(env, fn, xs, do)

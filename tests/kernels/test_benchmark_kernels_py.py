@@ -275,7 +275,7 @@ def test_a_variants_switches_hold_through_its_backward(kernels_py):
     os.environ.pop("NIRVANA_GDR_BWD_DQK", None)
     x = torch.ones(3, requires_grad=True)
     env = kernels_py.GDR_VARIANTS["dqk-split"]
-    kernels_py.forward_backward_under(env, kernels_py.with_env_fn(env, Probe.apply), (x,), torch.ones(3))
+    kernels_py.forward_backward_under(env, Probe.apply, (x,), torch.ones(3))
     assert seen == [("forward", "split"), ("backward", "split")]
     assert "NIRVANA_GDR_BWD_DQK" not in os.environ
     assert torch.equal(x.grad, torch.full((3,), 2.0))
