@@ -64,7 +64,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model, _ = load_model(args.model, "cpu")
+    try:
+        model, _ = load_model(args.model, "cpu")
+    except (FileNotFoundError, ValueError) as err:
+        print(f"cpu_speed.py: error: {err}", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory() as scratch:
         path = simulate_demo_scan(Path(scratch) / "slice.h5", slices=1, coils=args.coils)
         prepared = prepare_scan(read_scan(path), 4, "equispaced_fraction", 0, path.name)
