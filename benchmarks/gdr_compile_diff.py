@@ -27,8 +27,10 @@ os.environ.pop("TRITON_INTERPRET", None)
 
 REPO = Path(__file__).resolve().parent.parent
 MODULE = "nirvana_mri/backbone/kernels/gated_delta_rule_triton.py"
-KERNELS = ["_fwd_prep", "_fwd_inv", "_fwd_wy", "_fwd_state", "_fwd_output", "_bwd_state", "_bwd_dqk", "_bwd_wy",
-           "_bwd_wy_trans", "_bwd_dqk_split"]
+KERNELS = ["_fwd_prep", "_fwd_inv", "_fwd_inv_block", "_fwd_wy", "_fwd_state", "_fwd_output", "_bwd_state",
+           "_bwd_dv_local", "_bwd_state_split", "_bwd_dqk", "_bwd_wy", "_bwd_wy_trans", "_bwd_dqk_split"]
+# with --dt bfloat16 (NIRVANA_GDR_PRECISION=bf16): the 16-bit inputs and the intermediates stored in 16 bits
+BF16_POINTERS = {"q", "k", "v", "do", "w", "h", "vn", "dhs", "dhs_out", "dqn", "o"}
 
 
 def load_revision(rev: str, tmp: Path):
@@ -70,8 +72,12 @@ def compile_kernel(fn, args, varlen):
                   USE_H0=True, STORE_HT=True, USE_DHT=True, STORE_DH0=True, IS_VARLEN=varlen,
                   HALVES=args.halves and pow2 > 64, BKB=min(pow2, 64),
                   KPREC=args.prec if args.prec in ("tf32", "tf32x3") else "ieee")
-    if name in ("_fwd_state", "_bwd_state"):
+    if name in ("_fwd_state", "_bwd_state", "_bwd_state_split", "_bwd_dv_local"):
         values["BV"] = min(pow2, 64)
+    if name == "_bwd_state_split":  # two half-height state tiles above head dim 64 (NIRVANA_GDR_BWD_HALVES)
+        values.update(HALVES=pow2 > 64, BKH=pow2 // 2 if pow2 > 64 else pow2)
+    if name == "_bwd_dv_local":
+        values["BK"] = min(pow2, 64)
     if name == "_fwd_state" and values["HALVES"]:  # NIRVANA_GDR_FWD_HALVES=1: two half-height state tiles
         values["BK"] = pow2 // 2
     if name in ("_bwd_dqk", "_bwd_wy", "_bwd_wy_trans"):
@@ -89,6 +95,7 @@ def compile_kernel(fn, args, varlen):
     if name in fp32_operands and args.prec not in ("tf32", "tf32x3"):
         values["PREC"] = "ieee"
     warps = args.warps or {"_fwd_prep": 8, "_fwd_state": wide, "_fwd_output": wide}.get(name, 4)
+    bf16_mode = args.dt == "bfloat16"
     sig, consts, attrs = {}, {}, {}
     for i, (arg, param) in enumerate(zip(fn.arg_names, fn.params, strict=True)):
         if param.is_constexpr:
@@ -98,7 +105,8 @@ def compile_kernel(fn, args, varlen):
         elif arg == "scale":
             sig[arg] = "fp32"
         else:
-            sig[arg] = "*i32" if varlen and arg in ("cu_seqlens", "chunk_indices", "chunk_offsets") else "*fp32"
+            index = varlen and arg in ("cu_seqlens", "chunk_indices", "chunk_offsets")
+            sig[arg] = "*i32" if index else ("*bf16" if bf16_mode and arg in BF16_POINTERS else "*fp32")
             attrs[(i,)] = [["tt.divisibility", 16]]
     target = GPUTarget("cuda", args.arch, 64)
     return triton.compile(ASTSource(fn, sig, consts, attrs), target=target,
@@ -174,7 +182,14 @@ def main() -> int:
                     usage += "; varlen " + ptxas_usage(compile_kernel(new_fn, args, True), tmp, name + "_v", args.arch)
                 print(f"{name}: not in {args.rev} (or --halves / --dqk-split); worktree: {usage}", flush=True)
                 continue
-            old_k = compile_kernel(old_fn, args, None)
+            try:
+                old_k = compile_kernel(old_fn, args, None)
+            except Exception as err:  # e.g. the bf16-mode loop-carried pointer type fixed in 2026-11-29's AY
+                all_same = False
+                new_k = compile_kernel(new_fn, args, False)
+                print(f"{name}: {args.rev} does not compile ({str(err).strip().splitlines()[-1][:160]}); "
+                      f"worktree: {ptxas_usage(new_k, tmp, name + '_n', args.arch)}", flush=True)
+                continue
             new_k = compile_kernel(new_fn, args, False)
             ptx_same = ptx_lines(old_k, old_fn) == ptx_lines(new_k, new_fn)
             old_s, new_s = sass_lines(old_k, tmp, name + "_old"), sass_lines(new_k, tmp, name + "_new")

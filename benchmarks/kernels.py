@@ -170,6 +170,8 @@ def gdr_bytes(B, T, H, K, V) -> float:
 GDR_VARIANTS = {
     "dqk-split": {"NIRVANA_GDR_BWD_DQK": "split"},  # _bwd_dqk_split: K across programs (fla's layout)
     "dqk-full": {"NIRVANA_GDR_BWD_DQK": "full"},  # _bwd_dqk (the default), e.g. when split is exported
+    "bf16ops": {"NIRVANA_GDR_PRECISION": "bf16"},  # 16-bit operands and intermediates, as fla
+    "tf32ops": {"NIRVANA_GDR_PRECISION": "tf32"},  # float32 operands and intermediates, TF32 products
 }
 GDR_VARIANT_ROWS: dict[str, dict] = {}  # label -> env, filled by main() from --gdr-variants
 

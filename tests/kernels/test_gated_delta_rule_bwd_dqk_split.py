@@ -87,16 +87,18 @@ def _case_id(c) -> str:
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
 def test_dqk_split(monkeypatch, case, rel):
     """``split`` vs the float64 reference (values, final state, dq dk dv dg dbeta dh0) and vs ``full``
-    (``_bwd_dqk``) on the same inputs (the same sums over K in another order: float32 rounding apart)."""
+    (``_bwd_dqk``) on the same inputs (the same sums over K in another order: float32 rounding apart).
+    Float32 operands (``NIRVANA_GDR_PRECISION=tf32``) at every head dim: the 16-bit-operand mode, the
+    default above head dim 64, stores dQn in 16 bits after the split (``test_dqk_split_bf16_operand_mode``)."""
     B, T, H, K, V, dtype, l2, h0, extra, nk = case
     xs, state = _inputs(B, T, H, K, V, dtype, l2, h0, seed=K + T + V)
     gen = torch.Generator().manual_seed(7)
     grads = (torch.randn(B, T, H, V, generator=gen), torch.randn(B, H, K, V, generator=gen))
-    seen = _recorded(monkeypatch, {"NIRVANA_GDR_BWD_DQK": "split", **extra})
+    seen = _recorded(monkeypatch, {"NIRVANA_GDR_BWD_DQK": "split", "NIRVANA_GDR_PRECISION": "tf32", **extra})
     got = _all(triton_mod.chunk_gated_delta_rule_triton, xs, state, grads, l2)
     split = _expect_split(seen, nk, l2)
     assert split["BK"] == int(extra.get("NIRVANA_GDR_DQK_BK", 64))
-    seen = _recorded(monkeypatch, {"NIRVANA_GDR_BWD_DQK": "full", **extra})
+    seen = _recorded(monkeypatch, {"NIRVANA_GDR_BWD_DQK": "full", "NIRVANA_GDR_PRECISION": "tf32", **extra})
     full = _all(triton_mod.chunk_gated_delta_rule_triton, xs, state, grads, l2)
     assert "_bwd_dqk" in [name for name, _ in seen] and "_bwd_dqk_split" not in [name for name, _ in seen]
     ref = _reference(xs, state, grads, l2)

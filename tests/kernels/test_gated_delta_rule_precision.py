@@ -1,0 +1,107 @@
+"""The delta rule's operand precision for 16-bit inputs (``NIRVANA_GDR_PRECISION``): ``auto`` by default,
+16-bit operands above head dim 64 and float32 (TF32) operands at 64 and below, as measured on an H200
+(benchmarks/results/kernels.md, runs AY-BA); and the 16-bit-operand backward compiles for Hopper with a
+final-state gradient (GPU run AY found ``_bwd_state_split`` refused by Triton there: a loop-carried pointer
+that changed type, float32 dht -> 16-bit dhs; the interpreter does not type-check, so this compiles it)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from nirvana_mri.backbone.kernels.gated_delta_rule_reference import chunk_gated_delta_rule_reference
+
+triton_mod = pytest.importorskip("nirvana_mri.backbone.kernels.gated_delta_rule_triton")
+from launch_recorder import record_launches  # noqa: E402
+from test_gated_delta_rule_triton import _inputs  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_precision_policy(monkeypatch):
+    """auto (unset, empty or ``auto``): bf16 above head dim 64, tf32 at 64 and below; ``tf32`` / ``bf16``
+    at every head dim; anything else refused, naming the variable."""
+    for value in (None, "", "auto"):
+        if value is None:
+            monkeypatch.delenv("NIRVANA_GDR_PRECISION", raising=False)
+        else:
+            monkeypatch.setenv("NIRVANA_GDR_PRECISION", value)
+        assert [triton_mod.precision_mode(d) for d in (16, 64, 65, 128)] == ["tf32", "tf32", "bf16", "bf16"]
+    for value in ("tf32", "bf16"):
+        monkeypatch.setenv("NIRVANA_GDR_PRECISION", value)
+        assert {triton_mod.precision_mode(d) for d in (16, 64, 128)} == {value}
+    monkeypatch.setenv("NIRVANA_GDR_PRECISION", "fp8")
+    with pytest.raises(ValueError, match="NIRVANA_GDR_PRECISION"):
+        triton_mod.precision_mode(128)
+
+
+def _operand_types(monkeypatch, K, V, dtype) -> set:
+    """The DT constexpr of every launch that has one, for one forward+backward with no switch set."""
+    seen = record_launches(monkeypatch, triton_mod, {}, ("NIRVANA_GDR_PRECISION",))
+    xs, state = _inputs(1, 70, 1, K, V, dtype, True, True, seed=K + V)
+    xs = [x.requires_grad_(True) for x in xs]
+    o, ht = triton_mod.chunk_gated_delta_rule_triton(*xs, None, state, True, True)
+    (o.float().sum() + ht.sum()).backward()
+    return {str(kw["DT"]) for _, kw in seen if "DT" in kw}
+
+
+@pytest.mark.parametrize(
+    "K, V, dtype, want",
+    [(128, 32, torch.bfloat16, "bf16"), (32, 128, torch.bfloat16, "bf16"), (64, 64, torch.bfloat16, "fp32"),
+     (128, 32, torch.float32, "fp32")],
+    ids=["K128-bf16", "V128-bf16", "K64-bf16", "K128-fp32"],
+)
+def test_default_operands_follow_head_dim(monkeypatch, K, V, dtype, want):
+    """With nothing exported, every launch of forward and backward (final state and its gradient included)
+    multiplies 16-bit operands exactly when 16-bit inputs have a head dim above 64; float32 inputs never."""
+    assert _operand_types(monkeypatch, K, V, dtype) == {want}
+
+
+def test_default_at_head_dim_128_matches_reference(monkeypatch, rel):
+    """The default at head dim 128 with bf16 inputs (16-bit operands, emulated under the interpreter) against
+    the float64 reference, values, final state and gradients incl. the initial state's, with the tolerances
+    of test_gated_delta_rule_triton.py::test_bf16_operand_mode."""
+    monkeypatch.delenv("NIRVANA_GDR_PRECISION", raising=False)
+    xs, state = _inputs(1, 70, 1, 128, 32, torch.bfloat16, True, True, seed=21)
+    xs = [x.requires_grad_(True) for x in xs]
+    h0 = state.clone().requires_grad_(True)
+    o, ht = triton_mod.chunk_gated_delta_rule_triton(*xs, None, h0, True, True)
+    ys = [x.detach().double().requires_grad_(True) for x in xs]
+    h0_ref = state.double().requires_grad_(True)
+    o_ref, ht_ref = chunk_gated_delta_rule_reference(*ys, None, h0_ref, True, True)
+    assert rel(o, o_ref) < 3e-2 and rel(ht, ht_ref) < 3e-2
+    do, dht = torch.randn(o.shape), torch.randn(ht.shape)
+    got = torch.autograd.grad((o, ht), [*xs, h0], (do.bfloat16(), dht))
+    want = torch.autograd.grad((o_ref, ht_ref), [*ys, h0_ref], (do.double(), dht.double()))
+    for a, b in zip(got, want, strict=True):
+        assert rel(a, b) < 4e-2
+
+
+def _bundled_ptxas() -> bool:
+    import triton
+
+    return (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists()
+
+
+@pytest.mark.skipif(not _bundled_ptxas(), reason="needs Triton's bundled ptxas (the NVIDIA backend's tools)")
+def test_16bit_backward_state_pass_compiles_for_hopper():
+    """``_bwd_state_split`` (head dim 128's reverse pass, two half-height state tiles) compiled offline for
+    sm_90 with 16-bit stored states and a float32 final-state gradient, fixed-length and packed, as the
+    16-bit default runs it: Triton refused it before (GPU run AY). A fresh process, since the compile needs
+    ``TRITON_INTERPRET`` unset and this folder's tests run under the interpreter."""
+    code = (
+        "import argparse, sys; sys.path.insert(0, 'benchmarks'); import gdr_compile_diff as c; "
+        "m = c.load_worktree(); "
+        "a = argparse.Namespace(dim=128, prec='tf32', dt='bfloat16', arch=90, stages=3, warps=0, halves=False, "
+        "wy_bk=64, dqk_bk=64, dqk_bv=64, dqk_split=False); "
+        "[c.compile_kernel(m._bwd_state_split, a, v) for v in (False, True)]; print('compiled')"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, "PYTHONPATH": str(REPO)},
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and "compiled" in out.stdout, out.stderr[-2000:]
