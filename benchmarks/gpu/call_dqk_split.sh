@@ -2,7 +2,9 @@
 # Run AU (2026-11-29, sixth session; SHAPES=lang,mri TUNE=0): step (1) PASSED at every row; step (2) was cut
 # by its 230 s limit after the first two rows (fla's first D128 call autotunes from a cold cache: give it
 # minutes), and its ours[dqk-split] row ran the default backward (kernels.py set a variant's switches only
-# around the forward; fixed since: forward_backward_under). Next: this script again, step (2) at 420 s.
+# around the forward; fixed since: forward_backward_under). Run AY0 (seventh session, CHECK=0 SHAPES=lang,mri
+# TUNE=0): step (2) timed the split at last, slower than the default at both head dims (4.016 vs 3.813 ms at
+# D128, 1.547 vs 1.396 at D64); its fla row at the MRI shape was cut by the 420 s limit again.
 # GPU call (nvidia-h200, one GPU): the K-split dq / dk / dW / dG kernel of the delta
 # rule's backward, NIRVANA_GDR_BWD_DQK=split (_bwd_dqk_split: grid K-slices x chunks x B*H with 64-wide K
 # slices, fla's chunk_bwd_dqkwg layout; the dG partials and, with the q/k L2 norm, dq's row dot finished in

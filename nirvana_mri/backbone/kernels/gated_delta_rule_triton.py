@@ -47,7 +47,8 @@ Backward, three launches (four with ``NIRVANA_GDR_BWD=split``):
      rounding (the split only reorders sums).
   2. ``_bwd_dqk``    (grid: chunks x B*H) dq (final, through the L2 norm), the attention and
      state parts of dk, dW and dG.
-     ``NIRVANA_GDR_BWD_DQK=split`` (opt-in, not yet timed on a GPU) launches ``_bwd_dqk_split`` instead
+     ``NIRVANA_GDR_BWD_DQK=split`` (opt-in: slower than the default on an H200, run AY0) launches
+     ``_bwd_dqk_split`` instead
      (grid: (K-slices x chunks) x B*H, K in slices of 64 as fla's chunk_bwd_dqkwg): each program its
      K-slice of dk's parts, dW and dQn, and per-K-slice partials of dG and of the L2 norm's row dot
      sum(Qn dQn), which the WY backward (step 3) sums, finishing dq through the L2 norm; same gradients up
@@ -2304,7 +2305,8 @@ def _launch_dqk_split(q, k, G, rq, rk, h, dhs, vn, dvn, do, dq, dk_part, dw, sca
     ``warps``, the other backward kernels': 8 above head dim 64). ptxas for sm_90 (Triton 3.8, offline,
     head dim 128, bf16 inputs, 3 stages): 226 registers and no spills at 8 warps with 64-wide V-blocks
     (184 at 32-wide; 214 KB / 107 KB shared memory), 255 registers and 632 B / 264 B spilled at 4 warps
-    (``_bwd_dqk`` at 8 warps: 255 and 980 B). Not timed yet: ``benchmarks/gdr_tune.py --kind dqk``."""
+    (``_bwd_dqk`` at 8 warps: 255 and 980 B). On the H200 (run AY0) it is slower: 4.02 vs 3.81 ms fwd+bwd
+    at D128, 1.55 vs 1.40 at D64."""
     B, _, H, K = q.shape
     V = vn.shape[-1]
     bk = min(_pow2(K), _env_int("NIRVANA_GDR_DQK_BK", 64))
