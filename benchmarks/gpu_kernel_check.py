@@ -18,8 +18,10 @@ silu(gate) * up) the same way, at the 1024-wide backbone's shapes and the 2048-w
 An opt-in kernel variant is checked by exporting its switch for the whole run (e.g.
 ``NIRVANA_GDR_WY=trans python benchmarks/gpu_kernel_check.py --gdr-only --gdr-shapes mri,lang``: every
 delta-rule row, fp32 and bf16, tails, both states, head dims 64 and 128, through ``_bwd_wy_trans``); the
-exported ``NIRVANA_GDR_*`` switches are logged and written as ``gdr_env``. ``--gdr-only`` stops after
-the delta-rule rows (no Trigger, norm, conv, model or informative rows).
+exported ``NIRVANA_GDR_*`` switches are logged and written as ``gdr_env`` (``NIRVANA_TRIGGER_*`` as
+``trigger_env``). ``--gdr-only`` stops after the delta-rule rows and their informative rows (16-bit
+operands, fla); ``--skip-gdr`` runs everything else: the Trigger, layer-kernel and whole-model rows, e.g.
+``NIRVANA_TRIGGER_IMPL=v2 python benchmarks/gpu_kernel_check.py --skip-gdr``.
 """
 
 from __future__ import annotations
@@ -382,15 +384,22 @@ def main() -> int:
     parser.add_argument("--gdr-shapes", default="mri,long,lang",
                         help="which delta-rule shapes to check (a CUDA fault poisons the rest of the process)")
     parser.add_argument("--gdr-only", action="store_true", help="only the delta-rule rows")
+    parser.add_argument("--skip-gdr", action="store_true",
+                        help="no delta-rule rows: the Trigger, layer-kernel and whole-model rows (e.g. to check an "
+                             "exported NIRVANA_TRIGGER_IMPL)")
     parser.add_argument("--model-only", action="store_true",
                         help="only the whole-model rows (Triton vs PyTorch backend, every kernel in place)")
     args = parser.parse_args()
+    if args.skip_gdr and (args.gdr_only or args.model_only):
+        parser.error("--skip-gdr runs the rows that --gdr-only / --model-only leave out: give one of them")
     PARTIAL_OUT = args.out
     DEVICE = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     start = time.time()
     log(f"device: {gpu_name() if DEVICE.type == 'cuda' else 'cpu (interpreter)'}; versions {versions()}")
     gdr_env = {k: v for k, v in sorted(os.environ.items()) if k.startswith("NIRVANA_GDR_")}
     log(f"exported delta-rule switches: {gdr_env or 'none'}")
+    trigger_env = {k: v for k, v in sorted(os.environ.items()) if k.startswith("NIRVANA_TRIGGER_")}
+    log(f"exported Trigger switches: {trigger_env or 'none'}")
     if args.smoke:
         gdr_shapes = {"mri": (1, 70, 2, 16), "long": (1, 40, 1, 32), "lang": (1, 66, 1, 32)}
         trig_shape, model_cfg = (1, 40, 16, 16), ("tiny", 1, 12)
@@ -404,58 +413,59 @@ def main() -> int:
     chosen, env = None, {}
     # gated delta rule: bf16 at every shape; backward variants tried until one passes everywhere
     if not args.model_only:  # --model-only: straight to the whole-model rows
-        for variant in BWD_VARIANTS:
-            name = ",".join(f"{k}={v}" for k, v in variant.items()) or "default"
-            rows = [
-                record(
-                    "gdr",
-                    (key, shape),
-                    bf16,
-                    lambda s=shape, v=variant: check_gdr(s, bf16, variant_env=v),
-                    variant=name,
-                )
-                for key, shape in gdr_shapes.items()
-            ]
-            if all(r["pass"] for r in rows):
-                chosen = variant
-                break
-            if not all(r.get("values_ok") for r in rows):  # the forward itself is off: variants cannot help
-                break
-            if time.time() - start > args.budget * 0.6:
-                log("budget: no more backward variants")
-                break
-        env = chosen if chosen is not None else {}
-        # float32 (exact products), a tail, the initial and final state
-        mri = gdr_shapes["mri"]
-        tail = (mri[0], mri[1] + 1, mri[2], mri[3])
-        record("gdr fp32", ("mri", mri), torch.float32, lambda: check_gdr(mri, torch.float32, variant_env=env))
-        record(
-            "gdr fp32 tail+h0+ht",
-            ("mri+1", tail),
-            torch.float32,
-            lambda: check_gdr(tail, torch.float32, final=True, h0=True, variant_env=env),
-        )
-        record(
-            "gdr bf16 tail+h0+ht",
-            ("mri+1", tail),
-            bf16,
-            lambda: check_gdr(tail, bf16, final=True, h0=True, variant_env=env),
-        )
-        record("gdr determinism", ("mri", mri), bf16, lambda: check_gdr_determinism(mri, bf16))
-        if "lang" in gdr_shapes:  # head dim 128 (the published 1.3B config): float32, a tail, both states
-            lang = gdr_shapes["lang"]
-            lang_tail = (2, 1601, 4, lang[3]) if not args.smoke else (1, lang[1] + 1, 1, lang[3])
-            for dtype in (torch.float32, bf16):
-                record(
-                    f"gdr {'fp32' if dtype == torch.float32 else 'bf16'} tail+h0+ht D{lang[3]}",
-                    ("lang-tail", lang_tail),
-                    dtype,
-                    lambda d=dtype: check_gdr(lang_tail, d, final=True, h0=True, variant_env=env),
-                )
+        if not args.skip_gdr:  # --skip-gdr: the Trigger, layer and whole-model rows only
+            for variant in BWD_VARIANTS:
+                name = ",".join(f"{k}={v}" for k, v in variant.items()) or "default"
+                rows = [
+                    record(
+                        "gdr",
+                        (key, shape),
+                        bf16,
+                        lambda s=shape, v=variant: check_gdr(s, bf16, variant_env=v),
+                        variant=name,
+                    )
+                    for key, shape in gdr_shapes.items()
+                ]
+                if all(r["pass"] for r in rows):
+                    chosen = variant
+                    break
+                if not all(r.get("values_ok") for r in rows):  # the forward itself is off: variants cannot help
+                    break
+                if time.time() - start > args.budget * 0.6:
+                    log("budget: no more backward variants")
+                    break
+            env = chosen if chosen is not None else {}
+            # float32 (exact products), a tail, the initial and final state
+            mri = gdr_shapes["mri"]
+            tail = (mri[0], mri[1] + 1, mri[2], mri[3])
+            record("gdr fp32", ("mri", mri), torch.float32, lambda: check_gdr(mri, torch.float32, variant_env=env))
+            record(
+                "gdr fp32 tail+h0+ht",
+                ("mri+1", tail),
+                torch.float32,
+                lambda: check_gdr(tail, torch.float32, final=True, h0=True, variant_env=env),
+            )
+            record(
+                "gdr bf16 tail+h0+ht",
+                ("mri+1", tail),
+                bf16,
+                lambda: check_gdr(tail, bf16, final=True, h0=True, variant_env=env),
+            )
+            record("gdr determinism", ("mri", mri), bf16, lambda: check_gdr_determinism(mri, bf16))
+            if "lang" in gdr_shapes:  # head dim 128 (the published 1.3B config): float32, a tail, both states
+                lang = gdr_shapes["lang"]
+                lang_tail = (2, 1601, 4, lang[3]) if not args.smoke else (1, lang[1] + 1, 1, lang[3])
+                for dtype in (torch.float32, bf16):
+                    record(
+                        f"gdr {'fp32' if dtype == torch.float32 else 'bf16'} tail+h0+ht D{lang[3]}",
+                        ("lang-tail", lang_tail),
+                        dtype,
+                        lambda d=dtype: check_gdr(lang_tail, d, final=True, h0=True, variant_env=env),
+                    )
 
-        if args.gdr_only:
-            run_informative(gdr_informative(gdr_shapes, env, args.skip_fla), args.budget, start)
-            return summarise(args, start, chosen, env, gdr_env)
+            if args.gdr_only:
+                run_informative(gdr_informative(gdr_shapes, env, args.skip_fla), args.budget, start)
+                return summarise(args, start, chosen, env, gdr_env)
 
         # Trigger
         for dtype in (torch.float32, bf16):
@@ -501,7 +511,8 @@ def main() -> int:
         torch.float32,
         lambda: check_trigger(trig_shape, torch.float32, True, impl="published"),
     )
-    run_informative([*gdr_informative(gdr_shapes, env, args.skip_fla), trigger_einsum], args.budget, start)
+    gdr_rows = [] if args.skip_gdr else gdr_informative(gdr_shapes, env, args.skip_fla)
+    run_informative([*gdr_rows, trigger_einsum], args.budget, start)
     return summarise(args, start, chosen, env, gdr_env)
 
 
@@ -535,7 +546,7 @@ def run_informative(checks: list, budget: float, start: float) -> None:
 
 def summarise(args, start: float, chosen, env: dict, gdr_env: dict) -> int:
     """Write the JSON summary and log the table of every row."""
-    gdr_ok = None if args.model_only else chosen is not None  # None: the delta-rule rows were not run
+    gdr_ok = None if args.model_only or args.skip_gdr else chosen is not None  # None: no delta-rule rows ran
     others = [r for r in ROWS if r["check"] != "gdr" and "informative" not in r["check"]]
     recommended = dict(env) if gdr_ok is not False else {"NIRVANA_GDR_BWD": "torch"}
     summary = {
@@ -544,6 +555,7 @@ def summarise(args, start: float, chosen, env: dict, gdr_env: dict) -> int:
         "recommended_env": recommended,
         "gdr_backward_variant_ok": gdr_ok,
         "gdr_env": gdr_env,
+        "trigger_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("NIRVANA_TRIGGER_")},
         "all_pass": bool(gdr_ok is not False and all(r["pass"] for r in others)),
         "seconds": round(time.time() - start, 1),
         "rows": ROWS,

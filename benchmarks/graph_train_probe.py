@@ -7,10 +7,12 @@ and compares the replay with eager forward+backward on the capture's input and o
 swap one suspect at a time: the SDPA backend of the attention branch (flash / memory-efficient / cuDNN),
 and each kind of our kernels for its PyTorch reference (``NIRVANA_KERNELS_<OP>=torch``). The variant whose
 swap makes the fresh-input gradient right names the op. Run AU: all passed, bitwise (the fault follows
-what ran before the capture in the process: benchmarks/results/kernels.md, runs AU-AX); ``eager-first``
-(eager forward+backward steps before the capture, as kernels.py's timing row) is the next variant to run.
+what ran before the capture in the process: benchmarks/results/kernels.md, runs AU-AX). Run AY0:
+``eager-first`` and ``do-bench-first`` (kernels.py's eager timing row before the capture) passed too. Next:
+``as-kernels-py`` (that row, then ``torch.cuda.empty_cache()`` between the eager references and the capture,
+as kernels.py's ``_graph_row``), and several shapes in one process (``--shape 8:1600,2:6400``: run AW's order).
 
-    python benchmarks/graph_train_probe.py --shape 2:6400 --out probe.json
+    python benchmarks/graph_train_probe.py --shape 8:1600,2:6400 --variants as-kernels-py --out probe.json
 """
 
 from __future__ import annotations
@@ -32,16 +34,21 @@ from kernels import _check_input, capture_forward_backward, with_env  # noqa: E4
 
 SDPA = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
         "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}
-VARIANTS = {  # name: (environment, SDPA backend or None for PyTorch's own choice, eager steps before)
-    "as-run-AO": ({}, None, 0),
-    "sdpa-flash": ({}, "flash", 0),
-    "sdpa-efficient": ({}, "efficient", 0),
-    "sdpa-cudnn": ({}, "cudnn", 0),
-    "gdr-torch": ({"NIRVANA_KERNELS_GDR": "torch"}, None, 0),
-    "trigger-torch": ({"NIRVANA_KERNELS_TRIGGER": "torch"}, None, 0),
-    "norm-conv-torch": ({"NIRVANA_KERNELS_NORM": "torch", "NIRVANA_KERNELS_CONV": "torch"}, None, 0),
-    "eager-first": ({}, None, 20),  # not yet run (runs AU-AX); the next step
-    "do-bench-first": ({}, None, -1),  # kernels.py's own eager row first (do_bench + peak memory); not yet run
+# name: (environment, SDPA backend or None for PyTorch's own choice, eager steps before, empty the allocator's
+# cache between the eager references and the capture as kernels.py's _graph_row does)
+VARIANTS = {
+    "as-run-AO": ({}, None, 0, False),
+    "sdpa-flash": ({}, "flash", 0, False),
+    "sdpa-efficient": ({}, "efficient", 0, False),
+    "sdpa-cudnn": ({}, "cudnn", 0, False),
+    "gdr-torch": ({"NIRVANA_KERNELS_GDR": "torch"}, None, 0, False),
+    "trigger-torch": ({"NIRVANA_KERNELS_TRIGGER": "torch"}, None, 0, False),
+    "norm-conv-torch": ({"NIRVANA_KERNELS_NORM": "torch", "NIRVANA_KERNELS_CONV": "torch"}, None, 0, False),
+    "eager-first": ({}, None, 20, False),  # run AY0: PASS
+    "do-bench-first": ({}, None, -1, False),  # kernels.py's own eager row first (do_bench + peak memory); AY0: PASS
+    # kernels.py's whole sequence: its eager row, the eager references, torch.cuda.empty_cache(), the capture
+    # (the one step of _graph_row the variants above leave out); not yet run
+    "as-kernels-py": ({}, None, -1, True),
 }
 
 
@@ -69,14 +76,15 @@ def eager_timing_row(model, x: torch.Tensor, dy: torch.Tensor) -> None:
     peak_memory(fwdbwd)
 
 
-def check_variant(config: str, batch: int, length: int, env: dict, sdpa: str | None, eager_first: int) -> dict:
+def check_variant(config: str, batch: int, length: int, env: dict, sdpa: str | None, eager_first: int,
+                  empty_cache: bool) -> dict:
     """Relative errors of the replayed output and input gradient vs eager, on the capture's input and on a
     fresh one (``capture`` / ``fresh``); ``error`` if a step raised."""
-    row: dict = {"env": env, "sdpa": sdpa or "default", "eager_first": eager_first}
+    row: dict = {"env": env, "sdpa": sdpa or "default", "eager_first": eager_first, "empty_cache": empty_cache}
     start = time.time()
     backend = sdpa_kernel([SDPA[sdpa]]) if sdpa else contextlib.nullcontext()
     try:
-        with_env(env, lambda: _check(row, config, batch, length, backend, eager_first))()
+        with_env(env, lambda: _check(row, config, batch, length, backend, eager_first, empty_cache))()
     except Exception as err:  # noqa: BLE001
         row["error"] = f"{type(err).__name__}: {str(err)[:300]}"
         traceback.print_exc()
@@ -86,10 +94,11 @@ def check_variant(config: str, batch: int, length: int, env: dict, sdpa: str | N
     return row
 
 
-def _check(row: dict, config: str, batch: int, length: int, backend, eager_first: int) -> None:
+def _check(row: dict, config: str, batch: int, length: int, backend, eager_first: int, empty_cache: bool) -> None:
     """``check_variant``'s capture and comparisons, under the variant's environment and SDPA backend;
     ``eager_first``: that many eager ``.backward(dy)`` steps on the model's own input first, or (-1)
-    ``kernels.py``'s eager ``ours`` row itself (``eager_timing_row``): the history runs AW / AX failed after."""
+    ``kernels.py``'s eager ``ours`` row itself (``eager_timing_row``): the history runs AW / AX failed after;
+    ``empty_cache``: ``torch.cuda.empty_cache()`` after the eager references, before the capture."""
     with backend:
         model, x = frozen_backbone(config, torch.device("cuda"), batch, length, backend="auto")
         dy = torch.randn_like(x) * 1e-2
@@ -100,6 +109,9 @@ def _check(row: dict, config: str, batch: int, length: int, backend, eager_first
             eager_timing_row(model, x, dy)
         inputs = {"capture": x.detach(), "fresh": _check_input(x)}
         refs = {name: eager_step(model, inp, dy) for name, inp in inputs.items()}
+        if empty_cache:
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
         graph, static_x, (static_out, static_grad) = capture_forward_backward(model, x, dy)
         for name, inp in inputs.items():
             with torch.no_grad():
@@ -116,27 +128,45 @@ def _check(row: dict, config: str, batch: int, length: int, backend, eager_first
         del graph, static_x, static_out, static_grad, model, x, dy, refs
 
 
+def parse_shapes(spec: str) -> list[tuple[int, int]] | None:
+    """``--shape``: ``B:T`` or several comma-separated; None unless every one is two positive integers."""
+    shapes = []
+    for item in spec.split(","):
+        parts = item.split(":")
+        if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+            return None
+        shapes.append((int(parts[0]), int(parts[1])))
+    return shapes
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="1024x12")
-    parser.add_argument("--shape", default="2:6400", help="B:T")
+    parser.add_argument("--shape", default="2:6400",
+                        help="B:T, or several comma-separated: each variant at each shape in turn, one process")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    shapes = parse_shapes(args.shape)
+    names = args.variants.split(",")
+    unknown = [name for name in names if name not in VARIANTS]
+    if shapes is None or unknown:
+        problem = (f"--shape {args.shape!r}: expected B:T[,B:T...] with positive integers" if shapes is None
+                   else f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
+        print(f"graph_train_probe.py: {problem}", file=sys.stderr)
+        return 2
     if not torch.cuda.is_available():
         print("graph_train_probe.py needs a CUDA GPU", file=sys.stderr)
         return 2
-    batch, length = (int(v) for v in args.shape.split(":"))
     rows = {}
-    for name in args.variants.split(","):
-        if name not in VARIANTS:
-            print(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}", file=sys.stderr)
-            return 2
-        rows[name] = check_variant(args.config, batch, length, *VARIANTS[name])
-        print(name, json.dumps(rows[name]), flush=True)
-        args.out.write_text(json.dumps({"config": args.config, "shape": args.shape,
-                                        "gpu": torch.cuda.get_device_name(),
-                                        "torch": torch.__version__, "rows": rows}, indent=2) + "\n")
+    for name in names:
+        for batch, length in shapes:
+            key = name if len(shapes) == 1 else f"{name} B{batch} T{length}"
+            rows[key] = check_variant(args.config, batch, length, *VARIANTS[name])
+            print(key, json.dumps(rows[key]), flush=True)
+            args.out.write_text(json.dumps({"config": args.config, "shape": args.shape,
+                                            "gpu": torch.cuda.get_device_name(),
+                                            "torch": torch.__version__, "rows": rows}, indent=2) + "\n")
     return 0
 
 

@@ -50,6 +50,27 @@ def test_probe_known_preset_reaches_the_gpu_check():
     assert result.returncode == 1 and "needs a CUDA GPU" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "args, message",
+    [(("--shape", "8:1600,2:x"), "--shape '8:1600,2:x': expected B:T"),
+     (("--shape", "0:64"), "expected B:T[,B:T...] with positive integers"),
+     (("--variants", "as-kernels-py,bogus"), "unknown variant 'bogus'")],
+)
+def test_graph_train_probe_refuses_bad_arguments_in_one_line(tmp_path, args, message):
+    """graph_train_probe.py checks its arguments before it asks for a GPU: one line, exit 2, nothing written."""
+    result = _run("benchmarks/graph_train_probe.py", *args, "--out", str(tmp_path / "p.json"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_graph_train_probe_takes_a_shape_sequence(tmp_path):
+    """Several shapes and the ``as-kernels-py`` variant (kernels.py's whole sequence) are accepted; without
+    CUDA the probe stops there, exit 2."""
+    result = _run("benchmarks/graph_train_probe.py", "--shape", "8:1600,2:6400", "--variants", "as-kernels-py",
+                  "--out", str(tmp_path / "p.json"))
+    assert result.returncode == 2 and "needs a CUDA GPU" in result.stderr
+
+
 def _tiny(layers: int = 2):
     from nirvana_mri.backbone.config import preset
     from nirvana_mri.backbone.model import NirvanaModel
