@@ -37,6 +37,14 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def demo_slice(coils: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """(masked k-space [1, coils, 256, 256, 2], mask) of one simulated MNI152 slice at 4x, equispaced."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = simulate_demo_scan(Path(scratch) / "slice.h5", slices=1, coils=coils)
+        prepared = prepare_scan(read_scan(path), 4, "equispaced_fraction", 0, path.name)
+    return prepared.masked_kspace[:1], prepared.mask[:1]
+
+
 def time_refine_step(model, kspace: torch.Tensor, mask: torch.Tensor, repeats: int) -> dict:
     """Seconds of ``refine_slice`` (DEFAULT_REFINE's lam and steps) on the network's output for this slice."""
     with torch.no_grad():
@@ -69,10 +77,7 @@ def main() -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"cpu_speed.py: error: {err}", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory() as scratch:
-        path = simulate_demo_scan(Path(scratch) / "slice.h5", slices=1, coils=args.coils)
-        prepared = prepare_scan(read_scan(path), 4, "equispaced_fraction", 0, path.name)
-    kspace, mask = prepared.masked_kspace[:1], prepared.mask[:1]
+    kspace, mask = demo_slice(args.coils)
     rows = {}
     for mode in ("fp32", "bf16"):
         times = []
