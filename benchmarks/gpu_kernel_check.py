@@ -241,6 +241,32 @@ def check_conv(shape, dtype, seed=9):
     return (*compare(got, want, ["y", "dx", "dweight"], thr_val, thr_grad, 1), (thr_val, thr_grad))
 
 
+def check_attention(shape, dtype, window, impl, seed=13):
+    """The attention branch (``causal_attention``, [B, T, H, D]) through ``impl`` (sdpa / blocked / flex) against
+    a float64 softmax with the dense causal or sliding-window mask: output, dq, dk, dv."""
+    from nirvana_mri.backbone.kernels.attention import causal_attention, sliding_window_mask
+
+    B, T, H, D = shape
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    q, k, v, do = (torch.randn(B, T, H, D, generator=gen).to(DEVICE, dtype) for _ in range(4))
+
+    def reference(q, k, v):
+        scores = torch.einsum("bthd,bshd->bhts", q, k) * D**-0.5
+        allowed = sliding_window_mask(T, window or T, q.device)
+        weights = scores.masked_fill(~allowed, float("-inf")).softmax(-1)
+        return torch.einsum("bhts,bshd->bthd", weights, v)
+
+    def run(fn, *xs):
+        xs = [x.detach().clone().requires_grad_(True) for x in xs]
+        out = fn(*xs)
+        return [out.detach(), *torch.autograd.grad(out, xs, do.to(out.dtype))]
+
+    want = run(reference, q.double(), k.double(), v.double())
+    got = run(lambda q, k, v: causal_attention(q, k, v, window=window, impl=impl), q, k, v)
+    thr_val, thr_grad = thresholds(dtype)
+    return (*compare(got, want, ["o", "dq", "dk", "dv"], thr_val, thr_grad, 1), (thr_val, thr_grad))
+
+
 def check_model(preset_name, B, T, dtype, layers=None):
     from nirvana_mri.backbone.config import preset
     from nirvana_mri.backbone.model import NirvanaModel
@@ -484,6 +510,13 @@ def main() -> int:
         for cshape in conv_shapes:
             for dtype in (bf16, torch.float32):
                 record("short conv", cshape, dtype, lambda s=cshape, d=dtype: check_conv(s, d))
+        # attention branch: full causal (SDPA) and the sliding window through each implementation (flex: CUDA)
+        att_causal, att_window, window = ((1, 40, 2, 16), (1, 70, 2, 16), 16) if args.smoke else (
+            (2, 1600, 4, 64), (1, 6400, 4, 64), 512)
+        record("attention causal sdpa", att_causal, bf16, lambda: check_attention(att_causal, bf16, None, "sdpa"))
+        for impl in ("sdpa", "blocked") + (("flex",) if DEVICE.type == "cuda" else ()):
+            record(f"attention window {window} {impl}", att_window, bf16,
+                   lambda i=impl: check_attention(att_window, bf16, window, i))
 
     # whole model, triton vs torch backend
     name, B, T = model_cfg
