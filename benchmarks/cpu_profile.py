@@ -20,10 +20,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cpu_speed import cpu_name, demo_slice  # noqa: E402
+from cpu_speed import add_slice_arguments, cpu_name, demo_slice, load_cpu_model  # noqa: E402
 
 from nirvana_mri.io_utils import atomic_write_text  # noqa: E402
-from nirvana_mri.reconstruct import load_model  # noqa: E402
 
 # module classes timed (inclusive; nested ones are also inside their parents' time)
 MODULE_PARTS = {
@@ -83,20 +82,10 @@ def timed_parts(model: torch.nn.Module, totals: dict[str, float]):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--coils", type=int, default=16)
-    parser.add_argument("--model", default="bundled", help="model folder (default: the bundled default)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    add_slice_arguments(parser, repeats=3)
     args = parser.parse_args()
-    if args.threads < 1 or args.repeats < 1:
-        print("cpu_profile.py: error: --threads and --repeats must be >= 1", file=sys.stderr)
-        return 2
-    torch.set_num_threads(args.threads)
-    try:
-        model, _ = load_model(args.model, "cpu")
-    except (FileNotFoundError, ValueError) as err:
-        print(f"cpu_profile.py: error: {err}", file=sys.stderr)
+    model = load_cpu_model(args, "cpu_profile.py")
+    if model is None:
         return 2
     kspace, mask = demo_slice(args.coils)
     with torch.no_grad():

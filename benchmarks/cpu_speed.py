@@ -37,6 +37,29 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def add_slice_arguments(parser: argparse.ArgumentParser, repeats: int) -> None:
+    """The options this script and cpu_profile.py share: threads, repeats, coils, model folder, output folder."""
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--coils", type=int, default=16)
+    parser.add_argument("--model", default="bundled", help="model folder (default: the bundled default)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+
+
+def load_cpu_model(args: argparse.Namespace, prog: str):
+    """The model on the CPU with ``args.threads`` threads, or None after a one-line error on stderr (bad counts,
+    or a folder that is not a model)."""
+    if args.threads < 1 or args.repeats < 1:
+        print(f"{prog}: error: --threads and --repeats must be >= 1", file=sys.stderr)
+        return None
+    torch.set_num_threads(args.threads)
+    try:
+        return load_model(args.model, "cpu")[0]
+    except (FileNotFoundError, ValueError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return None
+
+
 def demo_slice(coils: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     """(masked k-space [1, coils, 256, 256, 2], mask) of one simulated MNI152 slice at 4x, equispaced."""
     with tempfile.TemporaryDirectory() as scratch:
@@ -65,17 +88,10 @@ def time_refine_step(model, kspace: torch.Tensor, mask: torch.Tensor, repeats: i
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--coils", type=int, default=16)
-    parser.add_argument("--model", default="bundled", help="model folder (default: the bundled default)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    add_slice_arguments(parser, repeats=5)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    try:
-        model, _ = load_model(args.model, "cpu")
-    except (FileNotFoundError, ValueError) as err:
-        print(f"cpu_speed.py: error: {err}", file=sys.stderr)
+    model = load_cpu_model(args, "cpu_speed.py")
+    if model is None:
         return 2
     kspace, mask = demo_slice(args.coils)
     rows = {}
