@@ -11,6 +11,8 @@ what ran before the capture in the process: benchmarks/results/kernels.md, runs 
 ``eager-first`` and ``do-bench-first`` (kernels.py's eager timing row before the capture) passed too. Next:
 ``as-kernels-py`` (that row, then ``torch.cuda.empty_cache()`` between the eager references and the capture,
 as kernels.py's ``_graph_row``), and several shapes in one process (``--shape 8:1600,2:6400``: run AW's order).
+Variants combine with ``+`` (``as-kernels-py+sdpa-math``: that history with SDPA's math backend), so one call
+can bisect a history that reproduces the fault (benchmarks/gpu/call_bb.sh).
 
     python benchmarks/graph_train_probe.py --shape 8:1600,2:6400 --variants as-kernels-py --out probe.json
 """
@@ -49,7 +51,23 @@ VARIANTS = {
     # kernels.py's whole sequence: its eager row, the eager references, torch.cuda.empty_cache(), the capture
     # (the one step of _graph_row the variants above leave out); not yet run
     "as-kernels-py": ({}, None, -1, True),
+    "sdpa-math": ({}, "math", 0, False),
 }
+
+
+def resolve_variant(name: str) -> tuple | None:
+    """A name of VARIANTS, or several joined with ``+`` (e.g. ``as-kernels-py+sdpa-math``): environments merged,
+    the one SDPA backend given, the history of whichever has one (at most one each); None if not resolvable."""
+    parts = [VARIANTS.get(part) for part in name.split("+")]
+    if not all(parts):
+        return None
+    sdpas = {p[1] for p in parts if p[1]}
+    histories = {(p[2], p[3]) for p in parts if p[2] or p[3]}
+    if len(sdpas) > 1 or len(histories) > 1:
+        return None
+    env = {k: v for p in parts for k, v in p[0].items()}
+    eager_first, empty_cache = histories.pop() if histories else (0, False)
+    return env, (sdpas.pop() if sdpas else None), eager_first, empty_cache
 
 
 def eager_step(model, inp: torch.Tensor, dy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,10 +167,11 @@ def main() -> int:
     args = parser.parse_args()
     shapes = parse_shapes(args.shape)
     names = args.variants.split(",")
-    unknown = [name for name in names if name not in VARIANTS]
+    unknown = [name for name in names if resolve_variant(name) is None]
     if shapes is None or unknown:
         problem = (f"--shape {args.shape!r}: expected B:T[,B:T...] with positive integers" if shapes is None
-                   else f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
+                   else f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}, or several joined with "
+                        "'+' (at most one SDPA backend and one history each)")
         print(f"graph_train_probe.py: {problem}", file=sys.stderr)
         return 2
     if not torch.cuda.is_available():
@@ -162,7 +181,7 @@ def main() -> int:
     for name in names:
         for batch, length in shapes:
             key = name if len(shapes) == 1 else f"{name} B{batch} T{length}"
-            rows[key] = check_variant(args.config, batch, length, *VARIANTS[name])
+            rows[key] = check_variant(args.config, batch, length, *resolve_variant(name))
             print(key, json.dumps(rows[key]), flush=True)
             args.out.write_text(json.dumps({"config": args.config, "shape": args.shape,
                                             "gpu": torch.cuda.get_device_name(),

@@ -6,7 +6,9 @@
 #     kernels, and the whole model (1024x12, 4 layers; nirvana-1.3b, 2 layers, fp32) Triton vs PyTorch.
 # (2) The training-step CUDA graph fault (runs AO, AU-AX, AY0): graph_train_probe.py with kernels.py's whole
 #     sequence (its eager row, the eager references, empty_cache, the capture: as-kernels-py) at B8 T1600 then
-#     B2 T6400 in one process (run AW's order), and do-bench-first in that order for contrast.
+#     B2 T6400 in one process (run AW's order), the same with SDPA forced to its math and flash backends (AX
+#     swapped our kernels for their references and the failure did not move: the attention is the suspect
+#     left), and do-bench-first in that order for contrast.
 # (1) also checks the attention branch for the first time on the GPU (full causal SDPA; the sliding window
 #     through sdpa / blocked / flex, each vs a float64 softmax with the dense mask: output and dq dk dv).
 # (3) kernels.py --sections attention: issue 4's "SDPA / FlexAttention / Triton, whichever measures faster"
@@ -21,7 +23,7 @@ T0=$(date +%s); stamp() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
 NIRVANA_TRIGGER_IMPL=v2 NIRVANA_TRIGGER_V2_FWD=32,4,128 timeout 280 python3 benchmarks/gpu_kernel_check.py \
   --skip-gdr --skip-fla --budget 260 --out "$OUT/check_trigger_v2.json" > "$OUT/check_trigger_v2.log" 2>&1
 stamp "check $?"; grep -E "^\| (trigger|model|attention)|exported" "$OUT/check_trigger_v2.log"
-timeout 150 python3 benchmarks/graph_train_probe.py --shape 8:1600,2:6400 --variants as-kernels-py,do-bench-first \
+timeout 150 python3 benchmarks/graph_train_probe.py --shape 8:1600,2:6400 --variants as-kernels-py,as-kernels-py+sdpa-math,as-kernels-py+sdpa-flash,do-bench-first \
   --out "$OUT/graph_probe_sequence.json" > "$OUT/graph_probe_sequence.log" 2>&1
 stamp "probe $?"; cut -c1-220 "$OUT/graph_probe_sequence.log" | grep -v "^ "
 timeout 130 python3 benchmarks/kernels.py --sections attention --skip-fla --skip-reference --budget 120 \

@@ -71,6 +71,21 @@ def test_graph_train_probe_takes_a_shape_sequence(tmp_path):
     assert result.returncode == 2 and "needs a CUDA GPU" in result.stderr
 
 
+def test_graph_train_probe_combines_variants():
+    """``a+b`` variants: environments merged, one SDPA backend, one history; a clash or an unknown part: None."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("graph_train_probe", REPO / "benchmarks" / "graph_train_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    assert probe.resolve_variant("as-kernels-py+sdpa-math") == ({}, "math", -1, True)
+    env, sdpa, eager_first, empty_cache = probe.resolve_variant("gdr-torch+norm-conv-torch+eager-first")
+    assert env == {"NIRVANA_KERNELS_GDR": "torch", "NIRVANA_KERNELS_NORM": "torch", "NIRVANA_KERNELS_CONV": "torch"}
+    assert (sdpa, eager_first, empty_cache) == (None, 20, False)
+    assert probe.resolve_variant("as-run-AO") == ({}, None, 0, False)
+    for clash in ("sdpa-flash+sdpa-math", "as-kernels-py+eager-first", "as-kernels-py+bogus"):
+        assert probe.resolve_variant(clash) is None, clash
+
+
 def _tiny(layers: int = 2):
     from nirvana_mri.backbone.config import preset
     from nirvana_mri.backbone.model import NirvanaModel
