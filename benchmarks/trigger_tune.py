@@ -44,8 +44,15 @@ NAMES += ["d_p_weight_linear", "d_p_weight_ln", "d_p_bias_linear", "d_p_bias_ln"
 
 def variants(grid: str) -> list[dict]:
     """v1 at its defaults and two other launches; v2's forward launches (backward at its default) and
-    backward launches (forward at its default): ``BT,WARPS,K``."""
+    backward launches (forward at its default): ``BT,WARPS,K``. ``ops``: v2 with 16-bit operands in its
+    weight_linear contractions (``NIRVANA_TRIGGER_V2_OPS=bf16``) at its default and run S's best launches,
+    beside v1 and v2 with float32 operands."""
     v2 = {"NIRVANA_TRIGGER_IMPL": "v2"}
+    if grid == "ops":
+        ops = {**v2, "NIRVANA_TRIGGER_V2_OPS": "bf16"}
+        out = [{"NIRVANA_TRIGGER_IMPL": "v1"}, v2, {**v2, "NIRVANA_TRIGGER_V2_FWD": "32,4,128"}, ops]
+        out += [{**ops, "NIRVANA_TRIGGER_V2_FWD": f} for f in ("32,4,128", "32,4,256", "64,4,256", "128,8,256")]
+        return out + [{**ops, "NIRVANA_TRIGGER_V2_BWD": b} for b in ("64,4,256", "32,8,128")]
     if grid == "small":
         return [{"NIRVANA_TRIGGER_IMPL": "v1"}, v2, {**v2, "NIRVANA_TRIGGER_V2_FWD": "32,4,256"},
                 {**v2, "NIRVANA_TRIGGER_V2_BWD": "32,4,256"}]  # fmt: skip
@@ -258,6 +265,11 @@ def _total(row, key, shapes) -> float:
     return sum(times) if times and all(isinstance(t, float) for t in times) else float("inf")
 
 
+def _kind(env: dict) -> tuple[str, str]:
+    """(implementation, operand mode): launches are only combined within one kind."""
+    return env.get("NIRVANA_TRIGGER_IMPL", "v1"), env.get("NIRVANA_TRIGGER_V2_OPS", "fp32")
+
+
 def recommend(rows, shapes) -> dict:
     """The implementation with the smallest summed fwd+bwd (input gradients); for v2 the best forward
     launch (fwd_ms) and the best backward launch (fwdbwd_ms) of their groups, combined."""
@@ -265,9 +277,10 @@ def recommend(rows, shapes) -> dict:
     if not timed:
         return {}
     best = min(timed, key=lambda r: _total(r, "fwdbwd_ms", shapes))
-    impl = best["env"].get("NIRVANA_TRIGGER_IMPL", "v1")
-    same = [r for r in timed if r["env"].get("NIRVANA_TRIGGER_IMPL", "v1") == impl]
-    env = {"NIRVANA_TRIGGER_IMPL": impl}
+    kind = _kind(best["env"])
+    same = [r for r in timed if _kind(r["env"]) == kind]
+    env = {k: v for k, v in best["env"].items() if k in ("NIRVANA_TRIGGER_IMPL", "NIRVANA_TRIGGER_V2_OPS")}
+    env.setdefault("NIRVANA_TRIGGER_IMPL", "v1")
     for group, key in (("fwd", "fwd_ms"), ("bwd", "fwdbwd_ms")):
         pool = [r for r in same if r["group"] in (group, "default")]
         pick = min(pool, key=lambda r: _total(r, key, shapes))
@@ -280,7 +293,7 @@ def main() -> int:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default="trigger_tune.json")
     parser.add_argument("--shapes", default="mri,mid,long")
-    parser.add_argument("--grid", choices=("full", "small"), default="full")
+    parser.add_argument("--grid", choices=("full", "small", "ops"), default="full")
     parser.add_argument("--workers", type=int, default=14)
     parser.add_argument("--budget", type=float, default=200.0, help="seconds for everything")
     parser.add_argument("--rounds", type=int, default=2, help="timing passes over the variants (best kept)")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
@@ -17,6 +20,7 @@ from nirvana_mri.backbone.kernels.trigger_reference import (  # noqa: E402
 
 triton_mod = pytest.importorskip("nirvana_mri.backbone.kernels.trigger_triton")
 v2 = pytest.importorskip("nirvana_mri.backbone.kernels.trigger_triton_v2")
+REPO = Path(__file__).resolve().parents[2]
 NAMES = (
     "q k v weight_linear weight_ln bias_linear bias_ln p_weight_linear p_weight_ln p_bias_linear p_bias_ln"
 ).split()
@@ -116,3 +120,99 @@ def test_switch_selects_implementation(monkeypatch):
     monkeypatch.setenv("NIRVANA_TRIGGER_IMPL", "v3")
     with pytest.raises(ValueError):
         triton_mod._step_function()
+
+
+def test_operand_mode_switch(monkeypatch):
+    """NIRVANA_TRIGGER_V2_OPS: fp32 by default (also when empty); bf16 applies to 16-bit inputs only (emulated
+    under the interpreter: 2); anything else refused, naming the variable."""
+    monkeypatch.delenv("NIRVANA_TRIGGER_V2_OPS", raising=False)
+    assert v2.operand_mode(torch.bfloat16) == 0
+    monkeypatch.setenv("NIRVANA_TRIGGER_V2_OPS", "")
+    assert v2.operand_mode(torch.bfloat16) == 0
+    monkeypatch.setenv("NIRVANA_TRIGGER_V2_OPS", "bf16")
+    assert [v2.operand_mode(d) for d in (torch.bfloat16, torch.float16, torch.float32)] == [2, 2, 0]
+    monkeypatch.setenv("NIRVANA_TRIGGER_V2_OPS", "fp8")
+    with pytest.raises(ValueError, match="NIRVANA_TRIGGER_V2_OPS"):
+        v2.operand_mode(torch.bfloat16)
+
+
+@pytest.mark.parametrize("learn", [True, False])
+def test_bf16_operands(learn, rel, monkeypatch):
+    """NIRVANA_TRIGGER_V2_OPS=bf16 with bf16 inputs: both launches get the 16-bit contractions (OPS16, emulated
+    here), the result moves off the float32-operand one by bf16 rounding only, and values, new logits and every
+    gradient stay within the bf16-input tolerance of the float64 reference."""
+    seen = []
+    real_launch = v2.launch
+
+    def recording(kernel, grid, *args, **kwargs):
+        seen.append((kernel.fn.__name__, kwargs["OPS16"]))
+        return real_launch(kernel, grid, *args, **kwargs)
+
+    monkeypatch.setattr(v2, "launch", recording)
+    xs = [x.bfloat16().requires_grad_(True) for x in _inputs(1, 37, 32, 16, seed=8)]
+    ys = [x.detach().double().requires_grad_(True) for x in xs]
+    monkeypatch.setenv("NIRVANA_TRIGGER_V2_OPS", "fp32")
+    h32, _ = _step(triton_mod.trigger_step_triton, [x.detach() for x in xs], learn)
+    monkeypatch.setenv("NIRVANA_TRIGGER_V2_OPS", "bf16")
+    seen.clear()
+    h, new = _step(triton_mod.trigger_step_triton, xs, learn)
+    h_ref, new_ref = _step(trigger_step_reference, ys, learn)
+    assert 0 < rel(h, h32) < 2e-2
+    outs, refs = [h], [h_ref]
+    if learn:
+        outs, refs = [h, *new], [h_ref, *new_ref]
+    for a, b in zip(outs, refs, strict=True):
+        assert rel(a, b) < 2e-2
+    gen = torch.Generator().manual_seed(3)
+    grads = [torch.randn(o.shape, generator=gen) for o in outs]
+    got = torch.autograd.grad(outs, xs, [g.bfloat16() for g in grads], allow_unused=True)
+    want = torch.autograd.grad(refs, ys, [g.double() for g in grads], allow_unused=True)
+    assert seen == [("_trigger_fwd_v2", 2), ("_trigger_bwd_v2", 2)]
+    for name, a, b in zip(NAMES, got, want, strict=True):
+        if b is None:
+            continue
+        assert rel(a, b) < 4e-2, (name, rel(a, b))
+
+
+_COMPILE = """
+import sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from nirvana_mri.backbone.kernels import trigger_triton_v2 as v2
+
+def compile_for_hopper(fn, **consts):
+    sig, cst, attrs = {}, {}, {}
+    for i, (arg, param) in enumerate(zip(fn.arg_names, fn.params)):
+        if param.is_constexpr:
+            sig[arg], cst[arg] = "constexpr", consts[arg]
+        elif arg in ("N", "lr", "lr_ln"):
+            sig[arg] = "i32" if arg == "N" else "fp32"
+        else:  # bf16 inputs and weights (a bf16 model), float32 logits and gradients
+            sig[arg] = "*bf16" if arg in ("q", "k", "v", "wz", "wr", "wd", "wln", "bl", "bln") else "*fp32"
+            attrs[(i,)] = [["tt.divisibility", 16]]
+    triton.compile(ASTSource(fn, sig, cst, attrs), target=GPUTarget("cuda", 90, 64),
+                   options={"num_warps": 4, "num_stages": 3})
+
+base = dict(C=64, L=32, BT=32, BC=64, BL=32, BUZ=4, BUR=2, LEARN=True, PREC="tf32", OPS16=1)
+compile_for_hopper(v2._trigger_fwd_v2, **base)
+compile_for_hopper(v2._trigger_bwd_v2, BUD=2, WGRAD=True, **base)
+print("compiled")
+"""
+
+
+def _bundled_ptxas() -> bool:
+    import triton
+
+    return (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists()
+
+
+@pytest.mark.skipif(not _bundled_ptxas(), reason="needs Triton's bundled ptxas (the NVIDIA backend's tools)")
+def test_bf16_operand_kernels_compile_for_hopper():
+    """The 16-bit contractions (OPS16=1: real bf16 tl.dot, which the interpreter does not run) compile for sm_90,
+    forward and backward with weight gradients, at the MRI backbone's Trigger size (C 64, L 32). A fresh
+    process: the compile needs TRITON_INTERPRET unset."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", _COMPILE], cwd=REPO, env={**env, "PYTHONPATH": str(REPO)},
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and "compiled" in out.stdout, out.stderr[-2000:]

@@ -30,7 +30,19 @@ import triton
 import triton.language as tl
 
 from ._launch import launch
-from .trigger_triton import _blocks, _cfg, _flat, _layernorm, _layernorm_bwd, _ld, _st, _wl_gradient, _wmat, _wmat_t
+from .trigger_triton import (
+    _blocks,
+    _cfg,
+    _flat,
+    _interpreted,
+    _layernorm,
+    _layernorm_bwd,
+    _ld,
+    _st,
+    _wl_gradient,
+    _wmat,
+    _wmat_t,
+)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -52,11 +64,14 @@ def _outer(
     BV: tl.constexpr,
     BO: tl.constexpr,
     PREC: tl.constexpr,
+    OPS16: tl.constexpr,
 ):
     """acc[t, n] += sum_{a < DU, b < DV} u[t, a] v[t, b] w[a, b, n].
 
     u: [N, DU] in global memory, read BU columns at a time; v: a [BT, BV] tile (zero past DV);
-    w: contiguous [DU, DV, DO]. One product of K = BU * BV per block of u."""
+    w: contiguous [DU, DV, DO]. One product of K = BU * BV per block of u. ``OPS16`` (``NIRVANA_TRIGGER_V2_OPS``):
+    0 float32 operands at PREC; 1 bf16 operands (the outer product and w rounded to bf16), float32
+    accumulation; 2 the same emulated in float32 (the interpreter, whose own 16-bit dot is not the GPU's)."""
     kk = tl.arange(0, BU * BV)
     ka, kb = kk // BV, kk % BV
     n = tl.arange(0, BO)
@@ -73,7 +88,13 @@ def _outer(
             mask=(a[:, None] < DU) & (kb[:, None] < DV) & (n[None, :] < DO),
             other=0.0,
         ).to(tl.float32)
-        acc += tl.dot(prod, wb, input_precision=PREC)
+        if OPS16 == 1:
+            acc += tl.dot(prod.to(tl.bfloat16), wb.to(tl.bfloat16))
+        elif OPS16 == 2:
+            rounded = prod.to(tl.bfloat16).to(tl.float32)
+            acc += tl.dot(rounded, wb.to(tl.bfloat16).to(tl.float32), input_precision="ieee")
+        else:
+            acc += tl.dot(prod, wb, input_precision=PREC)
     return acc
 
 
@@ -98,9 +119,10 @@ def _key_side(
     BL: tl.constexpr,
     BUZ: tl.constexpr,
     PREC: tl.constexpr,
+    OPS16: tl.constexpr,
 ):
     """The learn step's forward at the keys: normalised z, its std, w_ln, the error and d loss / d z."""
-    z = _outer(tl.zeros([BT, BC], dtype=tl.float32), k, rows, N, pw, wz, C, L, C, BT, BUZ, BL, BC, PREC)
+    z = _outer(tl.zeros([BT, BC], dtype=tl.float32), k, rows, N, pw, wz, C, L, C, BT, BUZ, BL, BC, PREC, OPS16)
     z += tl.dot(pbl, _wmat_t(bl, C, L, BC, BL), input_precision=PREC)
     zh, std = _layernorm(z, C, BC)
     w_ln = tl.dot(pln, _wmat_t(wln, C, L, BC, BL), input_precision=PREC)
@@ -125,9 +147,10 @@ def _query_z(
     BL: tl.constexpr,
     BUZ: tl.constexpr,
     PREC: tl.constexpr,
+    OPS16: tl.constexpr,
 ):
     """The prediction's pre-activation at the queries with the (learnt) logits."""
-    z = _outer(tl.zeros([BT, BC], dtype=tl.float32), q, rows, N, pw, wz, C, L, C, BT, BUZ, BL, BC, PREC)
+    z = _outer(tl.zeros([BT, BC], dtype=tl.float32), q, rows, N, pw, wz, C, L, C, BT, BUZ, BL, BC, PREC, OPS16)
     return z + tl.dot(pbl, _wmat_t(bl, C, L, BC, BL), input_precision=PREC)
 
 
@@ -165,6 +188,7 @@ def _trigger_fwd_v2(
     BUR: tl.constexpr,
     LEARN: tl.constexpr,
     PREC: tl.constexpr,
+    OPS16: tl.constexpr,
 ):
     rows = tl.program_id(0).to(tl.int64) * BT + tl.arange(0, BT)
     pw = _ld(pw_in, rows, N, L, BL)
@@ -173,9 +197,9 @@ def _trigger_fwd_v2(
     pbln = _ld(pbln_in, rows, N, L, BL)
     if LEARN:
         zh, std, w_ln, e, gp = _key_side(
-            k, v, rows, N, wz, wln, bl, bln, pw, pln, pbl, pbln, C, L, BT, BC, BL, BUZ, PREC
+            k, v, rows, N, wz, wln, bl, bln, pw, pln, pbl, pbln, C, L, BT, BC, BL, BUZ, PREC, OPS16
         )
-        gw = _outer(tl.zeros([BT, BL], dtype=tl.float32), k, rows, N, gp, wr, C, C, L, BT, BUR, BC, BL, PREC)
+        gw = _outer(tl.zeros([BT, BL], dtype=tl.float32), k, rows, N, gp, wr, C, C, L, BT, BUR, BC, BL, PREC, OPS16)
         pw = pw - lr * gw
         pln = pln - lr_ln * tl.dot(e * zh, _wmat(wln, C, L, BC, BL), input_precision=PREC)
         pbl = pbl - lr * tl.dot(gp, _wmat(bl, C, L, BC, BL), input_precision=PREC)
@@ -184,7 +208,7 @@ def _trigger_fwd_v2(
         _st(pln_out, pln, rows, N, L, BL)
         _st(pbl_out, pbl, rows, N, L, BL)
         _st(pbln_out, pbln, rows, N, L, BL)
-    zh, std = _layernorm(_query_z(q, rows, N, wz, bl, pw, pbl, C, L, BT, BC, BL, BUZ, PREC), C, BC)
+    zh, std = _layernorm(_query_z(q, rows, N, wz, bl, pw, pbl, C, L, BT, BC, BL, BUZ, PREC, OPS16), C, BC)
     w_ln = tl.dot(pln, _wmat_t(wln, C, L, BC, BL), input_precision=PREC)
     b_ln = tl.dot(pbln, _wmat_t(bln, C, L, BC, BL), input_precision=PREC)
     _st(h_out, w_ln * zh + b_ln + _ld(q, rows, N, C, BC), rows, N, C, BC)
@@ -246,6 +270,7 @@ def _trigger_bwd_v2(
     LEARN: tl.constexpr,
     WGRAD: tl.constexpr,
     PREC: tl.constexpr,
+    OPS16: tl.constexpr,
 ):
     """Per-token gradients; with WGRAD the weight-gradient factors too: ``vec_c`` [9, N, C] and ``vec_l``
     [9, N, L], slot 3 * term + group, so that sum_slots vec_c[s]^T @ vec_l[s] over the slots of a group
@@ -258,14 +283,14 @@ def _trigger_bwd_v2(
     pw2 = _ld(pw2_in, rows, N, L, BL)
     pln2 = _ld(pln2_in, rows, N, L, BL)
     pbl2 = _ld(pbl2_in, rows, N, L, BL)
-    zqh, std_q = _layernorm(_query_z(q, rows, N, wz, bl, pw2, pbl2, C, L, BT, BC, BL, BUZ, PREC), C, BC)
+    zqh, std_q = _layernorm(_query_z(q, rows, N, wz, bl, pw2, pbl2, C, L, BT, BC, BL, BUZ, PREC, OPS16), C, BC)
     w_ln2 = tl.dot(pln2, _wmat_t(wln, C, L, BC, BL), input_precision=PREC)
     dh = _ld(dh_in, rows, N, C, BC)
     dwln2 = dh * zqh
     dzq = _layernorm_bwd(dh * w_ln2, zqh, std_q, C, BC)
-    dq = _outer(dh, pw2_in, rows, N, dzq, wd, L, C, C, BT, BUD, BC, BC, PREC)
+    dq = _outer(dh, pw2_in, rows, N, dzq, wd, L, C, C, BT, BUD, BC, BC, PREC, OPS16)
     _st(dq_out, dq, rows, N, C, BC)
-    dpw2 = _outer(tl.zeros([BT, BL], dtype=tl.float32), q, rows, N, dzq, wr, C, C, L, BT, BUR, BC, BL, PREC)
+    dpw2 = _outer(tl.zeros([BT, BL], dtype=tl.float32), q, rows, N, dzq, wr, C, C, L, BT, BUR, BC, BL, PREC, OPS16)
     dpln2 = tl.dot(dwln2, Wln, input_precision=PREC)
     dpbl2 = tl.dot(dzq, Bl, input_precision=PREC)
     dpbln2 = tl.dot(dh, Bln, input_precision=PREC)
@@ -291,13 +316,14 @@ def _trigger_bwd_v2(
         pbl = _ld(pbl_in, rows, N, L, BL)
         pbln = _ld(pbln_in, rows, N, L, BL)
         zh, std, w_ln, e, gp = _key_side(
-            k, v, rows, N, wz, wln, bl, bln, pw, pln, pbl, pbln, C, L, BT, BC, BL, BUZ, PREC
+            k, v, rows, N, wz, wln, bl, bln, pw, pln, pbl, pbln, C, L, BT, BC, BL, BUZ, PREC, OPS16
         )
         dez = -lr_ln * tl.dot(dpln2, _wmat_t(wln, C, L, BC, BL), input_precision=PREC)
         dgp = -lr * tl.dot(dpbl2, _wmat_t(bl, C, L, BC, BL), input_precision=PREC)
         de = -lr_ln * tl.dot(dpbln2, _wmat_t(bln, C, L, BC, BL), input_precision=PREC)
-        dgp = _outer(dgp, k, rows, N, dgw, wz, C, L, C, BT, BUZ, BL, BC, PREC)
-        dk = _outer(tl.zeros([BT, BC], dtype=tl.float32), dgw_buf, rows, N, gp, wd, L, C, C, BT, BUD, BC, BC, PREC)
+        dgp = _outer(dgp, k, rows, N, dgw, wz, C, L, C, BT, BUZ, BL, BC, PREC, OPS16)
+        dk = tl.zeros([BT, BC], dtype=tl.float32)
+        dk = _outer(dk, dgw_buf, rows, N, gp, wd, L, C, C, BT, BUD, BC, BC, PREC, OPS16)
         dwln = dgp * e / std[:, None]
         de += dgp * w_ln / std[:, None]
         dstd = -tl.sum(dgp * w_ln * e, 1) / (std * std)
@@ -307,10 +333,10 @@ def _trigger_bwd_v2(
         dzh += de * w_ln
         cm = tl.arange(0, BC)[None, :] < C
         dz = _layernorm_bwd(dzh, zh, std, C, BC) + tl.where(cm, (dstd / C)[:, None] * zh, 0.0)
-        dk = _outer(dk + de, pw_in, rows, N, dz, wd, L, C, C, BT, BUD, BC, BC, PREC)
+        dk = _outer(dk + de, pw_in, rows, N, dz, wd, L, C, C, BT, BUD, BC, BC, PREC, OPS16)
         _st(dk_out, dk, rows, N, C, BC)
         _st(dv_out, -de, rows, N, C, BC)
-        dpw = _outer(dpw2, k, rows, N, dz, wr, C, C, L, BT, BUR, BC, BL, PREC)
+        dpw = _outer(dpw2, k, rows, N, dz, wr, C, C, L, BT, BUR, BC, BL, PREC, OPS16)
         _st(dpw_out, dpw, rows, N, L, BL)
         _st(dpln_out, dpln2 + tl.dot(dwln, Wln, input_precision=PREC), rows, N, L, BL)
         _st(dpbl_out, dpbl2 + tl.dot(dz, Bl, input_precision=PREC), rows, N, L, BL)
@@ -356,6 +382,19 @@ def _channels_per_block(k_extent: int, BC: int, BL: int) -> dict:
         "BUR": max(1, min(BC, k_extent // BC)),  # u = x, v = y (C wide)
         "BUD": max(1, min(BL, k_extent // BC)),  # u = p (L wide), v = y
     }
+
+
+def operand_mode(dtype: torch.dtype) -> int:
+    """``OPS16`` of the weight_linear contractions (``NIRVANA_TRIGGER_V2_OPS``, read at call time): ``fp32``
+    (default: float32 operands, TF32 products for 16-bit inputs) or ``bf16`` (16-bit operands with float32
+    accumulation, for 16-bit inputs only: float32 inputs keep float32 accuracy). 0 / 1, or 2 under the
+    interpreter (16-bit operands emulated)."""
+    mode = os.environ.get("NIRVANA_TRIGGER_V2_OPS") or "fp32"
+    if mode not in ("fp32", "bf16"):
+        raise ValueError(f"NIRVANA_TRIGGER_V2_OPS must be fp32 or bf16, got {mode!r}")
+    if mode == "fp32" or dtype not in (torch.float16, torch.bfloat16):
+        return 0
+    return 2 if _interpreted() else 1
 
 
 _LAYOUTS: dict[int, tuple] = {}
@@ -405,7 +444,7 @@ class TriggerStepV2(torch.autograd.Function):
             (triton.cdiv(N, bt),),
             q2, k2, v2, wz, wr, *small, *ps, h, *outs, N, lr, lr_ln, C, L,
             BT=bt, BC=BC, BL=BL, BUZ=bu["BUZ"], BUR=bu["BUR"], LEARN=learn, PREC=_cfg(q.dtype),
-            num_warps=warps,
+            OPS16=operand_mode(q.dtype), num_warps=warps,
         )  # fmt: skip
         ctx.save_for_backward(q2, k2, v2, wz, wr, wd, *small, *ps, *(outs if learn else []))
         ctx.cfg = (shape, C, L, lr, lr_ln, learn, wl.dtype)
@@ -442,7 +481,7 @@ class TriggerStepV2(torch.autograd.Function):
             q2, k2, v2, wz, wr, wd, wln, bl, bln, *ps, *outs, dh2, *dps, dq, dk, dv, *dpo, dgw, vec_c, vec_l,
             N, lr, lr_ln, C, L,
             BT=bt, BC=BC, BL=BL, **_channels_per_block(kx, BC, BL), LEARN=learn, WGRAD=wgrad, PREC=prec,
-            num_warps=warps,
+            OPS16=operand_mode(q2.dtype), num_warps=warps,
         )  # fmt: skip
         dwl = dsmall = None
         if need[3]:
