@@ -92,16 +92,72 @@ def _bundled_ptxas() -> bool:
 def test_16bit_backward_state_pass_compiles_for_hopper():
     """``_bwd_state_split`` (head dim 128's reverse pass, two half-height state tiles) compiled offline for
     sm_90 with 16-bit stored states and a float32 final-state gradient, fixed-length and packed, as the
-    16-bit default runs it: Triton refused it before (GPU run AY). A fresh process, since the compile needs
-    ``TRITON_INTERPRET`` unset and this folder's tests run under the interpreter."""
+    16-bit default runs it: Triton refused it before (GPU run AY); and ``_bwd_wy_trans`` with 16-bit
+    operands (``NIRVANA_GDR_WY_OPS=bf16``, real bf16 products the interpreter does not run). A fresh process,
+    since the compile needs ``TRITON_INTERPRET`` unset and this folder's tests run under the interpreter."""
     code = (
         "import argparse, sys; sys.path.insert(0, 'benchmarks'); import gdr_compile_diff as c; "
         "m = c.load_worktree(); "
         "a = argparse.Namespace(dim=128, prec='tf32', dt='bfloat16', arch=90, stages=3, warps=0, halves=False, "
-        "wy_bk=64, dqk_bk=64, dqk_bv=64, dqk_split=False); "
-        "[c.compile_kernel(m._bwd_state_split, a, v) for v in (False, True)]; print('compiled')"
+        "wy_bk=64, dqk_bk=64, dqk_bv=64, dqk_split=False, wy_ops='fp32'); "
+        "[c.compile_kernel(m._bwd_state_split, a, v) for v in (False, True)]; "
+        "a.wy_ops = 'bf16'; [c.compile_kernel(m._bwd_wy_trans, a, v) for v in (False, True)]; print('compiled')"
     )
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, "PYTHONPATH": str(REPO)},
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0 and "compiled" in out.stdout, out.stderr[-2000:]
+
+
+def test_wy_operand_switch(monkeypatch):
+    """NIRVANA_GDR_WY_OPS: fp32 by default (also when empty): the WY backward's products keep float32 operands;
+    bf16 only takes 16-bit operands where the other kernels do (16-bit-operand mode); else refused."""
+    import triton.language as tl
+
+    for value in (None, "", "fp32"):
+        if value is None:
+            monkeypatch.delenv("NIRVANA_GDR_WY_OPS", raising=False)
+        else:
+            monkeypatch.setenv("NIRVANA_GDR_WY_OPS", value)
+        assert triton_mod.wy_operands("emu", tl.bfloat16, "ieee") == ("ieee", tl.float32)
+    monkeypatch.setenv("NIRVANA_GDR_WY_OPS", "bf16")
+    assert triton_mod.wy_operands("emu", tl.bfloat16, "ieee") == ("emu", tl.bfloat16)
+    assert triton_mod.wy_operands("tf32", tl.float32, "tf32") == ("tf32", tl.float32)
+    monkeypatch.setenv("NIRVANA_GDR_WY_OPS", "bf16x")
+    with pytest.raises(ValueError, match="NIRVANA_GDR_WY_OPS"):
+        triton_mod.wy_operands("emu", tl.bfloat16, "ieee")
+
+
+def _forward_backward(xs, state):
+    xs = [x.detach().clone().requires_grad_(True) for x in xs]
+    h0 = state.clone().requires_grad_(True)
+    o, ht = triton_mod.chunk_gated_delta_rule_triton(*xs, None, h0, True, True)
+    gen = torch.Generator().manual_seed(5)
+    do, dht = torch.randn(o.shape, generator=gen), torch.randn(ht.shape, generator=gen)
+    grads = torch.autograd.grad((o, ht), [*xs, h0], (do.to(o.dtype), dht))
+    return [o, ht, *grads], (do, dht)
+
+
+def test_wy_backward_with_16bit_operands(monkeypatch, rel):
+    """NIRVANA_GDR_WY_OPS=bf16 at head dim 128 with bf16 inputs (the 16-bit-operand default there): the WY
+    backward is launched with 16-bit operands (emulated here), its gradients move off the float32-operand
+    ones by rounding only, and stay within test_bf16_operand_mode's tolerances of the float64 reference;
+    forward values are untouched."""
+    xs, state = _inputs(1, 70, 1, 128, 32, torch.bfloat16, True, True, seed=23)
+    seen = record_launches(monkeypatch, triton_mod, {"NIRVANA_GDR_WY_OPS": "fp32"},
+                           ("NIRVANA_GDR_PRECISION", "NIRVANA_GDR_WY"))
+    base, (do, dht) = _forward_backward(xs, state)
+    seen.clear()
+    monkeypatch.setenv("NIRVANA_GDR_WY_OPS", "bf16")
+    got, _ = _forward_backward(xs, state)
+    (wy,) = [kw for name, kw in seen if name == "_bwd_wy_trans"]
+    assert str(wy["WDT"]) == "bf16" and wy["WPREC"] == "emu"
+    ys = [x.detach().double().requires_grad_(True) for x in xs]
+    h0_ref = state.double().requires_grad_(True)
+    o_ref, ht_ref = chunk_gated_delta_rule_reference(*ys, None, h0_ref, True, True)
+    want = torch.autograd.grad((o_ref, ht_ref), [*ys, h0_ref], (do.double(), dht.double()))
+    assert torch.equal(got[0], base[0]) and torch.equal(got[1], base[1])
+    moved = [rel(a, b) for a, b in zip(got[2:], base[2:], strict=True)]
+    assert max(moved) > 0 and max(moved) < 2e-2, moved
+    for a, b in zip(got[2:], want, strict=True):
+        assert rel(a, b) < 4e-2

@@ -109,8 +109,10 @@ through the PyTorch reference, a slow but independent fallback), ``NIRVANA_GDR_B
 only: the state as two half-height tiles), ``NIRVANA_GDR_DVL_WARPS`` (num_warps of ``_bwd_dv_local``,
 default that of the other backward kernels), ``NIRVANA_GDR_WY=load|trans`` (the backward's last kernel,
 default ``trans``: ``_bwd_wy_trans``; ``load``: ``_bwd_wy``, see above and ``wy_mode``),
-``NIRVANA_GDR_WY_BK`` (its K block, default 64) and ``NIRVANA_GDR_WY_WARPS`` (its num_warps, default 4
-for ``trans``, that of the other backward kernels for ``load``),
+``NIRVANA_GDR_WY_BK`` (its K block, default 64), ``NIRVANA_GDR_WY_WARPS`` (its num_warps, default 4
+for ``trans``, that of the other backward kernels for ``load``) and ``NIRVANA_GDR_WY_OPS=fp32|bf16``
+(``trans`` only: its products over K and V with 16-bit operands in the 16-bit-operand mode; opt-in,
+``wy_operands``),
 ``NIRVANA_GDR_BWD_DQK=full|split`` (the backward's second kernel, default ``full``: ``_bwd_dqk``; ``split``:
 ``_bwd_dqk_split``, see above and ``dqk_mode``) with ``NIRVANA_GDR_DQK_BK`` (its K-slice, default 64),
 ``NIRVANA_GDR_DQK_BV`` (its V-block, default 64) and ``NIRVANA_GDR_DQK_WARPS`` (its num_warps, default that
@@ -1638,26 +1640,37 @@ def _bwd_wy(
 # first pass instead, through dA, spilled ~1 KB at head dim 128 and 8 warps: ptxas, Triton 3.8, sm_90.)
 @triton.jit
 def _wy_k_block(k_base, dw_base, t0, T, sk, Kr, rk_t, bg, MT, dM, dMT, KK, kdk,
-                BT: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr):
+                BT: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr, WPREC: tl.constexpr, WDT: tl.constexpr):
     """One [BT, BK] block of K and dW (``Kr`` valid columns), each loaded once: adds its terms to
-    dM = dW diag(beta gamma) Kn^T, dM^T, KK = Kn Kn^T and kdk = rowsum((M^T dW) * Kn)."""
+    dM = dW diag(beta gamma) Kn^T, dM^T, KK = Kn Kn^T and kdk = rowsum((M^T dW) * Kn). Products with
+    operands cast to WDT at WPREC (float32 at PREC by default; ``NIRVANA_GDR_WY_OPS``)."""
     kn = _load_tile(k_base, t0, T, sk, Kr, BT, BK) * rk_t[:, None]
     dwt = _load_tile(dw_base, t0, T, sk, Kr, BT, BK)
     knT = tl.trans(kn)
-    dM += tl.dot(dwt, knT * bg[None, :], input_precision=PREC)
-    dMT += tl.dot(kn * bg[:, None], tl.trans(dwt), input_precision=PREC)
-    KK += tl.dot(kn, knT, input_precision=PREC)
-    kdk += tl.sum(tl.dot(MT, dwt, input_precision=PREC) * kn, 1)
+    if WDT == tl.float32:  # the default: float32 operands at PREC
+        dM += tl.dot(dwt, knT * bg[None, :], input_precision=PREC)
+        dMT += tl.dot(kn * bg[:, None], tl.trans(dwt), input_precision=PREC)
+        KK += tl.dot(kn, knT, input_precision=PREC)
+        kdk += tl.sum(tl.dot(MT, dwt, input_precision=PREC) * kn, 1)
+    else:
+        dM += _dot(dwt, knT * bg[None, :], WPREC, WDT)
+        dMT += _dot(kn * bg[:, None], tl.trans(dwt), WPREC, WDT)
+        KK += _dot(kn, knT, WPREC, WDT)
+        kdk += tl.sum(_dot(MT, dwt, WPREC, WDT) * kn, 1)
     return dM, dMT, KK, kdk
 
 
 @triton.jit
 def _wy_dkn(k_base, dw_base, dkp_base, t0, T, sk, Kr, rk_t, bg, MT, D,
-            BT: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr):
+            BT: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr, WPREC: tl.constexpr, WDT: tl.constexpr):
     """One [BT, BK] block of Kn and of dKn = dk_part + diag(beta gamma) M^T dW + D Kn (before the L2 norm)."""
     kn = _load_tile(k_base, t0, T, sk, Kr, BT, BK) * rk_t[:, None]
-    dkn = _load_tile(dkp_base, t0, T, sk, Kr, BT, BK) + tl.dot(D, kn, input_precision=PREC)
-    dkn += tl.dot(MT, _load_tile(dw_base, t0, T, sk, Kr, BT, BK), input_precision=PREC) * bg[:, None]
+    if WDT == tl.float32:  # the default: float32 operands at PREC
+        dkn = _load_tile(dkp_base, t0, T, sk, Kr, BT, BK) + tl.dot(D, kn, input_precision=PREC)
+        dkn += tl.dot(MT, _load_tile(dw_base, t0, T, sk, Kr, BT, BK), input_precision=PREC) * bg[:, None]
+    else:
+        dkn = _load_tile(dkp_base, t0, T, sk, Kr, BT, BK) + _dot(D, kn, WPREC, WDT)
+        dkn += _dot(MT, _load_tile(dw_base, t0, T, sk, Kr, BT, BK), WPREC, WDT) * bg[:, None]
     return kn, dkn
 
 
@@ -1704,6 +1717,8 @@ def _bwd_wy_trans(
     USE_L2: tl.constexpr,
     PREC: tl.constexpr,
     IS_VARLEN: tl.constexpr,
+    WPREC: tl.constexpr,
+    WDT: tl.constexpr,
     NKP: tl.constexpr = 1,
     FINISH_DQ: tl.constexpr = False,
 ):
@@ -1712,7 +1727,9 @@ def _bwd_wy_trans(
     After ``_bwd_dqk_split`` (``NIRVANA_GDR_BWD_DQK=split``): ``NKP`` > 1 sums its NKP per-K-slice dG
     partials (``part_stride`` apart at ``dg_part``), and ``FINISH_DQ`` writes dq through the q L2 norm
     from its stored dQn (``dqn``) and row-dot partials (``qd_part``). With the defaults (after
-    ``_bwd_dqk``) ``q``, ``rq``, ``dqn``, ``qd_part``, ``dq_out`` and ``part_stride`` are never read."""
+    ``_bwd_dqk``) ``q``, ``rq``, ``dqn``, ``qd_part``, ``dq_out`` and ``part_stride`` are never read.
+    ``WPREC`` / ``WDT``: precision and operand dtype of the products over K and V (``NIRVANA_GDR_WY_OPS``);
+    the [BT, BT] products through M keep float32 operands at PREC."""
     i_t, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
     i_b, i_h = i_bh // H, i_bh % H
     if IS_VARLEN:  # program i_t: chunk i_t of the packed sequences (B is 1); T: its sequence's length
@@ -1740,7 +1757,7 @@ def _bwd_wy_trans(
     kdk = tl.zeros([BT], dtype=tl.float32)
     for k0 in range(0, K, BK):
         dM, dMT, KK, kdk = _wy_k_block(
-            k_base + k0, dw_base + k0, t0, T, sk, K - k0, rk_t, bg, MT, dM, dMT, KK, kdk, BT, BK, PREC
+            k_base + k0, dw_base + k0, t0, T, sk, K - k0, rk_t, bg, MT, dM, dMT, KK, kdk, BT, BK, PREC, WPREC, WDT
         )
     # V: dM += dU diag(beta) V^T, dM^T, dv = diag(beta) M^T dU, dbeta's V part
     db = tl.zeros([BT], dtype=tl.float32)
@@ -1749,9 +1766,14 @@ def _bwd_wy_trans(
     for v0 in range(0, V, BV):
         vt = _load_tile(v_base + v0, t0, T, sv, V - v0, BT, BV)
         du = _load_tile(dvn_base + v0, t0, T, sv, V - v0, BT, BV)
-        dM += tl.dot(du, tl.trans(vt) * b[None, :], input_precision=PREC)
-        dMT += tl.dot(vt * b[:, None], tl.trans(du), input_precision=PREC)
-        dvb = tl.dot(MT, du, input_precision=PREC)
+        if WDT == tl.float32:  # the default: float32 operands at PREC
+            dM += tl.dot(du, tl.trans(vt) * b[None, :], input_precision=PREC)
+            dMT += tl.dot(vt * b[:, None], tl.trans(du), input_precision=PREC)
+            dvb = tl.dot(MT, du, input_precision=PREC)
+        else:
+            dM += _dot(du, tl.trans(vt) * b[None, :], WPREC, WDT)
+            dMT += _dot(vt * b[:, None], tl.trans(du), WPREC, WDT)
+            dvb = _dot(MT, du, WPREC, WDT)
         db += tl.sum(dvb * vt, 1)
         _store_tile(dv_out + row * V + v0, dvb * b[:, None], t0, T, sv, V - v0, BT, BV)
     # dA = -M^T dM M^T (strictly lower), and its transpose computed independently
@@ -1777,11 +1799,11 @@ def _bwd_wy_trans(
     # dA_ts Gamma_ts beta_t, from the independently computed dA^T); then the L2 norm's backward
     D = dAGb + dAT * GamT * b[None, :]
     if NKB <= 2:
-        kn1, dkn1 = _wy_dkn(k_base, dw_base, dkp_base, t0, T, sk, K, rk_t, bg, MT, D, BT, BK, PREC)
+        kn1, dkn1 = _wy_dkn(k_base, dw_base, dkp_base, t0, T, sk, K, rk_t, bg, MT, D, BT, BK, PREC, WPREC, WDT)
         kdot = tl.sum(kn1 * dkn1, 1)
         if NKB == 2:
             kn2, dkn2 = _wy_dkn(
-                k_base + BK, dw_base + BK, dkp_base + BK, t0, T, sk, K - BK, rk_t, bg, MT, D, BT, BK, PREC
+                k_base + BK, dw_base + BK, dkp_base + BK, t0, T, sk, K - BK, rk_t, bg, MT, D, BT, BK, PREC, WPREC, WDT
             )
             kdot += tl.sum(kn2 * dkn2, 1)
         _store_tile(dk_out + row * K, _wy_dk_l2(dkn1, kn1, kdot, rk_t, USE_L2), t0, T, sk, K, BT, BK)
@@ -1793,12 +1815,13 @@ def _bwd_wy_trans(
         if USE_L2:
             for k0 in range(0, K, BK):
                 kn, dkn = _wy_dkn(
-                    k_base + k0, dw_base + k0, dkp_base + k0, t0, T, sk, K - k0, rk_t, bg, MT, D, BT, BK, PREC
+                    k_base + k0, dw_base + k0, dkp_base + k0, t0, T, sk, K - k0, rk_t, bg, MT, D,
+                    BT, BK, PREC, WPREC, WDT,
                 )
                 kdot += tl.sum(kn * dkn, 1)
         for k0 in range(0, K, BK):
             kn, dkn = _wy_dkn(
-                k_base + k0, dw_base + k0, dkp_base + k0, t0, T, sk, K - k0, rk_t, bg, MT, D, BT, BK, PREC
+                k_base + k0, dw_base + k0, dkp_base + k0, t0, T, sk, K - k0, rk_t, bg, MT, D, BT, BK, PREC, WPREC, WDT
             )
             _store_tile(dk_out + row * K + k0, _wy_dk_l2(dkn, kn, kdot, rk_t, USE_L2), t0, T, sk, K - k0, BT, BK)
     if FINISH_DQ:  # after the dk stores: none of the tiles above is live any more
@@ -1979,6 +2002,19 @@ def wy_mode() -> str:
     if mode not in ("load", "trans"):
         raise ValueError(f"NIRVANA_GDR_WY must be load or trans, got {mode!r}")
     return mode
+
+
+def wy_operands(prec: str, dt, prec32: str) -> tuple[str, object]:
+    """(WPREC, WDT) of ``_bwd_wy_trans``'s products over K and V (``NIRVANA_GDR_WY_OPS``, read at call time):
+    ``fp32`` (default: float32 operands at ``prec32``, as the rest of that kernel) or ``bf16`` (16-bit operands
+    at ``prec``, as the other backward kernels take them; only where those do, i.e. with 16-bit operands on,
+    else float32). Opt-in until timed and checked on a GPU (benchmarks/gpu/call_bc.sh)."""
+    mode = os.environ.get("NIRVANA_GDR_WY_OPS") or "fp32"
+    if mode not in ("fp32", "bf16"):
+        raise ValueError(f"NIRVANA_GDR_WY_OPS must be fp32 or bf16, got {mode!r}")
+    if mode == "bf16" and dt != tl.float32:
+        return prec, dt
+    return prec32, tl.float32
 
 
 def dqk_mode() -> str:
@@ -2258,6 +2294,8 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht, varlen=Non
     dg = torch.empty(B, T, H, device=dev, dtype=g.dtype)
     bk_wy = min(BK, int(os.environ.get("NIRVANA_GDR_WY_BK", 64)))  # K block of the WY backward
     trans = wy_mode() == "trans"
+    wprec, wdt = wy_operands(prec, dt, _prec32(prec))
+    wy_consts_trans = dict(WPREC=wprec, WDT=wdt)  # _bwd_wy_trans's products over K and V
     launch(
         _bwd_wy_trans if trans else _bwd_wy,
         (NT, B * H),
@@ -2286,6 +2324,7 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht, varlen=Non
         BV=bv_loop,
         BT=CHUNK,
         **(dict(NKB=triton.cdiv(K, bk_wy)) if trans else {}),
+        **(wy_consts_trans if trans else {}),
         USE_L2=use_l2,
         PREC=_prec32(prec),
         IS_VARLEN=varlen is not None,
