@@ -28,11 +28,12 @@ TRIGGER_KERNELS = ["_trigger_fwd", "_trigger_bwd", "_wl_grad"]
 GDR_CONFIGS = [
     ("bf16 K64", "bfloat16", 64, {}, False),
     ("bf16 K64 h0/ht", "bfloat16", 64, {}, True),
-    ("bf16 K128", "bfloat16", 128, {}, False),
+    ("bf16 K128", "bfloat16", 128, {}, False),  # 16-bit operands: the default above head dim 64 since run AZ
+    ("bf16 K128 h0/ht", "bfloat16", 128, {}, True),
     ("fp32 K64", "float32", 64, {}, False),
     ("fp32 K64 h0/ht", "float32", 64, {}, True),
     ("bf16 K64 bf16ops", "bfloat16", 64, {"NIRVANA_GDR_PRECISION": "bf16"}, False),
-    ("bf16 K128 bf16ops", "bfloat16", 128, {"NIRVANA_GDR_PRECISION": "bf16"}, False),
+    ("bf16 K128 tf32ops", "bfloat16", 128, {"NIRVANA_GDR_PRECISION": "tf32"}, False),
     ("bf16 K128 dqk-split", "bfloat16", 128, {"NIRVANA_GDR_BWD_DQK": "split"}, False),  # the WY kernels' finish
 ]
 # (name, dtype, learn, weight grads)
