@@ -12,8 +12,9 @@
 # (1) also checks the attention branch for the first time on the GPU (full causal SDPA; the sliding window
 #     through sdpa / blocked / flex, each vs a float64 softmax with the dense mask: output and dq dk dv).
 # (3) kernels.py --sections attention: issue 4's "SDPA / FlexAttention / Triton, whichever measures faster"
-#     (run A's attention rows came back empty: that run faulted first); causal at the MRI and language shapes,
-#     the 512 window at B2 T6400 through sdpa / blocked / flex, with peak memory. causal_attention's "auto"
+#     (run A's attention rows came back empty: that run faulted first); full causal at the MRI and language
+#     shapes through SDPA and FlexAttention, the 512 window at B2 T6400 through sdpa / blocked / flex, with peak
+#     memory. causal_attention's "auto"
 #     takes blocked for a window under T/2: keep or change it by these rows.
 # Expected: (1) ~3-4 min, (2) ~1-2 min, (3) ~1-2 min (flex compiles); hard limits 280 + 150 + 130 s. Nothing to
 # carry.

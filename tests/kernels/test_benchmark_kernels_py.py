@@ -315,3 +315,19 @@ def test_a_variants_switches_hold_through_its_backward(kernels_py):
     assert seen == [("forward", "split"), ("backward", "split")]
     assert "NIRVANA_GDR_BWD_DQK" not in os.environ
     assert torch.equal(x.grad, torch.full((3,), 2.0))
+
+
+def test_flex_causal_row_computes_full_causal_attention(kernels_py):
+    """The attention section's ``flex`` causal row times the same attention as SDPA's causal one (a window as
+    long as the sequence), not a window one token short."""
+    from nirvana_mri.backbone.kernels.attention import causal_attention
+
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 96, 2, 16, generator=gen) for _ in range(3))
+    from torch.nn.attention.flex_attention import flex_attention
+
+    try:  # FlexAttention compiles through inductor, which needs a C++ toolchain on the CPU
+        torch.compile(flex_attention, dynamic=False)(*(x.transpose(1, 2) for x in (q, k, v)))
+    except Exception as err:  # noqa: BLE001
+        pytest.skip(f"FlexAttention unavailable here: {type(err).__name__}")
+    assert torch.allclose(kernels_py._flex_causal(q, k, v), causal_attention(q, k, v), atol=1e-5)
