@@ -410,6 +410,9 @@ def main() -> int:
     parser.add_argument("--gdr-shapes", default="mri,long,lang",
                         help="which delta-rule shapes to check (a CUDA fault poisons the rest of the process)")
     parser.add_argument("--gdr-only", action="store_true", help="only the delta-rule rows")
+    parser.add_argument("--skip-layers", action="store_true",
+                        help="no RMSNorm / SwiGLU / short-convolution rows (passed on the GPU in run AB; the conv rows "
+                             "alone take minutes at real shapes)")
     parser.add_argument("--skip-gdr", action="store_true",
                         help="no delta-rule rows: the Trigger, layer-kernel and whole-model rows (e.g. to check an "
                              "exported NIRVANA_TRIGGER_IMPL)")
@@ -503,13 +506,14 @@ def main() -> int:
             lambda: check_trigger(trig_shape, torch.float32, False),
         )
 
-        norm_checks(args.smoke)  # RMSNorm, gated RMSNorm, SwiGLU gate (norm_triton)
-        # short convolution (the Updater's q/k/v conv); D1000: channel and time tails on the GPU
-        conv_shapes = [(1, 40, 48, 4), (2, 37, 80, 4)] if args.smoke else [
-            (8, 1600, 1024, 4), (4, 4096, 2048, 4), (2, 1601, 1000, 4)]
-        for cshape in conv_shapes:
-            for dtype in (bf16, torch.float32):
-                record("short conv", cshape, dtype, lambda s=cshape, d=dtype: check_conv(s, d))
+        if not args.skip_layers:  # --skip-layers: straight on to the attention and whole-model rows
+            norm_checks(args.smoke)  # RMSNorm, gated RMSNorm, SwiGLU gate (norm_triton)
+            # short convolution (the Updater's q/k/v conv); D1000: channel and time tails on the GPU
+            conv_shapes = [(1, 40, 48, 4), (2, 37, 80, 4)] if args.smoke else [
+                (8, 1600, 1024, 4), (4, 4096, 2048, 4), (2, 1601, 1000, 4)]
+            for cshape in conv_shapes:
+                for dtype in (bf16, torch.float32):
+                    record("short conv", cshape, dtype, lambda s=cshape, d=dtype: check_conv(s, d))
         # attention branch: full causal (SDPA) and the sliding window through each implementation (flex: CUDA)
         att_causal, att_window, window = ((1, 40, 2, 16), (1, 70, 2, 16), 16) if args.smoke else (
             (2, 1600, 4, 64), (1, 6400, 4, 64), 512)

@@ -33,9 +33,18 @@ def test_skip_gdr_runs_trigger_layers_attention_and_model(tmp_path, monkeypatch)
     summary = _smoke(tmp_path, "--skip-gdr")
     checks = [row["check"] for row in summary["rows"]]
     assert not any(check.startswith("gdr") for check in checks)
+    assert any(check.startswith("norm") for check in checks) and "short conv" in checks
     assert {"attention causal sdpa", "attention window 16 sdpa", "attention window 16 blocked"} <= set(checks)
     assert summary["all_pass"] and summary["gdr_backward_variant_ok"] is None
     assert summary["trigger_env"] == {"NIRVANA_TRIGGER_IMPL": "v2"}
+
+
+def test_skip_layers_leaves_out_norm_and_conv_rows(tmp_path):
+    """``--skip-gdr --skip-layers`` (call_bb.sh's Trigger v2 check): Trigger, attention and model rows only."""
+    checks = {row["check"] for row in _smoke(tmp_path, "--skip-gdr", "--skip-layers")["rows"]}
+    assert not any(check.startswith(("gdr", "norm", "short conv")) for check in checks)
+    assert {"trigger learn", "trigger predict-only", "attention causal sdpa"} <= checks
+    assert any(check.startswith("model") for check in checks)
 
 
 def test_gdr_only_adds_informative_rows_per_shape(tmp_path):
