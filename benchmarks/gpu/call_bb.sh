@@ -2,7 +2,7 @@
 # GPU call BB (nvidia-h200, one GPU), prepared in the seventh session (2026-11-29), not yet run.
 # (1) The Trigger v2 kernels before they can become the default (run S: faster than v1 at every shape, all
 #     variants PASS with bf16 inputs): gpu_kernel_check.py --skip-gdr with NIRVANA_TRIGGER_IMPL=v2 and run S's
-#     recommended forward launch exported: Trigger learn fp32 (3xTF32) and bf16, predict-only, the layer
+#     recommended forward launch exported: Trigger learn fp32 (3xTF32) and bf16, predict-only, the
 #     attention branch, and the whole model (1024x12, 4 layers; nirvana-1.3b, 2 layers, fp32) Triton vs
 #     PyTorch; --skip-layers leaves out the norm / conv rows (passed in run AB; the conv rows take minutes).
 # (2) The training-step CUDA graph fault (runs AO, AU-AX, AY0): graph_train_probe.py with kernels.py's whole
