@@ -186,7 +186,7 @@ def main() -> int:
                 usage += f" ({len(sass_lines(new_k, tmp, name + '_new'))} instructions)"
                 if "IS_VARLEN" in new_fn.arg_names:
                     usage += "; varlen " + ptxas_usage(compile_kernel(new_fn, args, True), tmp, name + "_v", args.arch)
-                print(f"{name}: not in {args.rev} (or --halves / --dqk-split); worktree: {usage}", flush=True)
+                print(f"{name}: not in {args.rev} (or a variant flag: usage only); worktree: {usage}", flush=True)
                 continue
             try:
                 old_k = compile_kernel(old_fn, args, None)

@@ -21,7 +21,7 @@ from nirvana_mri.backbone.kernels.gated_delta_rule_reference import chunk_gated_
 triton_mod = pytest.importorskip("nirvana_mri.backbone.kernels.gated_delta_rule_triton")
 from launch_recorder import record_launches  # noqa: E402
 from test_gated_delta_rule_bwd_split import NAMES  # noqa: E402
-from test_gated_delta_rule_triton import _inputs  # noqa: E402
+from test_gated_delta_rule_triton import _inputs, assert_bf16_operand_accuracy  # noqa: E402
 from test_gated_delta_rule_varlen import _packed, _run, _upstream  # noqa: E402
 
 SWITCHES = ("NIRVANA_GDR_BWD_DQK", "NIRVANA_GDR_DQK_BK", "NIRVANA_GDR_DQK_BV", "NIRVANA_GDR_DQK_WARPS",
@@ -132,16 +132,7 @@ def test_dqk_split_bf16_operand_mode(monkeypatch, rel):
     the tolerances of test_gated_delta_rule_triton.py::test_bf16_operand_mode, at head dim 128."""
     xs, state = _inputs(1, 70, 1, 128, 32, torch.bfloat16, True, True, seed=9)
     seen = _recorded(monkeypatch, {"NIRVANA_GDR_BWD_DQK": "split", "NIRVANA_GDR_PRECISION": "bf16"})
-    xs = [x.requires_grad_(True) for x in xs]
-    o, _ = triton_mod.chunk_gated_delta_rule_triton(*xs, None, state, False, True)
-    ys = [x.detach().double().requires_grad_(True) for x in xs]
-    o_ref, _ = chunk_gated_delta_rule_reference(*ys, None, state.double(), False, True)
-    assert rel(o, o_ref) < 3e-2
-    do = torch.randn(o.shape)
-    for a, b in zip(
-        torch.autograd.grad(o, xs, do.bfloat16()), torch.autograd.grad(o_ref, ys, do.double()), strict=True
-    ):
-        assert rel(a, b) < 4e-2
+    assert_bf16_operand_accuracy(xs, state, rel)
     _expect_split(seen, 2, True)
 
 

@@ -18,7 +18,7 @@ from nirvana_mri.backbone.kernels.gated_delta_rule_reference import chunk_gated_
 
 triton_mod = pytest.importorskip("nirvana_mri.backbone.kernels.gated_delta_rule_triton")
 from launch_recorder import record_launches  # noqa: E402
-from test_gated_delta_rule_triton import _inputs  # noqa: E402
+from test_gated_delta_rule_triton import _inputs, assert_bf16_operand_accuracy  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,18 +68,7 @@ def test_default_at_head_dim_128_matches_reference(monkeypatch, rel):
     of test_gated_delta_rule_triton.py::test_bf16_operand_mode."""
     monkeypatch.delenv("NIRVANA_GDR_PRECISION", raising=False)
     xs, state = _inputs(1, 70, 1, 128, 32, torch.bfloat16, True, True, seed=21)
-    xs = [x.requires_grad_(True) for x in xs]
-    h0 = state.clone().requires_grad_(True)
-    o, ht = triton_mod.chunk_gated_delta_rule_triton(*xs, None, h0, True, True)
-    ys = [x.detach().double().requires_grad_(True) for x in xs]
-    h0_ref = state.double().requires_grad_(True)
-    o_ref, ht_ref = chunk_gated_delta_rule_reference(*ys, None, h0_ref, True, True)
-    assert rel(o, o_ref) < 3e-2 and rel(ht, ht_ref) < 3e-2
-    do, dht = torch.randn(o.shape), torch.randn(ht.shape)
-    got = torch.autograd.grad((o, ht), [*xs, h0], (do.bfloat16(), dht))
-    want = torch.autograd.grad((o_ref, ht_ref), [*ys, h0_ref], (do.double(), dht.double()))
-    for a, b in zip(got, want, strict=True):
-        assert rel(a, b) < 4e-2
+    assert_bf16_operand_accuracy(xs, state, rel, final=True)
 
 
 def _bundled_ptxas() -> bool:

@@ -2276,16 +2276,10 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht, varlen=Non
             NT,
             cu,
             ci,
-            H=H,
-            K=K,
-            V=V,
             BK=BK,
             BV=bv_loop,
-            BT=CHUNK,
             USE_L2=use_l2,
-            PREC=prec,
-            DT=dt,
-            IS_VARLEN=varlen is not None,
+            **common,
             num_warps=warps,
         )
     dk = torch.empty_like(k)
