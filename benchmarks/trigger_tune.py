@@ -13,7 +13,8 @@ gradients to q, k, v and the logits only (``fwdbwd_ms``, the frozen-backbone MRI
 weight gradients too (``fwdbwd_wgrad_ms``: what benchmarks/kernels.py's ``fwd+bwd`` column measured
 in run D is ``fwdbwd_ms``, its ``fwdbwd_wgrad_ms`` the other). ``recommended_env`` combines the best
 forward and the best backward launch of the fastest implementation (sum over shapes of fwd_ms and of
-fwdbwd_ms), then times that combination.
+fwdbwd_ms), then times that combination. ``fwd_graph_ms`` / ``fwdbwd_graph_ms``: the same steps replayed
+from a CUDA graph (the GPU's time without the host's launch overhead), published form included.
 
     python benchmarks/trigger_tune.py --out $OUT/trigger_tune.json --budget 200
     TRITON_INTERPRET=1 python benchmarks/trigger_tune.py --shapes tiny --grid small --budget 120  # CPU
@@ -44,10 +45,21 @@ NAMES += ["d_p_weight_linear", "d_p_weight_ln", "d_p_bias_linear", "d_p_bias_ln"
 
 def variants(grid: str) -> list[dict]:
     """v1 at its defaults and two other launches; v2's forward launches (backward at its default) and
-    backward launches (forward at its default): ``BT,WARPS,K``. ``ops``: v2 with 16-bit operands in its
-    weight_linear contractions (``NIRVANA_TRIGGER_V2_OPS=bf16``) at its default and run S's best launches,
-    beside v1 and v2 with float32 operands."""
-    v2 = {"NIRVANA_TRIGGER_IMPL": "v2"}
+    backward launches (forward at its default): ``BT,WARPS,K``, all with float32 operands as in run S.
+    ``ops``: v2 with 16-bit operands in its weight_linear contractions (``NIRVANA_TRIGGER_V2_OPS=bf16``) at
+    its default and run S's best launches, beside v1 and v2 with float32 operands (run BC).
+    ``defaults``: the default (``{}``: v2, 16-bit operands; its backward launch was 32,8,128 in run BE,
+    64,4,128 since run BF) beside v1 and run S's v2 (float32 operands, backward launch 64,8,128), to time
+    the default's ratios. ``bwd-ops``: the default's backward launch, BT x warps x K (run BF)."""
+    v2 = {"NIRVANA_TRIGGER_IMPL": "v2", "NIRVANA_TRIGGER_V2_OPS": "fp32"}
+    if grid == "defaults":
+        return [{}, {"NIRVANA_TRIGGER_IMPL": "v1"}, {**v2, "NIRVANA_TRIGGER_V2_BWD": "64,8,128"}]
+    if grid == "bwd-ops":  # rank with --rank-key fwdbwd_graph_ms (eager times of a 0.2 ms step are host-bound)
+        out = [{}]
+        for bt, warps, k in itertools.product((16, 32, 64), (4, 8), (128, 256)):
+            if (bt, warps, k) != (64, 4, 128):  # the default since run BF (run BF itself left out 32,8,128)
+                out.append({"NIRVANA_TRIGGER_V2_BWD": f"{bt},{warps},{k}"})
+        return out
     if grid == "ops":
         ops = {**v2, "NIRVANA_TRIGGER_V2_OPS": "bf16"}
         out = [{"NIRVANA_TRIGGER_IMPL": "v1"}, v2, {**v2, "NIRVANA_TRIGGER_V2_FWD": "32,4,128"}, ops]
@@ -144,9 +156,14 @@ def _timings(fn, shape, device) -> dict:
             h, new = fn(*xs, weights, state, 1e-2, 1e-2, True)
             torch.autograd.backward([h, *new], [dh, *dnew])
 
+        def fwdbwd_grads(xs=xs, weights=weights, state=state, dh=dh, dnew=dnew, leaves=leaves):
+            h, new = fn(*xs, weights, state, 1e-2, 1e-2, True)  # autograd.grad: no .grad to reset in a graph
+            torch.autograd.grad([h, *new], leaves, [dh, *dnew], allow_unused=True)
+
         if not wgrad:
             out["fwd_ms"] = bench(fwd)
             out["fwd_graph_ms"] = _graph_ms(fwd)
+            out["fwdbwd_graph_ms"] = _graph_ms(fwdbwd_grads)
         out["fwdbwd_wgrad_ms" if wgrad else "fwdbwd_ms"] = bench(fwdbwd, grad_to_none=leaves)
     return out
 
@@ -256,8 +273,16 @@ def time_all(rows, shapes, deadline, rounds) -> dict:
         published[shape] = result.get("published", {"error": result.get("error")})
         for row, timing in zip(passed, result.get("timings", []), strict=False):
             row.setdefault("timings", {})[shape] = timing
-            print(json.dumps({"shape": shape, "env": row["env"], **timing}), flush=True)
+            ratio = _speedups(published[shape], timing)
+            print(json.dumps({"shape": shape, "env": row["env"], **timing, "speedup_vs_published": ratio}), flush=True)
     return published
+
+
+def _speedups(published: dict, timing: dict) -> dict:
+    """published / ours per metric measured by both (same process)."""
+    keys = ("fwd_ms", "fwd_graph_ms", "fwdbwd_ms", "fwdbwd_graph_ms", "fwdbwd_wgrad_ms")
+    both = [k for k in keys if isinstance(published.get(k), float) and isinstance(timing.get(k), float)]
+    return {k: published[k] / timing[k] for k in both}
 
 
 def _total(row, key, shapes) -> float:
@@ -267,22 +292,24 @@ def _total(row, key, shapes) -> float:
 
 def _kind(env: dict) -> tuple[str, str]:
     """(implementation, operand mode): launches are only combined within one kind."""
-    return env.get("NIRVANA_TRIGGER_IMPL", "v1"), env.get("NIRVANA_TRIGGER_V2_OPS", "fp32")
+    return env.get("NIRVANA_TRIGGER_IMPL", "v2"), env.get("NIRVANA_TRIGGER_V2_OPS", "bf16")
 
 
-def recommend(rows, shapes) -> dict:
-    """The implementation with the smallest summed fwd+bwd (input gradients); for v2 the best forward
-    launch (fwd_ms) and the best backward launch (fwdbwd_ms) of their groups, combined."""
-    timed = [r for r in rows if _total(r, "fwdbwd_ms", shapes) < float("inf")]
+def recommend(rows, shapes, bwd_key: str = "fwdbwd_ms") -> dict:
+    """The implementation with the smallest summed fwd+bwd (input gradients, ``bwd_key``); for v2 the best
+    forward launch (fwd_ms) and the best backward launch (``bwd_key``) of their groups, combined."""
+    timed = [r for r in rows if _total(r, bwd_key, shapes) < float("inf")]
     if not timed:
         return {}
-    best = min(timed, key=lambda r: _total(r, "fwdbwd_ms", shapes))
+    best = min(timed, key=lambda r: _total(r, bwd_key, shapes))
     kind = _kind(best["env"])
     same = [r for r in timed if _kind(r["env"]) == kind]
     env = {k: v for k, v in best["env"].items() if k in ("NIRVANA_TRIGGER_IMPL", "NIRVANA_TRIGGER_V2_OPS")}
-    env.setdefault("NIRVANA_TRIGGER_IMPL", "v1")
-    for group, key in (("fwd", "fwd_ms"), ("bwd", "fwdbwd_ms")):
+    env.setdefault("NIRVANA_TRIGGER_IMPL", "v2")
+    for group, key in (("fwd", "fwd_ms"), ("bwd", bwd_key)):
         pool = [r for r in same if r["group"] in (group, "default")]
+        if not pool:  # this kind has no row varying that launch (the ``defaults`` grid)
+            continue
         pick = min(pool, key=lambda r: _total(r, key, shapes))
         env.update({k: v for k, v in pick["env"].items() if k.endswith(f"_{group.upper()}")})
     return env
@@ -293,9 +320,15 @@ def main() -> int:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default="trigger_tune.json")
     parser.add_argument("--shapes", default="mri,mid,long")
-    parser.add_argument("--grid", choices=("full", "small", "ops"), default="full")
+    parser.add_argument("--grid", choices=("full", "small", "ops", "defaults", "bwd-ops"), default="full")
     parser.add_argument("--workers", type=int, default=14)
     parser.add_argument("--budget", type=float, default=200.0, help="seconds for everything")
+    parser.add_argument(
+        "--rank-key",
+        default="fwdbwd_ms",
+        choices=("fwdbwd_ms", "fwdbwd_graph_ms"),
+        help="forward+backward metric that ranks implementations and backward launches",
+    )
     parser.add_argument("--rounds", type=int, default=2, help="timing passes over the variants (best kept)")
     args = parser.parse_args()
     if args.child:
@@ -305,11 +338,12 @@ def main() -> int:
     shapes = args.shapes.split(",")
     rows = check_all(variants(args.grid), shapes, args.workers, deadline)
     published = time_all(rows, shapes, deadline, args.rounds)
-    env = recommend(rows, shapes)
+    env = recommend(rows, shapes, args.rank_key)
     summary = {"shapes": {s: SHAPES[s] for s in shapes}, "thresholds": THRESHOLDS, "published": published,
                "rows": rows, "recommended_env": env}  # fmt: skip
     left = deadline - time.time()
-    if env and left > 10:  # the combination itself was not timed above (its two launches were)
+    # the combination itself was not timed above (its two launches were); ``defaults`` times the default itself
+    if env and left > 10 and args.grid != "defaults":
         rec = {"env": env, "group": "recommended", "timings": {}}
         for shape in shapes:
             spec = {"mode": "time", "shape": shape, "envs": [env], "rounds": 3}
@@ -317,9 +351,7 @@ def main() -> int:
             rec["timings"][shape] = (result.get("timings") or [{"error": result.get("error")}])[0]
         summary["recommended"] = rec
         for shape, timing in rec["timings"].items():
-            pub = published.get(shape, {})
-            ratio = {k: pub[k] / timing[k] for k in ("fwd_ms", "fwd_graph_ms", "fwdbwd_ms", "fwdbwd_wgrad_ms")
-                     if isinstance(pub.get(k), float) and isinstance(timing.get(k), float)}  # fmt: skip
+            ratio = _speedups(published.get(shape, {}), timing)
             print(json.dumps({"recommended": shape, **timing, "speedup_vs_published": ratio}), flush=True)
     with open(args.out, "w") as fh:
         json.dump(summary, fh, indent=1)

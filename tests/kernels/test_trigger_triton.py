@@ -21,6 +21,12 @@ NAMES = (
 ).split()
 
 
+@pytest.fixture(autouse=True)
+def _v1(monkeypatch):
+    """This file tests v1 (trigger_triton's own kernels); v2, the default, is test_trigger_triton_v2.py's."""
+    monkeypatch.setenv("NIRVANA_TRIGGER_IMPL", "v1")
+
+
 def _inputs(B, T, C, L, seed=0):
     gen = torch.Generator().manual_seed(seed)
     q, k, v = (torch.randn(B, T, C, generator=gen) for _ in range(3))

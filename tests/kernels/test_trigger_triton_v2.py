@@ -114,7 +114,13 @@ def test_layout_cache_follows_in_place_updates(rel):
 
 
 def test_switch_selects_implementation(monkeypatch):
-    assert triton_mod._step_function() is v2.TriggerStepV2
+    """v2 unless NIRVANA_TRIGGER_IMPL says v1 (unset or empty: v2, the default since run BC)."""
+    for unset in (None, ""):
+        if unset is None:
+            monkeypatch.delenv("NIRVANA_TRIGGER_IMPL", raising=False)
+        else:
+            monkeypatch.setenv("NIRVANA_TRIGGER_IMPL", unset)
+        assert triton_mod._step_function() is v2.TriggerStepV2
     monkeypatch.setenv("NIRVANA_TRIGGER_IMPL", "v1")
     assert triton_mod._step_function() is triton_mod._TriggerStep
     monkeypatch.setenv("NIRVANA_TRIGGER_IMPL", "v3")
@@ -123,12 +129,15 @@ def test_switch_selects_implementation(monkeypatch):
 
 
 def test_operand_mode_switch(monkeypatch):
-    """NIRVANA_TRIGGER_V2_OPS: fp32 by default (also when empty); bf16 applies to 16-bit inputs only (emulated
-    under the interpreter: 2); anything else refused, naming the variable."""
+    """NIRVANA_TRIGGER_V2_OPS: bf16 by default (also when empty), for 16-bit inputs only (emulated under the
+    interpreter: 2; float32 inputs keep float32 operands); fp32 turns it off; anything else refused, naming
+    the variable."""
     monkeypatch.delenv("NIRVANA_TRIGGER_V2_OPS", raising=False)
-    assert v2.operand_mode(torch.bfloat16) == 0
+    assert [v2.operand_mode(d) for d in (torch.bfloat16, torch.float16, torch.float32)] == [2, 2, 0]
     monkeypatch.setenv("NIRVANA_TRIGGER_V2_OPS", "")
-    assert v2.operand_mode(torch.bfloat16) == 0
+    assert v2.operand_mode(torch.bfloat16) == 2
+    monkeypatch.setenv("NIRVANA_TRIGGER_V2_OPS", "fp32")
+    assert [v2.operand_mode(d) for d in (torch.bfloat16, torch.float16, torch.float32)] == [0, 0, 0]
     monkeypatch.setenv("NIRVANA_TRIGGER_V2_OPS", "bf16")
     assert [v2.operand_mode(d) for d in (torch.bfloat16, torch.float16, torch.float32)] == [2, 2, 0]
     monkeypatch.setenv("NIRVANA_TRIGGER_V2_OPS", "fp8")
@@ -194,7 +203,7 @@ def compile_for_hopper(fn, **consts):
     triton.compile(ASTSource(fn, sig, cst, attrs), target=GPUTarget("cuda", 90, 64),
                    options={"num_warps": 4, "num_stages": 3})
 
-base = dict(C=64, L=32, BT=32, BC=64, BL=32, BUZ=4, BUR=2, LEARN=True, PREC="tf32", OPS16=1)
+base = dict(C=64, L=32, BT=64, BC=64, BL=32, BUZ=4, BUR=2, LEARN=True, PREC="tf32", OPS16=1)  # default launches
 compile_for_hopper(v2._trigger_fwd_v2, **base)
 compile_for_hopper(v2._trigger_bwd_v2, BUD=2, WGRAD=True, **base)
 print("compiled")
@@ -210,7 +219,8 @@ def _bundled_ptxas() -> bool:
 @pytest.mark.skipif(not _bundled_ptxas(), reason="needs Triton's bundled ptxas (the NVIDIA backend's tools)")
 def test_bf16_operand_kernels_compile_for_hopper():
     """The 16-bit contractions (OPS16=1: real bf16 tl.dot, which the interpreter does not run) compile for sm_90,
-    forward and backward with weight gradients, at the MRI backbone's Trigger size (C 64, L 32). A fresh
+    forward and backward with weight gradients, at the MRI backbone's Trigger size (C 64, L 32) and the default
+    launches (64 tokens per program, 4 warps, K 128 for both since run BF). A fresh
     process: the compile needs TRITON_INTERPRET unset."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     out = subprocess.run([sys.executable, "-c", _COMPILE], cwd=REPO, env={**env, "PYTHONPATH": str(REPO)},
