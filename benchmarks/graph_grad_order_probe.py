@@ -1,10 +1,11 @@
-"""Probe of the training-step CUDA-graph mismatch (runs AO, BE, BF): which side is wrong, the graph or eager?
+"""Probe of the training-step CUDA-graph mismatch (runs AO, BE, BG, BH): is the graph or eager wrong?
 
 kernels.py's ``ours-cudagraph-train`` row fails when it is the first graph of its process (run BH: the
-gradient of the second check input, rel. err 1.0; the output matches) and passes after the
-``ours-cudagraph`` row. Run BH with this script: the replayed gradient is all zeros on every replay, with
-both capture forms, with CUDA_MODULE_LOADING=EAGER, and with the PyTorch reference layers instead of the
-Triton kernels (so not our kernels); eager gradients do not depend on order. This script, at one shape:
+gradient of the second check input, rel. err 1.0; the output matches); after the ``ours-cudagraph`` row
+it passed at 1024x12 B8 T1600 every time and failed at some other shapes (runs AO, BE, BG). Run BH with
+this script: the replayed gradient is all zeros on every replay, with both capture forms, with
+CUDA_MODULE_LOADING=EAGER, and with the PyTorch reference layers instead of the Triton kernels (so not
+our kernels); eager gradients do not depend on order. This script, at one shape:
 1. eager gradients of inputs x1, x2 in the order x1, x2 and again x2, x1 (does eager depend on order?);
 2. captures the step as kernels.py does (``capture_forward_backward``), replays x1, x2, x2, x1 and compares
    each replay's output and gradient with every eager result (is the replay stale, zero, or another input's?).

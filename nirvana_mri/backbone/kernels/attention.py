@@ -13,10 +13,18 @@ Implementations (``impl``):
   memory, and exact.
 - ``"flex"`` (window only): torch FlexAttention with a sliding-window block mask (compiled; CUDA).
 - ``"auto"``: ``sdpa`` for full causal attention; for a window shorter than T/2 ``blocked``, else
-  ``sdpa``. benchmarks/kernels.py measures all three side by side.
+  ``sdpa``; ``NIRVANA_ATTENTION_WINDOW=sdpa|blocked|flex`` overrides the window's choice.
+
+Measured on the H200 (run BB, benchmarks/results/kernels.md): full causal SDPA (flash) beats FlexAttention
+(0.135 vs 0.215 ms forward at B8 T1600 H16 D64, 0.51 vs 0.78 at B4 T4096 H16 D128). For a 512 window at B2
+T6400 H16 D64 flex is the fastest (0.35 / 1.23 ms fwd / fwd+bwd vs blocked 0.96 / 2.24, dense-mask SDPA
+1.73 / 5.05) but compiles per sequence length (seconds each; torch.compile's recompile limit then falls
+back to an unfused path), so ``auto`` keeps ``blocked`` and fixed-shape workloads can opt into flex.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import torch.nn.functional as F
@@ -91,7 +99,7 @@ def causal_attention(
         out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
     else:
         if impl == "auto":
-            impl = "blocked" if 2 * window <= length else "sdpa"
+            impl = os.environ.get("NIRVANA_ATTENTION_WINDOW") or ("blocked" if 2 * window <= length else "sdpa")
         if impl == "blocked":
             out = _blocked_window(q, k, v, window, scale)
         elif impl == "flex":
@@ -100,5 +108,7 @@ def causal_attention(
             mask = sliding_window_mask(length, window, q.device)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
         else:
-            raise ValueError(f"unknown attention impl {impl!r} (auto, sdpa, blocked, flex)")
+            raise ValueError(
+                f"unknown attention impl {impl!r} (auto, sdpa, blocked, flex; NIRVANA_ATTENTION_WINDOW: the last three)"
+            )
     return out.transpose(1, 2)
