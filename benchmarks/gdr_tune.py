@@ -10,7 +10,7 @@ passed. The fastest passing variant per shape (forward time; forward+backward fo
 kinds) is written as ``recommended_env`` (the form benchmarks/kernels.py --check-json applies).
 
     python benchmarks/gdr_tune.py --out $OUT/tune.json [--shapes mri,lang] \
-        [--kind fwd|bwd|bwd-split|prep|fwd-d128|wy|dqk]
+        [--kind fwd|bwd|bwd-split|prep|fwd-d128|wy|dqk|precision]
 
 ``--shapes tiny,tiny128`` (one chunk and a tail, head dims 64 / 128) runs on the CPU under
 ``TRITON_INTERPRET=1``: a dry run of both phases, to catch Python errors before a GPU call.
@@ -31,6 +31,8 @@ SHAPES = {
     "mri": [8, 1600, 16, 64],
     "long": [2, 6400, 16, 64],
     "lang": [4, 4096, 16, 128],
+    "mri-h5": [8, 1600, 5, 64],  # the bundled MRI backbone (320 wide, 5 heads) at its training batch
+    "slice": [1, 1600, 5, 64],  # ... reconstructing one 320 x 320 slice (1600 tokens of 8 x 8 patches)
     "tiny": [1, 70, 2, 64],  # interpreter dry runs
     "tiny128": [1, 70, 1, 128],
 }
@@ -102,6 +104,14 @@ def wy_ops_variants() -> list[dict]:
     return [ops, {**ops, "NIRVANA_GDR_WY_WARPS": "8"}, {**ops, "NIRVANA_GDR_WY_BK": "128"}]
 
 
+def precision_variants() -> list[dict]:
+    """``NIRVANA_GDR_PRECISION`` forced either way against the default ``auto`` (which is one of the two at
+    every head dim: a same-run noise estimate). Runs BD/BE: at head dim 64, 16-bit operands were 1.41x faster
+    fwd+bwd at B2 T6400 H16 and 0.94-0.98x at B8 T1600 H16; the MRI backbone's own shapes (5 heads:
+    ``mri-h5``, ``slice``) have even fewer programs per launch."""
+    return [{"NIRVANA_GDR_PRECISION": "bf16"}, {"NIRVANA_GDR_PRECISION": "tf32"}]
+
+
 def dqk_variants() -> list[dict]:
     """The backward's dq / dk / dW / dG kernel: ``NIRVANA_GDR_BWD_DQK=split`` (``_bwd_dqk_split``, K in
     64-wide slices across programs, the sums over K finished in the WY backward) at its defaults (8 warps
@@ -130,7 +140,8 @@ def variants(kind: str) -> list[dict]:
     (``_bwd_dv_local`` + ``_bwd_state_split``); ``bwd-split``: the split ones only (and the default,
     fused, as the baseline); ``prep``: the forward's first stage, fused (``_fwd_prep``) against split
     (``_fwd_inv`` + ``_fwd_wy``) at a few num_warps of the two; ``fwd-d128``: ``fwd_d128_variants``;
-    ``wy``: ``wy_variants``; ``wy-ops``: ``wy_ops_variants``; ``dqk``: ``dqk_variants``."""
+    ``wy``: ``wy_variants``; ``wy-ops``: ``wy_ops_variants``; ``dqk``: ``dqk_variants``; ``precision``:
+    ``precision_variants``."""
     out = [{}]
     if kind == "dqk":
         return out + dqk_variants()
@@ -142,6 +153,8 @@ def variants(kind: str) -> list[dict]:
         return out + wy_variants()
     if kind == "wy-ops":
         return out + wy_ops_variants()
+    if kind == "precision":
+        return out + precision_variants()
     if kind == "prep":
         out += [{"NIRVANA_GDR_PREP": "fused"}, {"NIRVANA_GDR_PREP": "split"}]
         for inv_warps, wy_warps in itertools.product((4, 8), (4, 8)):
@@ -253,7 +266,7 @@ def main() -> int:
     parser.add_argument("--out", default="gdr_tune.json")
     parser.add_argument("--shapes", default="mri,lang")
     parser.add_argument("--workers", type=int, default=12)
-    kinds = ("fwd", "bwd", "bwd-split", "prep", "fwd-d128", "wy", "wy-ops", "dqk")
+    kinds = ("fwd", "bwd", "bwd-split", "prep", "fwd-d128", "wy", "wy-ops", "dqk", "precision")
     parser.add_argument("--kind", choices=kinds, default="fwd", help="which launches to vary")
     parser.add_argument("--budget", type=float, default=300.0, help="seconds for both phases")
     args = parser.parse_args()
@@ -289,7 +302,7 @@ def main() -> int:
             row.update(timing)
             print(json.dumps({k: row.get(k) for k in ("shape", "env", "fwd_ms", "fwdbwd_ms")}), flush=True)
     best = {}
-    backward_kinds = ("wy", "wy-ops", "dqk")  # what varies: the backward, so rank by forward+backward
+    backward_kinds = ("wy", "wy-ops", "dqk", "precision")  # what varies: the backward, so rank by forward+backward
     key = "fwdbwd_ms" if args.kind.startswith("bwd") or args.kind in backward_kinds else "fwd_ms"
     for shape in args.shapes.split(","):
         timed = [r for r in rows if r["shape"] == shape and r.get(key)]
