@@ -128,7 +128,7 @@ import triton
 import triton.language as tl
 from triton.runtime.errors import OutOfResources
 
-from ._launch import launch
+from ._launch import cdiv, launch, next_power_of_2
 from .gated_delta_rule_reference import check_cu_seqlens
 
 CHUNK = 64
@@ -1831,7 +1831,7 @@ def _bwd_wy_trans(
 # host side
 # ----------------------------------------------------------------------------------------------
 def _pow2(n: int) -> int:
-    return max(16, triton.next_power_of_2(n))
+    return max(16, next_power_of_2(n))
 
 
 def _interpreted() -> bool:
@@ -1882,7 +1882,7 @@ def launch_state_pass(env_name: str, value_dim: int, kernel, batch_heads: int, *
     widths = [forced] if forced else [min(_pow2(value_dim), 64), 16]
     for i, bv in enumerate(widths):
         try:
-            return launch(kernel, (triton.cdiv(value_dim, bv), batch_heads), *args, BV=bv, **kwargs)
+            return launch(kernel, (cdiv(value_dim, bv), batch_heads), *args, BV=bv, **kwargs)
         except OutOfResources:
             if i == len(widths) - 1:
                 raise
@@ -2033,7 +2033,7 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=
     """The forward launches; ``varlen`` (from ``varlen_index``) for packed sequences, else None."""
     B, T, H, K = q.shape
     V = v.shape[-1]
-    NT = triton.cdiv(T, CHUNK)
+    NT = cdiv(T, CHUNK)
     NS = B  # state-pass programs per head: batch entries, or sequences when packed
     if varlen is not None:
         cu, ci, co, NT = varlen
@@ -2097,10 +2097,10 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=
             num_warps=_env_int("NIRVANA_GDR_PREP_WARPS", 4),
         )
         bkv = _env_int("NIRVANA_GDR_FWD_WY_BKV", min(_pow2(max(K, V)), 64))
-        nk = triton.cdiv(K, bkv)
+        nk = cdiv(K, bkv)
         launch(
             _fwd_wy,
-            (nk + triton.cdiv(V, bkv), NT, B * H),
+            (nk + cdiv(V, bkv), NT, B * H),
             k,
             v,
             beta,
@@ -2161,7 +2161,7 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=
     bv_out = _env_int("NIRVANA_GDR_FWD_OUT_BV", BV)  # V-block of _fwd_output (default: all of V)
     launch(
         _fwd_output,
-        (NT, triton.cdiv(V, bv_out), B * H),
+        (NT, cdiv(V, bv_out), B * H),
         q,
         k,
         G,
@@ -2195,7 +2195,7 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht, varlen=Non
     rq, rk, G, w, M, h, vn = saved
     B, T, H, K = q.shape
     V = v.shape[-1]
-    NT = triton.cdiv(T, CHUNK)
+    NT = cdiv(T, CHUNK)
     NS = B
     if varlen is not None:
         cu, ci, co, NT = varlen
@@ -2317,7 +2317,7 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht, varlen=Non
         BK=bk_wy,
         BV=bv_loop,
         BT=CHUNK,
-        **(dict(NKB=triton.cdiv(K, bk_wy)) if trans else {}),
+        **(dict(NKB=cdiv(K, bk_wy)) if trans else {}),
         **(wy_consts_trans if trans else {}),
         USE_L2=use_l2,
         PREC=_prec32(prec),
@@ -2343,7 +2343,7 @@ def _launch_dqk_split(q, k, G, rq, rk, h, dhs, vn, dvn, do, dq, dk_part, dw, sca
     B, _, H, K = q.shape
     V = vn.shape[-1]
     bk = min(_pow2(K), _env_int("NIRVANA_GDR_DQK_BK", 64))
-    nk = triton.cdiv(K, bk)
+    nk = cdiv(K, bk)
     f32 = dict(device=q.device, dtype=torch.float32)
     part_stride = B * T * H  # one [B, T, H] partial per K-slice (B = 1, T = all tokens when packed)
     dg_part = torch.empty(nk, B, T, H, **f32)

@@ -35,7 +35,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._launch import launch
+from ._launch import cdiv, launch, next_power_of_2
 from .norm_reference import (
     gated_rms_norm_reference,
     rms_norm_reference,
@@ -208,7 +208,7 @@ def _rows(x: torch.Tensor, n: int) -> torch.Tensor:
 
 def _tile(n: int, max_block: int | None = None) -> tuple[int, int, int]:
     """(ROWS, BLOCK_N, num_warps) of a [ROWS, BLOCK_N] tile for rows of length n."""
-    block_n = triton.next_power_of_2(n)
+    block_n = next_power_of_2(n)
     if max_block is not None:
         block_n = min(block_n, max_block)
     rows = max(1, int(os.environ.get("NIRVANA_NORM_TILE", "2048")) // block_n)
@@ -236,7 +236,7 @@ def _norm_fwd(x2, g2, weight, eps):
     gated = g2 is not None
     launch(
         _rms_fwd,
-        (triton.cdiv(M, rows),),
+        (cdiv(M, rows),),
         x2,
         g2 if gated else x2,
         weight,
@@ -268,11 +268,11 @@ def _norm_bwd(x2, g2, weight, rstd, dout, need_dw):
         dw = torch.zeros(N, device=x2.device, dtype=torch.float32) if need_dw else None
         return dx, dg, dw
     rows, block_n, warps = _tile(N)
-    blocks = triton.cdiv(M, rows)
+    blocks = cdiv(M, rows)
     if need_dw:
         progs = min(blocks, _sms(x2.device) * int(os.environ.get("NIRVANA_NORM_BWD_PROGS", "4")))
-        per = triton.cdiv(blocks, progs)
-        progs = triton.cdiv(blocks, per)
+        per = cdiv(blocks, progs)
+        progs = cdiv(blocks, per)
         partial = torch.empty(progs, N, device=x2.device, dtype=torch.float32)
     else:
         progs, per, partial = blocks, 1, rstd  # DW unused
@@ -347,7 +347,7 @@ def _silu_launch(g2, u2, out):
     rows, block_n, warps = _tile(N, max_block=1024)
     launch(
         _silu_mul_fwd,
-        (triton.cdiv(M, rows), triton.cdiv(N, block_n)),
+        (cdiv(M, rows), cdiv(N, block_n)),
         g2,
         u2,
         out,
@@ -369,7 +369,7 @@ def _silu_bwd_launch(g2, u2, do2, dg, du):
     rows, block_n, warps = _tile(N, max_block=1024)
     launch(
         _silu_mul_bwd,
-        (triton.cdiv(M, rows), triton.cdiv(N, block_n)),
+        (cdiv(M, rows), cdiv(N, block_n)),
         g2,
         u2,
         do2,

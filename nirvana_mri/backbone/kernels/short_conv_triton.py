@@ -40,7 +40,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._launch import launch
+from ._launch import cdiv, launch, next_power_of_2
 
 
 @triton.jit(do_not_specialize=["T"])
@@ -154,7 +154,7 @@ def _tiles(which: str, default: tuple[int, int, int], D: int) -> tuple[int, int,
     """(BT, BD, num_warps); ``NIRVANA_CONV_{FWD,BWD}=BT,BD,WARPS`` overrides the default."""
     value = os.environ.get(f"NIRVANA_CONV_{which}")
     bt, bd, warps = (int(v) for v in value.split(",")) if value else default
-    return bt, min(bd, max(16, triton.next_power_of_2(D))), warps
+    return bt, min(bd, max(16, next_power_of_2(D))), warps
 
 
 def _contiguous(t: torch.Tensor) -> torch.Tensor:
@@ -165,9 +165,9 @@ def _splits(n_tiles: int, programs_per_split: int, device: torch.device) -> tupl
     """(time tiles per backward program, number of time splits): enough programs to fill the GPU
     (about 4 per SM), as few dw partials as that allows."""
     sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
-    splits = max(1, min(n_tiles, triton.cdiv(4 * sms, max(1, programs_per_split))))
-    per = triton.cdiv(n_tiles, splits)
-    return per, triton.cdiv(n_tiles, per)
+    splits = max(1, min(n_tiles, cdiv(4 * sms, max(1, programs_per_split))))
+    per = cdiv(n_tiles, splits)
+    return per, cdiv(n_tiles, per)
 
 
 def short_conv_forward(x: torch.Tensor, weight: torch.Tensor, activation: bool = True) -> torch.Tensor:
@@ -180,7 +180,7 @@ def short_conv_forward(x: torch.Tensor, weight: torch.Tensor, activation: bool =
     bt, bd, warps = _tiles("FWD", (16, 128, 4), D)
     launch(
         _short_conv_fwd,
-        (triton.cdiv(D, bd), triton.cdiv(T, bt), B),
+        (cdiv(D, bd), cdiv(T, bt), B),
         x,
         weight,
         y,
@@ -205,8 +205,8 @@ def short_conv_backward(x, weight, dy, need_dx: bool = True, need_dw: bool = Tru
     if x.numel() == 0:
         return dx, (torch.zeros(D, K, device=x.device, dtype=torch.float32) if need_dw else None)
     bt, bd, warps = _tiles("BWD", (32, 64, 4), D)
-    n_d = triton.cdiv(D, bd)
-    per, splits = _splits(triton.cdiv(T, bt), n_d * B, x.device)
+    n_d = cdiv(D, bd)
+    per, splits = _splits(cdiv(T, bt), n_d * B, x.device)
     dw_part = torch.empty(B * splits, D, K, device=x.device, dtype=torch.float32) if need_dw else None
     launch(
         _short_conv_bwd,
@@ -220,7 +220,7 @@ def short_conv_backward(x, weight, dy, need_dx: bool = True, need_dw: bool = Tru
         D,
         per,
         K=K,
-        KP=triton.next_power_of_2(K),
+        KP=next_power_of_2(K),
         BT=bt,
         BD=bd,
         HAS_DX=need_dx,

@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._launch import launch
+from ._launch import cdiv, launch, next_power_of_2
 from .trigger_reference import TriggerState, TriggerWeights
 
 LN_EPS = 1e-6
@@ -437,7 +437,7 @@ def _launch_cfg(which: str, block_t: int, warps: int) -> tuple[int, int]:
 
 
 def _blocks(C: int, L: int):
-    return max(16, triton.next_power_of_2(C)), max(16, triton.next_power_of_2(L))
+    return max(16, next_power_of_2(C)), max(16, next_power_of_2(L))
 
 
 def _flat(x: torch.Tensor, D: int) -> torch.Tensor:
@@ -448,11 +448,11 @@ def _wl_gradient(terms, N, C, L, prec):
     dev = terms[0][0].device
     BC, _ = _blocks(C, L)
     BN, BK = 128, 32
-    n_blocks = triton.cdiv(C * L, BN)
+    n_blocks = cdiv(C * L, BN)
     sms = torch.cuda.get_device_properties(dev).multi_processor_count if dev.type == "cuda" else 4
-    splits = max(1, min(triton.cdiv(2 * sms, n_blocks), triton.cdiv(N, 256)))
-    per = triton.cdiv(triton.cdiv(N, splits), BK) * BK
-    splits = triton.cdiv(N, per)
+    splits = max(1, min(cdiv(2 * sms, n_blocks), cdiv(N, 256)))
+    per = cdiv(cdiv(N, splits), BK) * BK
+    splits = cdiv(N, per)
     out = torch.empty(splits, C, C * L, device=dev, dtype=torch.float32)
     flat = [t for term in terms for t in term]
     while len(flat) < 9:
@@ -494,7 +494,7 @@ class _TriggerStep(torch.autograd.Function):
         bt, warps = _launch_cfg("FWD", 32, 4)
         launch(
             _trigger_fwd,
-            (triton.cdiv(N, bt),),
+            (cdiv(N, bt),),
             q2,
             k2,
             v2,
@@ -545,7 +545,7 @@ class _TriggerStep(torch.autograd.Function):
         bt, warps = _launch_cfg("BWD", 16, 4)
         launch(
             _trigger_bwd,
-            (triton.cdiv(N, bt),),
+            (cdiv(N, bt),),
             q2,
             k2,
             v2,

@@ -32,7 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._launch import launch
+from ._launch import cdiv, launch
 from .trigger_triton import (
     _blocks,
     _cfg,
@@ -446,7 +446,7 @@ class TriggerStepV2(torch.autograd.Function):
         bu = _channels_per_block(kx, BC, BL)
         launch(
             _trigger_fwd_v2,
-            (triton.cdiv(N, bt),),
+            (cdiv(N, bt),),
             q2, k2, v2, wz, wr, *small, *ps, h, *outs, N, lr, lr_ln, C, L,
             BT=bt, BC=BC, BL=BL, BUZ=bu["BUZ"], BUR=bu["BUR"], LEARN=learn, PREC=_cfg(q.dtype),
             OPS16=operand_mode(q.dtype), num_warps=warps,
@@ -484,7 +484,7 @@ class TriggerStepV2(torch.autograd.Function):
         bt, warps, kx = launch_cfg("BWD", 64, 4, 128)
         launch(
             _trigger_bwd_v2,
-            (triton.cdiv(N, bt),),
+            (cdiv(N, bt),),
             q2, k2, v2, wz, wr, wd, wln, bl, bln, *ps, *outs, dh2, *dps, dq, dk, dv, *dpo, dgw, vec_c, vec_l,
             N, lr, lr_ln, C, L,
             BT=bt, BC=BC, BL=BL, **_channels_per_block(kx, BC, BL), LEARN=learn, WGRAD=wgrad, PREC=prec,
