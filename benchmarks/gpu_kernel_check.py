@@ -21,7 +21,7 @@ delta-rule row, fp32 and bf16, tails, both states, head dims 64 and 128, through
 exported ``NIRVANA_GDR_*`` switches are logged and written as ``gdr_env`` (``NIRVANA_TRIGGER_*`` as
 ``trigger_env``). ``--gdr-only`` stops after the delta-rule rows and their informative rows (16-bit
 operands, fla); ``--skip-gdr`` runs everything else: the Trigger, layer-kernel and whole-model rows, e.g.
-``NIRVANA_TRIGGER_IMPL=v2 python benchmarks/gpu_kernel_check.py --skip-gdr``.
+``NIRVANA_TRIGGER_IMPL=v1 python benchmarks/gpu_kernel_check.py --skip-gdr`` (v2 is the default).
 """
 
 from __future__ import annotations
