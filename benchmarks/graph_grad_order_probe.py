@@ -16,6 +16,7 @@ our kernels); eager gradients do not depend on order. This script, at one shape:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -29,8 +30,8 @@ from kernels import _capture, _check_input, capture_forward, capture_forward_bac
 
 def capture_with_backward(model, x: torch.Tensor, dy: torch.Tensor):
     """The PyTorch docs' whole-network pattern: ``.backward()`` into ``static_x.grad`` inside the capture
-    (the warm-ups leave ``static_x.grad`` allocated, so the captured backward accumulates into it: zeroed
-    before each replay by the caller)."""
+    (``static_x.grad`` is reset to None inside the step, so the captured backward allocates it in the graph's
+    pool and each replay rewrites it rather than accumulating)."""
     static_x = x.detach().clone().requires_grad_(True)
     static_dy = dy.detach().clone()
 
@@ -58,10 +59,14 @@ def main() -> int:
     parser.add_argument("--capture", choices=("grad", "backward"), default="grad",
                         help="kernels.py's autograd.grad capture, or .backward() into static_x.grad")
     parser.add_argument("--prime", action="store_true", help="capture and replay a no-grad forward graph first")
+    parser.add_argument("--error-mode", choices=("global", "thread_local", "relaxed"), default="global",
+                        help="torch.cuda.graph's capture_error_mode for every capture (global: its default)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("graph_grad_order_probe.py: needs a CUDA GPU (CUDA graphs)", file=sys.stderr)
         return 2
+    if args.error_mode != "global":  # every capture in this process, kernels.py's _capture included
+        torch.cuda.graph = functools.partial(torch.cuda.graph, capture_error_mode=args.error_mode)
     name, B, T = args.backbone.split(":")
     device = torch.device("cuda")
     model, x = frozen_backbone(name, device, int(B), int(T), backend="triton", dtype=torch.bfloat16)
@@ -85,7 +90,7 @@ def main() -> int:
         torch.cuda.empty_cache()
     capture = capture_forward_backward if args.capture == "grad" else capture_with_backward
     graph, static_x, (static_out, static_grad) = capture(model, x, dy)
-    result["capture"], result["prime"] = args.capture, args.prime
+    result.update(capture=args.capture, prime=args.prime, error_mode=args.error_mode)
     zero = torch.zeros_like(static_grad)
     for key in ("x1", "x2", "x2", "x1"):
         with torch.no_grad():
