@@ -36,6 +36,7 @@ import json
 import shlex
 import statistics
 import sys
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from nirvana_mri import benchmark  # noqa: E402
@@ -181,6 +183,34 @@ def time_model(model: torch.nn.Module, volumes: list, masks: dict, accels: list[
     return out
 
 
+def graphs_supported(model: torch.nn.Module) -> bool:
+    """A Nirvana-MRI model with a backbone (the models ``--cuda-graphs`` applies to)."""
+    return hasattr(model, "use_cuda_graphs") and model.backbone.backbone is not None
+
+
+def time_with_graphs(model: torch.nn.Module, volumes: list, masks: dict, accels: list[int], device: torch.device,
+                     batch_size: int, repeats: int) -> dict[str, Any]:
+    """``--cuda-graphs``: the same protocol with the backbone replayed from CUDA graphs (warm-up passes capture
+    one graph per batch shape), and the first volume at the first acceleration reconstructed eager and with
+    graphs: their relative error, the graphs kept and the shapes refused (``backbone/graphs.py``)."""
+    vol = volumes[0]
+    mask, num_low = masks[(vol.name, accels[0])]
+    eager, _ = benchmark.reconstruct_learned(model, vol.kspace, mask, num_low, device, batch_size)
+    model.use_cuda_graphs()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            times = time_model(model, volumes, masks, accels, device, batch_size, repeats)
+            graphed, _ = benchmark.reconstruct_learned(model, vol.kspace, mask, num_low, device, batch_size)
+        graphs = model.backbone.graphs
+        kept, refused = len(graphs.graphs), sorted(str(key[0]) + ": " + why for key, why in graphs.refused.items())
+    finally:
+        model.use_cuda_graphs(False)
+    diff = float(np.linalg.norm(graphed - eager) / max(np.linalg.norm(eager), 1e-30))
+    return {"times": times, "rel_err_vs_eager": diff, "graphs_kept": kept, "refused": refused,
+            "warnings": [str(w.message)[:300] for w in caught]}
+
+
 def _error_text(err: BaseException) -> str:
     text = f"{type(err).__name__}: {err}".splitlines()[0]
     return text if len(text) <= 500 else text[:497] + "..."
@@ -188,6 +218,8 @@ def _error_text(err: BaseException) -> str:
 
 def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     device = benchmark.resolve_device(args.device)
+    if args.cuda_graphs and device.type != "cuda":
+        raise SetupError(f"--cuda-graphs needs a CUDA device; this run uses {device}")
     key = "sec_per_slice_gpu" if device.type == "cuda" else f"sec_per_slice_{device.type}"
     path_map = parse_path_map(args.path_map)
     if args.bundled_backbone_config is not None and not args.bundled_backbone_config.is_file():
@@ -214,6 +246,11 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
             model = build_model(plan, folder, device)
             params, _ = benchmark.parameter_counts(model)
             times = time_model(model, volumes, masks, args.accels, device, args.batch_size, args.repeats)
+            graphed = None
+            if args.cuda_graphs and graphs_supported(model):
+                graphed = time_with_graphs(model, volumes, masks, args.accels, device, args.batch_size,
+                                           args.repeats)
+                methods[name]["cuda_graphs"] = {k: v for k, v in graphed.items() if k != "times"}
         except Exception as err:  # noqa: BLE001 - recorded, the others go on
             errors.append({"method": name, "error": _error_text(err)})
             log(f"[{index}/{len(folders)}] {name}: failed: {_error_text(err)}")
@@ -228,6 +265,10 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
                          "volumes": len(volumes), "batch_size": args.batch_size, "repeats": args.repeats,
                          "device": str(device), "params": params, "how": plan["how"]})
             log(f"[{index}/{len(folders)}] {name} {accel}x: {seconds:.4g} s/slice ({slices} slices, {plan['how']})")
+            if graphed is not None:
+                rows[-1][f"{key}_cuda_graphs"] = graphed["times"][accel][0]
+                log(f"    with CUDA graphs: {graphed['times'][accel][0]:.4g} s/slice "
+                    f"(rel. err vs eager {graphed['rel_err_vs_eager']:.1e}, {graphed['graphs_kept']} graph(s))")
     rows.sort(key=lambda r: (r["accel"], benchmark.method_sort_key(r["method"])))
     return {
         "command": command,
@@ -250,6 +291,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
             "warmup": "one untimed pass over the first batch of every volume at every acceleration, per model",
             "path_map": [f"{old}={new}" for old, new in path_map],
             "bundled_backbone_config": str(args.bundled_backbone_config) if args.bundled_backbone_config else None,
+            "cuda_graphs": bool(args.cuda_graphs),
         },
         "methods": methods,
         "rows": rows,
@@ -292,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="build every model from its config with untrained weights (reads no weights)")
     parser.add_argument("--bundled-backbone-config", type=Path, default=None,
                         help="Nirvana config.json standing in for the bundled backbone (architecture-only)")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="also time each Nirvana-MRI model with its backbone replayed from CUDA graphs "
+                             "(reconstruct --cuda-graphs), in the same process, with its agreement with eager")
     parser.add_argument("--path-map", action="append", default=[], metavar="OLD=NEW",
                         help="rewrite absolute paths in model_args starting with OLD (repeatable)")
     args = parser.parse_args(argv)

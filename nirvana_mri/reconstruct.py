@@ -63,6 +63,13 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
     return model.eval(), config
 
 
+def enable_cuda_graphs(model: torch.nn.Module) -> None:
+    """``--cuda-graphs``: the backbone's inference forward replayed from CUDA graphs (backbone/graphs.py)."""
+    if not hasattr(model, "use_cuda_graphs") or model.backbone.backbone is None:
+        raise ValueError("--cuda-graphs needs a Nirvana-MRI model with a backbone")
+    model.use_cuda_graphs()
+
+
 @dataclass
 class PreparedScan:
     masked_kspace: torch.Tensor  # [S, C, H, W, 2]
@@ -210,6 +217,7 @@ class ReconstructOptions:
     adapt_steps: int = 0
     refine: bool = False
     background_floor: bool | None = None  # None: as the model's config says
+    cuda_graphs: bool = False  # replay the frozen backbone from CUDA graphs (Nirvana-MRI models on a GPU)
 
 
 def noise_level_warning(name: str, snr: float, training_snr: list[float] | None) -> str | None:
@@ -261,7 +269,11 @@ def reconstruct_file(path: Path, model: torch.nn.Module, options: ReconstructOpt
 def reconstruct_files(paths: list[Path], options: ReconstructOptions) -> dict[str, Any]:
     """Reconstruct many files; a failing file is recorded in ``failed`` and the rest go on."""
     device = pick_device(options.device)
+    if options.cuda_graphs and device.type != "cuda":
+        raise ValueError(f"--cuda-graphs needs a CUDA device; this run uses {device}")
     model, config = load_model(options.model, device, options.refine, options.background_floor)
+    if options.cuda_graphs:
+        enable_cuda_graphs(model)
     options.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"files": {}, "failed": {}}
     for path in tqdm(paths, desc="reconstruct", unit="file", dynamic_ncols=True):

@@ -75,6 +75,31 @@ def test_missing_input_and_no_input_are_one_line_errors(tiny_model, tmp_path, ca
     assert "input not found" in err and "no input files" in err and "Traceback" not in err
 
 
+def test_cuda_graphs_need_a_gpu_and_a_backbone(tiny_model, dataset, tmp_path, capsys):
+    """--cuda-graphs on the CPU is a one-line error before any model is loaded; enabling them on a model
+    without a backbone is refused; on a Nirvana-MRI model they leave CPU results unchanged (eager there)."""
+    from nirvana_mri.reconstruct import enable_cuda_graphs, load_model
+
+    source = sorted((dataset / "test").glob("*.h5"))[0]
+    code = main(["reconstruct", str(source), "--out", str(tmp_path / "o"), "--model", str(tiny_model),
+                 "--device", "cpu", "--cuda-graphs"])
+    err = capsys.readouterr().err
+    assert code == 1 and "--cuda-graphs needs a CUDA device" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+    model, _ = load_model(tiny_model)
+    kspace = torch.randn(1, 4, 64, 64, 2)
+    mask = torch.zeros(1, 1, 1, 64, 1)
+    mask[..., ::2, :] = 1
+    with torch.no_grad():
+        want = model(kspace * mask, mask, 8)
+        enable_cuda_graphs(model)
+        assert model.backbone.graphs is not None
+        torch.testing.assert_close(model(kspace * mask, mask, 8), want, rtol=0, atol=0)
+    codecs_only = NirvanaMRI(**{**TINY_ARGS, "backbone": None})
+    with pytest.raises(ValueError, match="needs a Nirvana-MRI model with a backbone"):
+        enable_cuda_graphs(codecs_only)
+
+
 def test_demo_writes_a_figure(tiny_model, tmp_path):
     assert main(["reconstruct", "--demo", "--out", str(tmp_path), "--model", str(tiny_model)]) == 0
     assert (tmp_path / "demo.png").stat().st_size > 10_000

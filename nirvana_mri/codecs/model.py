@@ -31,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nirvana_mri.backbone import NirvanaConfig, NirvanaModel, default_backbone_path
+from nirvana_mri.backbone.graphs import GraphedForward
 from nirvana_mri.physics import data_consistency, noise_std, rss, sens_expand, sens_reduce
 
 from .background import background_magnitude, check_background
@@ -76,12 +77,22 @@ class BidirectionalBackbone(nn.Module):
     def __init__(self, backbone: NirvanaModel | None) -> None:
         super().__init__()
         self.backbone = backbone
+        self.graphs: GraphedForward | None = None  # use_cuda_graphs(): inference replays from CUDA graphs
+
+    def use_cuda_graphs(self, enabled: bool = True, max_graphs: int = 8) -> None:
+        """Replay the frozen backbone's inference forward from CUDA graphs (``backbone/graphs.py``); calls
+        that need gradients, or run on the CPU, stay eager."""
+        on = enabled and self.backbone is not None
+        self.graphs = GraphedForward(self._run, max_graphs=max_graphs) if on else None
+
+    def _run(self, both: torch.Tensor) -> torch.Tensor:
+        return self.backbone(inputs_embeds=both).last_hidden_state
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.backbone is None:
             return torch.cat([tokens, tokens], dim=-1)
         both = torch.cat([tokens, tokens.flip(1)], dim=0)
-        hidden = self.backbone(inputs_embeds=both).last_hidden_state
+        hidden = self.graphs(both) if self.graphs is not None else self._run(both)
         forward_view, backward_view = hidden.chunk(2, dim=0)
         return torch.cat([forward_view, backward_view.flip(1)], dim=-1)
 
@@ -223,6 +234,12 @@ class NirvanaMRI(nn.Module):
         if flatten:  # last: it replaces whatever the steps above left outside the object
             magnitude = background_magnitude(magnitude, masked_kspace, mask, noise, self.background)
         return (magnitude, kspace) if return_kspace else magnitude
+
+    def use_cuda_graphs(self, enabled: bool = True, max_graphs: int = 8) -> None:
+        """Opt-in: replay the frozen backbone's inference forward from CUDA graphs, one per batch shape
+        (``nirvana_mri/backbone/graphs.py``: each graph is checked against eager on its first input and a
+        shape that differs stays eager, with a warning). No effect on the CPU or where gradients are needed."""
+        self.backbone.use_cuda_graphs(enabled, max_graphs)
 
     def backbone_checksum(self) -> float:
         """Sum of |w| over the backbone's tensors: identifies a seeded random backbone cheaply."""

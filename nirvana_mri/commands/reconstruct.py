@@ -46,6 +46,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "4x / 8x, every volume up; on evaluation-only anatomy +0.030, worst -0.0002). "
                              "--no-background-floor gives the network's own background, e.g. for a zero "
                              "background; see benchmarks/results/clean_scan_probe_gate_*.md")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="on a GPU, replay the frozen backbone's forward from CUDA graphs, one per batch shape "
+                             "(Nirvana-MRI models): one launch instead of hundreds per backbone call. Each graph is "
+                             "checked against the eager result on its first batch; a shape that differs stays "
+                             "eager, with a warning. Opt-in; see nirvana_mri/backbone/graphs.py")
     parser.add_argument("--demo", action="store_true",
                         help="simulate a sample scan, reconstruct it and write OUT/demo.png")
 
@@ -63,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     options = ReconstructOptions(out=args.out, model=args.model, acceleration=args.accel, mask_type=args.mask_type,
                                  seed=args.seed, device=args.device, batch_size=args.batch_size, png=args.png,
                                  nifti=args.nifti, adapt_steps=args.adapt_steps,
-                                 refine=args.refine, background_floor=args.background_floor)
+                                 refine=args.refine, background_floor=args.background_floor,
+                                 cuda_graphs=args.cuda_graphs)
     if args.batch_size < 1 or args.adapt_steps < 0:
         raise ValueError("--batch-size must be positive and --adapt-steps non-negative")
     if args.demo:

@@ -113,6 +113,21 @@ def test_loaded_models_timed_on_the_cpu(gpu_timing, setup, tmp_path, capsys):
     assert "unet 4x:" in err and "broken: failed" in err
 
 
+def test_cuda_graphs_flag(gpu_timing, setup, tmp_path, capsys):
+    """--cuda-graphs on the CPU stops in one line; the graphed pass itself (eager on the CPU: nothing is
+    captured) reports its agreement with eager, keeps no graph and leaves graphs off afterwards."""
+    assert gpu_timing.main(_args(setup, "loaded", tmp_path / "t.json", "--cuda-graphs")) == 2
+    assert "--cuda-graphs needs a CUDA device" in capsys.readouterr().err and not (tmp_path / "t.json").exists()
+    torch.manual_seed(0)
+    model = NirvanaMRI(backbone="random", backbone_config=TINY, **SMALL_CODECS).eval()
+    assert gpu_timing.graphs_supported(model) and not gpu_timing.graphs_supported(torch.nn.Linear(2, 2))
+    vols = [benchmark.load_volume(p, 2) for p in benchmark.list_volumes(setup["data"])[:1]]
+    masks = {(v.name, 4): benchmark.make_mask(v.kspace.shape[-2:], 4, 0, v.name) for v in vols}
+    result = gpu_timing.time_with_graphs(model, vols, masks, [4], torch.device("cpu"), 2, 1)
+    assert result["rel_err_vs_eager"] == 0.0 and result["graphs_kept"] == 0 and result["refused"] == []
+    assert result["times"][4][0] > 0 and model.backbone.graphs is None
+
+
 def test_architecture_only_replaces_backbones_and_reads_no_weights(
         gpu_timing, setup, tmp_path, no_bundled_backbone):
     out = tmp_path / "t.json"

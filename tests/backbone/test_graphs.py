@@ -1,0 +1,173 @@
+"""GraphedForward's bookkeeping (first call eager, capture, check, replay, refusal, LRU) with a fake capture on
+the CPU; the real CUDA-graph capture is exercised on the GPU (benchmarks/gpu/call_bj.sh)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nirvana_mri.backbone import NirvanaModel
+from nirvana_mri.backbone.config import preset
+from nirvana_mri.backbone.graphs import CapturedGraph, GraphedForward
+from nirvana_mri.codecs.model import BidirectionalBackbone
+
+
+def fake_capture(calls: list, corrupt: bool = False):
+    """A capture whose replay runs ``forward`` on the static input into the static output (what a CUDA graph
+    does), counting replays; ``corrupt`` makes every replay wrong, like a graph that baked in a value."""
+
+    def capture(forward, x):
+        static_in = x.detach().clone()
+        static_out = forward(static_in).clone()
+        calls.append(("capture", tuple(x.shape)))
+
+        def replay():
+            calls.append(("replay", tuple(static_in.shape)))
+            static_out.copy_(forward(static_in) + (1.0 if corrupt else 0.0))
+
+        return CapturedGraph(replay, static_in, static_out)
+
+    return capture
+
+
+@pytest.fixture
+def replayable(monkeypatch):
+    """Let CPU tensors take the graph path (it needs CUDA otherwise)."""
+    monkeypatch.setattr(GraphedForward, "applies", staticmethod(lambda x: not torch.is_grad_enabled()))
+
+
+def _forward(x: torch.Tensor) -> torch.Tensor:
+    return torch.tanh(x) * 2 + x.sum(-1, keepdim=True)
+
+
+def test_cpu_calls_stay_eager_and_capture_nothing():
+    calls = []
+    graphed = GraphedForward(_forward, capture=fake_capture(calls))
+    x = torch.randn(2, 5, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(graphed(x), _forward(x), rtol=0, atol=0)
+    assert calls == [] and not graphed.graphs
+
+
+def test_first_call_captures_then_replays(replayable):
+    calls = []
+    graphed = GraphedForward(_forward, capture=fake_capture(calls))
+    x, y = torch.randn(2, 5, 3), torch.randn(2, 5, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(graphed(x), _forward(x), rtol=0, atol=0)
+        assert calls == [("capture", (2, 5, 3)), ("replay", (2, 5, 3))]  # the check replay
+        out = graphed(y)
+        torch.testing.assert_close(out, _forward(y), rtol=0, atol=0)
+        assert calls[-1] == ("replay", (2, 5, 3)) and len(calls) == 3
+        torch.testing.assert_close(graphed(x), _forward(x), rtol=0, atol=0)
+        torch.testing.assert_close(out, _forward(y), rtol=0, atol=0)  # a copy: the next replay did not touch it
+
+
+def test_second_input_is_checked_once_then_replays_alone(replayable):
+    """The second call of a shape replays and runs eagerly to compare; after that only the graph runs."""
+    eager_calls, calls = [], []
+
+    def counted(x):
+        eager_calls.append(1)
+        return _forward(x)
+
+    graphed = GraphedForward(counted, capture=fake_capture(calls))
+    x, y, z = (torch.randn(2, 5, 3) for _ in range(3))
+    with torch.no_grad():
+        graphed(x)  # eager + capture (the fake's capture and replays call forward too)
+        before = len(eager_calls)
+        graphed(y)  # replay + one eager check
+        assert len(eager_calls) - before == 2  # the fake replay's forward and the check's
+        before = len(eager_calls)
+        torch.testing.assert_close(graphed(z), _forward(z), rtol=0, atol=0)
+        assert len(eager_calls) - before == 1  # the fake replay's forward only: no eager check any more
+    assert graphed.key(x) in graphed.verified
+
+
+def test_a_graph_that_baked_in_its_input_is_refused_on_the_second_input(replayable):
+    """A replay that ignores its static input matches eager on the capture's input, not on the next one."""
+
+    def baked(forward, x):
+        static_in = x.detach().clone()
+        return CapturedGraph(lambda: None, static_in, forward(static_in).clone())
+
+    graphed = GraphedForward(_forward, capture=baked)
+    x, y = torch.randn(2, 5, 3), torch.randn(2, 5, 3)
+    with torch.no_grad():
+        graphed(x)
+        assert graphed.graphs  # passed the first check
+        with pytest.warns(RuntimeWarning, match="replay differs from eager"):
+            torch.testing.assert_close(graphed(y), _forward(y), rtol=0, atol=0)
+        torch.testing.assert_close(graphed(x), _forward(x), rtol=0, atol=0)
+    assert not graphed.graphs and graphed.key(x) in graphed.refused
+
+
+def test_gradients_keep_the_eager_path(replayable):
+    calls = []
+    graphed = GraphedForward(_forward, capture=fake_capture(calls))
+    x = torch.randn(2, 5, 3, requires_grad=True)
+    graphed(x).sum().backward()
+    assert calls == [] and x.grad is not None
+
+
+def test_a_replay_that_differs_is_refused_with_a_warning(replayable):
+    calls = []
+    graphed = GraphedForward(_forward, capture=fake_capture(calls, corrupt=True))
+    x = torch.randn(2, 5, 3)
+    with torch.no_grad(), pytest.warns(RuntimeWarning, match="replay differs from eager"):
+        torch.testing.assert_close(graphed(x), _forward(x), rtol=0, atol=0)  # the eager result, not the bad replay
+    with torch.no_grad():
+        torch.testing.assert_close(graphed(x), _forward(x), rtol=0, atol=0)
+    assert [c[0] for c in calls] == ["capture", "replay"]  # no second attempt at that shape
+    assert "relative error" in graphed.refused[graphed.key(x)]
+
+
+def test_a_failed_capture_is_refused_with_a_warning(replayable):
+    def broken(forward, x):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    graphed = GraphedForward(_forward, capture=broken)
+    x = torch.randn(1, 4, 3)
+    with torch.no_grad(), pytest.warns(RuntimeWarning, match="capture failed: RuntimeError"):
+        torch.testing.assert_close(graphed(x), _forward(x), rtol=0, atol=0)
+    assert not graphed.graphs and graphed.key(x) in graphed.refused
+
+
+def test_least_recently_used_graph_is_dropped(replayable):
+    calls = []
+    graphed = GraphedForward(_forward, max_graphs=2, capture=fake_capture(calls))
+    a, b, c = (torch.randn(n, 4, 3) for n in (1, 2, 3))
+    with torch.no_grad():
+        graphed(a), graphed(b), graphed(a), graphed(c)  # a used again after b: b is the oldest
+    assert [key[0] for key in graphed.graphs] == [(1, 4, 3), (3, 4, 3)]
+    with pytest.raises(ValueError, match="max_graphs"):
+        GraphedForward(_forward, max_graphs=0)
+
+
+def test_autocast_state_is_part_of_the_key():
+    x = torch.randn(2, 3)
+    plain = GraphedForward.key(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert GraphedForward.key(x) != plain
+    assert GraphedForward.key(x.t().contiguous().t()) != plain  # same shape, other strides
+
+
+def test_bidirectional_backbone_gives_the_same_tokens_through_graphs(replayable, monkeypatch):
+    """The MRI model's backbone wrapper with graphs on (fake capture) returns exactly the eager tokens, on the
+    capture's batch and on a new one of the same shape; switching off restores the plain path."""
+    calls = []
+    monkeypatch.setattr("nirvana_mri.backbone.graphs.capture_cuda_graph", fake_capture(calls))
+    torch.manual_seed(0)
+    wrapper = BidirectionalBackbone(NirvanaModel(preset("tiny", kernel_backend="torch")).eval())
+    size = wrapper.backbone.config.hidden_size
+    first, second = torch.randn(2, 12, size), torch.randn(2, 12, size)
+    with torch.no_grad():
+        want = [wrapper(first), wrapper(second)]
+        wrapper.use_cuda_graphs()
+        got = [wrapper(first), wrapper(second)]
+        wrapper.use_cuda_graphs(False)
+        assert wrapper.graphs is None
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert [c[0] for c in calls] == ["capture", "replay", "replay"]
+    assert BidirectionalBackbone(None).use_cuda_graphs() is None  # no backbone: nothing to graph
