@@ -51,6 +51,7 @@ import torch  # noqa: E402
 from nirvana_mri import benchmark  # noqa: E402
 from nirvana_mri.io_utils import atomic_write_text  # noqa: E402
 from nirvana_mri.recon_models import build_recon_model, load_recon_model, read_recon_config  # noqa: E402
+from nirvana_mri.reconstruct import supports_cuda_graphs  # noqa: E402
 
 PROG = "benchmarks/gpu_timing.py"
 
@@ -183,11 +184,6 @@ def time_model(model: torch.nn.Module, volumes: list, masks: dict, accels: list[
     return out
 
 
-def graphs_supported(model: torch.nn.Module) -> bool:
-    """A Nirvana-MRI model with a backbone (the models ``--cuda-graphs`` applies to)."""
-    return hasattr(model, "use_cuda_graphs") and model.backbone.backbone is not None
-
-
 def time_with_graphs(model: torch.nn.Module, volumes: list, masks: dict, accels: list[int], device: torch.device,
                      batch_size: int, repeats: int) -> dict[str, Any]:
     """``--cuda-graphs``: the same protocol with the backbone replayed from CUDA graphs (warm-up passes capture
@@ -247,7 +243,7 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
             params, _ = benchmark.parameter_counts(model)
             times = time_model(model, volumes, masks, args.accels, device, args.batch_size, args.repeats)
             graphed = None
-            if args.cuda_graphs and graphs_supported(model):
+            if args.cuda_graphs and supports_cuda_graphs(model):
                 graphed = time_with_graphs(model, volumes, masks, args.accels, device, args.batch_size,
                                            args.repeats)
                 methods[name]["cuda_graphs"] = {k: v for k, v in graphed.items() if k != "times"}

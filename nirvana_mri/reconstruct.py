@@ -63,9 +63,14 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
     return model.eval(), config
 
 
+def supports_cuda_graphs(model: torch.nn.Module) -> bool:
+    """A Nirvana-MRI model with a backbone: the models ``--cuda-graphs`` applies to."""
+    return hasattr(model, "use_cuda_graphs") and model.backbone.backbone is not None
+
+
 def enable_cuda_graphs(model: torch.nn.Module) -> None:
     """``--cuda-graphs``: the backbone's inference forward replayed from CUDA graphs (backbone/graphs.py)."""
-    if not hasattr(model, "use_cuda_graphs") or model.backbone.backbone is None:
+    if not supports_cuda_graphs(model):
         raise ValueError("--cuda-graphs needs a Nirvana-MRI model with a backbone")
     model.use_cuda_graphs()
 

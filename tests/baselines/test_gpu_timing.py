@@ -120,7 +120,7 @@ def test_cuda_graphs_flag(gpu_timing, setup, tmp_path, capsys):
     assert "--cuda-graphs needs a CUDA device" in capsys.readouterr().err and not (tmp_path / "t.json").exists()
     torch.manual_seed(0)
     model = NirvanaMRI(backbone="random", backbone_config=TINY, **SMALL_CODECS).eval()
-    assert gpu_timing.graphs_supported(model) and not gpu_timing.graphs_supported(torch.nn.Linear(2, 2))
+    assert gpu_timing.supports_cuda_graphs(model) and not gpu_timing.supports_cuda_graphs(torch.nn.Linear(2, 2))
     vols = [benchmark.load_volume(p, 2) for p in benchmark.list_volumes(setup["data"])[:1]]
     masks = {(v.name, 4): benchmark.make_mask(v.kspace.shape[-2:], 4, 0, v.name) for v in vols}
     result = gpu_timing.time_with_graphs(model, vols, masks, [4], torch.device("cpu"), 2, 1)
