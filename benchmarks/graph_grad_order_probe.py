@@ -62,12 +62,16 @@ def main() -> int:
     parser.add_argument("--error-mode", choices=("global", "thread_local", "relaxed"), default="global",
                         help="torch.cuda.graph's capture_error_mode for every capture (global: its default)")
     args = parser.parse_args()
+    if args.error_mode != "global":  # every capture in this process, kernels.py's _capture included
+        torch.cuda.graph = functools.partial(torch.cuda.graph, capture_error_mode=args.error_mode)
+    parts = args.backbone.split(":")
+    if len(parts) != 3 or not (parts[1].isdigit() and parts[2].isdigit()):
+        print(f"graph_grad_order_probe.py: error: --backbone {args.backbone!r}: expected CONFIG:B:T", file=sys.stderr)
+        return 2
+    name, B, T = parts
     if not torch.cuda.is_available():
         print("graph_grad_order_probe.py: needs a CUDA GPU (CUDA graphs)", file=sys.stderr)
         return 2
-    if args.error_mode != "global":  # every capture in this process, kernels.py's _capture included
-        torch.cuda.graph = functools.partial(torch.cuda.graph, capture_error_mode=args.error_mode)
-    name, B, T = args.backbone.split(":")
     device = torch.device("cuda")
     model, x = frozen_backbone(name, device, int(B), int(T), backend="triton", dtype=torch.bfloat16)
     dy = torch.randn_like(x) * 1e-2

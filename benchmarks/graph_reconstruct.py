@@ -54,22 +54,37 @@ def timed_passes(model, scan: PreparedScan, device: torch.device, batch: int, re
     return statistics.median(times), out
 
 
+def _positive(text: str) -> int:
+    value = int(text) if text.strip().isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_list(text: str) -> list[int]:
+    return [_positive(part) for part in text.split(",")]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="bundled")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--batch-sizes", default="1,4,8")
-    parser.add_argument("--slices", type=int, default=16)
-    parser.add_argument("--coils", type=int, default=16)
-    parser.add_argument("--matrix", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-sizes", type=_positive_list, default=[1, 4, 8], help="comma-separated")
+    parser.add_argument("--slices", type=_positive, default=16)
+    parser.add_argument("--coils", type=_positive, default=16)
+    parser.add_argument("--matrix", type=_positive, default=256)
+    parser.add_argument("--repeats", type=_positive, default=3)
     parser.add_argument("--out", type=Path, default=Path("graph_reconstruct.json"))
     args = parser.parse_args()
-    device = pick_device(args.device)
-    model, _ = load_model(args.model, device)
+    try:
+        device = pick_device(args.device)
+        model, _ = load_model(args.model, device)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"graph_reconstruct.py: error: {err}", file=sys.stderr)
+        return 2
     scan = synthetic_scan(args.slices, args.coils, args.matrix)
     rows = []
-    for batch in (int(b) for b in args.batch_sizes.split(",")):
+    for batch in args.batch_sizes:
         eager_s, eager = timed_passes(model, scan, device, batch, args.repeats)
         row = {"batch_size": batch, "eager_s_per_slice": eager_s}
         if device.type == "cuda":

@@ -48,8 +48,11 @@ def _per_call_us(fn, number: int, repeats: int = 5) -> float:
 
 
 def _launch_module_at(revision: str):
-    source = subprocess.run(["git", "show", f"{revision}:nirvana_mri/backbone/kernels/_launch.py"], cwd=REPO,
-                            check=True, capture_output=True, text=True).stdout  # fmt: skip
+    shown = subprocess.run(["git", "show", f"{revision}:nirvana_mri/backbone/kernels/_launch.py"], cwd=REPO,
+                           capture_output=True, text=True)  # fmt: skip
+    if shown.returncode != 0:
+        raise ValueError(f"--base {revision}: {shown.stderr.strip().splitlines()[-1] if shown.stderr else 'not found'}")
+    source = shown.stdout
     path = Path(tempfile.mkdtemp()) / "_launch_base.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("_launch_base", path)
@@ -141,8 +144,15 @@ def main() -> int:
     args = parser.parse_args()
     import platform
 
-    result = {"cpu": platform.processor() or platform.machine(), "versions": versions(),
-              "launch": time_launch(args.base, args.number), "ops": time_ops(max(1, args.number // 100))}  # fmt: skip
+    if args.number < 1:
+        parser.error("--number must be positive")
+    try:
+        launch = time_launch(args.base, args.number)
+    except ValueError as err:
+        print(f"host_overhead.py: error: {err}", file=sys.stderr)
+        return 2
+    result = {"cpu": platform.processor() or platform.machine(), "versions": versions(), "launch": launch,
+              "ops": time_ops(max(1, args.number // 100))}  # fmt: skip
     out = Path(args.out)
     atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     atomic_write_text(out.with_suffix(".md"), markdown(result))
