@@ -94,7 +94,7 @@ def compile_kernel(fn, args, varlen):
     fp32_operands = ("_fwd_inv", "_fwd_inv_block", "_fwd_prep", "_fwd_wy", "_bwd_wy", "_bwd_wy_trans")
     if name in fp32_operands and args.prec not in ("tf32", "tf32x3"):
         values["PREC"] = "ieee"
-    # _bwd_wy_trans's products over K and V: float32 at its PREC, or with --wy-ops bf16 16-bit operands at --prec
+    # _bwd_wy_trans's and _fwd_wy's products over K and V: float32 at PREC, or with --wy-ops bf16 16-bit at --prec
     wy16 = args.wy_ops == "bf16" and args.dt != "float32"
     values["WPREC"], values["WDT"] = (args.prec, getattr(tl, args.dt)) if wy16 else (values["PREC"], tl.float32)
     warps = args.warps or {"_fwd_prep": 8, "_fwd_state": wide, "_fwd_output": wide}.get(name, 4)
@@ -169,7 +169,8 @@ def main() -> int:
     ap.add_argument("--dqk-bk", type=int, default=64, help="K-slice of _bwd_dqk_split (NIRVANA_GDR_DQK_BK)")
     ap.add_argument("--dqk-bv", type=int, default=64, help="V-block of _bwd_dqk_split (NIRVANA_GDR_DQK_BV)")
     ap.add_argument("--wy-ops", default="fp32", choices=("fp32", "bf16"),
-                    help="NIRVANA_GDR_WY_OPS: _bwd_wy_trans's products over K and V (bf16 needs --dt bfloat16)")
+                    help="NIRVANA_GDR_WY_OPS / NIRVANA_GDR_FWD_WY_OPS: the products over K and V of _bwd_wy_trans "
+                         "and _fwd_wy (bf16 needs --dt bfloat16)")
     ap.add_argument("--dqk-split", action="store_true",
                     help="the WY kernels as after _bwd_dqk_split (NKP partials, FINISH_DQ): usage only")
     args = ap.parse_args()

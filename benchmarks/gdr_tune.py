@@ -112,6 +112,27 @@ def precision_variants() -> list[dict]:
     return [{"NIRVANA_GDR_PRECISION": "bf16"}, {"NIRVANA_GDR_PRECISION": "tf32"}]
 
 
+def fwd_wy_variants() -> list[dict]:
+    """The forward's first stage after run BL (head dim 128 forward 0.905 ms vs fla's 0.763, same process):
+    ``NIRVANA_GDR_FWD_WY_OPS=bf16`` (``_fwd_wy``'s W = M Kb and U = M Vb with 16-bit operands, U stored 16-bit,
+    as fla's ``recompute_w_u``), ``NIRVANA_GDR_FWD_WY_BKV=128`` (one column block at head dim 128: M read twice
+    per chunk instead of four times), 8 ``_fwd_wy`` warps, and ``NIRVANA_GDR_INV_KKT_PREC=tf32`` (the Kn Kn^T
+    product of ``_fwd_inv_block`` in one TF32 pass instead of 3xTF32); ``FWD_WY_OPS=fp32`` repeats the default
+    (a same-run noise estimate). ptxas for sm_90 (Triton 3.8, offline, head dim 128, bf16 inputs, 4 warps):
+    ``_fwd_wy`` 92 registers with 16-bit operands, 62 with float32, no spills."""
+    ops, wide = {"NIRVANA_GDR_FWD_WY_OPS": "bf16"}, {"NIRVANA_GDR_FWD_WY_BKV": "128"}
+    return [
+        {"NIRVANA_GDR_FWD_WY_OPS": "fp32"},
+        ops,
+        wide,
+        {**ops, **wide},
+        {**ops, "NIRVANA_GDR_FWD_WY_WARPS": "8"},
+        {**ops, **wide, "NIRVANA_GDR_FWD_WY_WARPS": "8"},
+        {"NIRVANA_GDR_INV_KKT_PREC": "tf32"},
+        {**ops, **wide, "NIRVANA_GDR_INV_KKT_PREC": "tf32"},
+    ]
+
+
 def dqk_variants() -> list[dict]:
     """The backward's dq / dk / dW / dG kernel: ``NIRVANA_GDR_BWD_DQK=split`` (``_bwd_dqk_split``, K in
     64-wide slices across programs, the sums over K finished in the WY backward) at its defaults (8 warps
@@ -129,9 +150,12 @@ def dqk_variants() -> list[dict]:
 def relevant(shape_name: str, env: dict) -> bool:
     """Whether a variant can differ from another at this shape: the state halves only exist above a
     64-wide K block (at head dim 64 NIRVANA_GDR_FWD_HALVES=1 launches exactly the variant without it), and
-    a 128-wide K block of the WY backward only above head dim 64 (its K block is at most the head dim's)."""
+    a 128-wide K block of the WY backward or column block of ``_fwd_wy`` only above head dim 64 (each block is at
+    most the head dim's)."""
     wide = SHAPES[shape_name][3] > 64
-    return (env.get("NIRVANA_GDR_FWD_HALVES") != "1" or wide) and (env.get("NIRVANA_GDR_WY_BK") != "128" or wide)
+    wide_only = (env.get("NIRVANA_GDR_FWD_HALVES") == "1", env.get("NIRVANA_GDR_WY_BK") == "128",
+                 env.get("NIRVANA_GDR_FWD_WY_BKV") == "128")
+    return wide or not any(wide_only)
 
 
 def variants(kind: str) -> list[dict]:
@@ -141,7 +165,7 @@ def variants(kind: str) -> list[dict]:
     fused, as the baseline); ``prep``: the forward's first stage, fused (``_fwd_prep``) against split
     (``_fwd_inv`` + ``_fwd_wy``) at a few num_warps of the two; ``fwd-d128``: ``fwd_d128_variants``;
     ``wy``: ``wy_variants``; ``wy-ops``: ``wy_ops_variants``; ``dqk``: ``dqk_variants``; ``precision``:
-    ``precision_variants``."""
+    ``precision_variants``; ``fwd-wy``: ``fwd_wy_variants``."""
     out = [{}]
     if kind == "dqk":
         return out + dqk_variants()
@@ -155,6 +179,8 @@ def variants(kind: str) -> list[dict]:
         return out + wy_ops_variants()
     if kind == "precision":
         return out + precision_variants()
+    if kind == "fwd-wy":
+        return out + fwd_wy_variants()
     if kind == "prep":
         out += [{"NIRVANA_GDR_PREP": "fused"}, {"NIRVANA_GDR_PREP": "split"}]
         for inv_warps, wy_warps in itertools.product((4, 8), (4, 8)):
@@ -266,7 +292,7 @@ def main() -> int:
     parser.add_argument("--out", default="gdr_tune.json")
     parser.add_argument("--shapes", default="mri,lang")
     parser.add_argument("--workers", type=int, default=12)
-    kinds = ("fwd", "bwd", "bwd-split", "prep", "fwd-d128", "wy", "wy-ops", "dqk", "precision")
+    kinds = ("fwd", "bwd", "bwd-split", "prep", "fwd-d128", "wy", "wy-ops", "dqk", "precision", "fwd-wy")
     parser.add_argument("--kind", choices=kinds, default="fwd", help="which launches to vary")
     parser.add_argument("--budget", type=float, default=300.0, help="seconds for both phases")
     args = parser.parse_args()

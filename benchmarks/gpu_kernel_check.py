@@ -80,6 +80,19 @@ def thresholds(dtype):
     return 1e-2, 2e-2
 
 
+def gdr_thresholds(dtype):
+    """The delta rule's bounds: ``thresholds(dtype)``, except under ``--smoke`` (the interpreter at head dims
+    16-32 and ~70 tokens) with 16-bit operands (``NIRVANA_GDR_PRECISION``, the default for 16-bit inputs since
+    run BK), which get the unit tests' bounds for that mode, 3e-2 / 4e-2
+    (tests/kernels/test_gated_delta_rule_triton.py::assert_bf16_operand_accuracy). At real shapes on the GPU
+    that mode measured 3.9e-3 .. 4.4e-3 (run BK) and keeps 1e-2 / 2e-2."""
+    from nirvana_mri.backbone.kernels.gated_delta_rule_triton import precision_mode
+
+    if SMOKE and dtype in (torch.float16, torch.bfloat16) and precision_mode() == "bf16":
+        return 3e-2, 4e-2
+    return thresholds(dtype)
+
+
 # ----------------------------------------------------------------------------------------------
 def run_gdr(fn, xs, state, final, seed=7):
     """Outputs and gradients of one delta-rule implementation (the gradient of o and of ht)."""
@@ -135,13 +148,13 @@ def check_gdr(shape, dtype, final=False, h0=False, variant_env=None, seed=0):
     os.environ.update(variant_env or {})
     try:
         got = run_gdr(chunk_gated_delta_rule_triton, xs, state, final)
+        thr_val, thr_grad = gdr_thresholds(dtype)
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    thr_val, thr_grad = thresholds(dtype)
     errors, ok = compare(got, want, GDR_NAMES, thr_val, thr_grad, 2)
     values_ok = all(errors.get(n, 0) < thr_val for n in ("o", "final_state"))
     return errors, ok, {"values_ok": values_ok, "thresholds": (thr_val, thr_grad)}
@@ -362,6 +375,7 @@ def norm_checks(smoke: bool) -> None:
 # ----------------------------------------------------------------------------------------------
 ROWS: list[dict] = []
 PARTIAL_OUT: str | None = None
+SMOKE = False  # --smoke: the interpreter at tiny shapes (gdr_thresholds)
 
 
 def record(check, shape, dtype, fn, variant="default"):
@@ -401,7 +415,7 @@ BWD_VARIANTS = [
 
 
 def main() -> int:
-    global DEVICE, PARTIAL_OUT
+    global DEVICE, PARTIAL_OUT, SMOKE
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="benchmarks/results/gpu_kernel_check.json")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU under the interpreter")
@@ -423,6 +437,7 @@ def main() -> int:
         parser.error("--skip-gdr runs the rows that --gdr-only / --model-only leave out: give one of them")
     PARTIAL_OUT = args.out
     DEVICE = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    SMOKE = args.smoke
     start = time.time()
     log(f"device: {gpu_name() if DEVICE.type == 'cuda' else 'cpu (interpreter)'}; versions {versions()}")
     gdr_env = {k: v for k, v in sorted(os.environ.items()) if k.startswith("NIRVANA_GDR_")}

@@ -220,9 +220,11 @@ def gdr_impls(skip_fla: bool):
 
 
 def impl_envs() -> dict[str, dict]:
-    """The switches of each variant row of ours: ``ours[LABEL]`` (``--gdr-variants``) and ``ours-bf16ops``."""
+    """The switches of each variant row of ours: ``ours[LABEL]`` (``--gdr-variants``) and ``ours-tf32ops`` (float32
+    operands and intermediates; 16-bit operands, the ``ours-bf16ops`` row of runs before BK, are the default
+    since then)."""
     envs = {f"ours[{label}]": env for label, env in GDR_VARIANT_ROWS.items()}
-    return {**envs, "ours-bf16ops": {"NIRVANA_GDR_PRECISION": "bf16"}}
+    return {**envs, "ours-tf32ops": {"NIRVANA_GDR_PRECISION": "tf32"}}
 
 
 def forward_backward_under(env: dict, fn, xs, do) -> None:
@@ -241,7 +243,7 @@ def bench_gdr(shapes, skip_fla: bool, fla_only: bool = False, impl_label: str | 
         impls = {k: v for k, v in impls.items() if k == "fla"}
     variants = [f"ours[{label}]" for label in GDR_VARIANT_ROWS]
     envs = impl_envs()
-    order = [k for k in ("ours", *variants, "fla", "ours-bf16ops", "reference") if k in impls]
+    order = [k for k in ("ours", *variants, "fla", "ours-tf32ops", "reference") if k in impls]
     for B, T, H, D in shapes.values():
         shape = f"B{B} T{T} H{H} D{D}"
         log(f"[gdr] {shape}")

@@ -22,7 +22,7 @@ from test_gated_delta_rule_bwd_split import NAMES  # noqa: E402
 from test_gated_delta_rule_triton import _inputs  # noqa: E402
 from test_gated_delta_rule_varlen import _packed, _run, _upstream  # noqa: E402
 
-SWITCHES = ("NIRVANA_GDR_WY", "NIRVANA_GDR_WY_BK", "NIRVANA_GDR_WY_WARPS")
+SWITCHES = ("NIRVANA_GDR_WY", "NIRVANA_GDR_WY_BK", "NIRVANA_GDR_WY_WARPS", "NIRVANA_GDR_WY_OPS")
 
 
 def _recorded(monkeypatch, env: dict) -> list:
@@ -67,13 +67,15 @@ def _case_id(c) -> str:
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
 def test_wy_trans(monkeypatch, case, rel):
     """``trans`` vs the float64 reference (values, final state, dq dk dv dg dbeta dh0) and vs ``load`` on
-    the same inputs (the same sums, partly in another order: float32 rounding apart)."""
+    the same inputs (the same sums, partly in another order: float32 rounding apart). ``trans`` with float32
+    operands in its products over K and V (``NIRVANA_GDR_WY_OPS=fp32``), as ``load`` takes them; the 16-bit
+    default is checked in test_gated_delta_rule_precision.py."""
     B, T, H, K, V, dtype, l2, h0, bk, nkb = case
     xs, state = _inputs(B, T, H, K, V, dtype, l2, h0, seed=K + T + V)
     gen = torch.Generator().manual_seed(7)
     grads = (torch.randn(B, T, H, V, generator=gen), torch.randn(B, H, K, V, generator=gen))
     block = {"NIRVANA_GDR_WY_BK": bk} if bk else {}
-    seen = _recorded(monkeypatch, {"NIRVANA_GDR_WY": "trans", **block})
+    seen = _recorded(monkeypatch, {"NIRVANA_GDR_WY": "trans", "NIRVANA_GDR_WY_OPS": "fp32", **block})
     got = _all(triton_mod.chunk_gated_delta_rule_triton, xs, state, grads, l2)
     assert _wy_launches(seen) == [("_bwd_wy_trans", min(triton_mod._pow2(K), int(bk or 64)), nkb)]
     seen = _recorded(monkeypatch, {"NIRVANA_GDR_WY": "load", **block})

@@ -136,8 +136,8 @@ def test_tf32_kkt_accuracy(monkeypatch, rel):
 
 def test_forward_switches(monkeypatch):
     """NIRVANA_GDR_INV_KKT: block by default, tiles, else refused; NIRVANA_GDR_INV_KKT_PREC: exact under
-    the interpreter unless tf32 (emulated); NIRVANA_GDR_FWD_HALVES: on by default, only ever above a 64-wide
-    K block."""
+    the interpreter unless tf32 (emulated), which 16-bit operands above head dim 64 take by default;
+    NIRVANA_GDR_FWD_HALVES: on by default, only ever above a 64-wide K block."""
     for name in SWITCHES:
         monkeypatch.delenv(name, raising=False)
     assert triton_mod.inv_kkt_mode() == "block"
@@ -146,13 +146,15 @@ def test_forward_switches(monkeypatch):
     monkeypatch.setenv("NIRVANA_GDR_INV_KKT", "full")
     with pytest.raises(ValueError, match="NIRVANA_GDR_INV_KKT"):
         triton_mod.inv_kkt_mode()
-    assert triton_mod.inv_kkt_precision("ieee") == "ieee"
+    assert triton_mod.inv_kkt_precision("ieee", False) == "ieee"
+    assert triton_mod.inv_kkt_precision("ieee", True) == "tf32emu"  # 16-bit operands above head dim 64
     for want, got in [("tf32", "tf32emu"), ("tf32x3", "ieee"), ("ieee", "ieee")]:
         monkeypatch.setenv("NIRVANA_GDR_INV_KKT_PREC", want)
-        assert triton_mod.inv_kkt_precision("ieee") == got
+        assert triton_mod.inv_kkt_precision("ieee", False) == got
+        assert triton_mod.inv_kkt_precision("ieee", True) == got
     monkeypatch.setenv("NIRVANA_GDR_INV_KKT_PREC", "bf16")
     with pytest.raises(ValueError, match="NIRVANA_GDR_INV_KKT_PREC"):
-        triton_mod.inv_kkt_precision("ieee")
+        triton_mod.inv_kkt_precision("ieee", False)
     assert [triton_mod.fwd_halves(bk) for bk in (16, 64, 128, 256)] == [False, False, True, True]
     monkeypatch.setenv("NIRVANA_GDR_FWD_HALVES", "0")
     assert not any(triton_mod.fwd_halves(bk) for bk in (64, 128, 256))

@@ -1,8 +1,10 @@
 """The delta rule's operand precision for 16-bit inputs (``NIRVANA_GDR_PRECISION``): ``auto`` by default,
-16-bit operands above head dim 64 and float32 (TF32) operands at 64 and below, as measured on an H200
-(benchmarks/results/kernels.md, runs AY-BA); and the 16-bit-operand backward compiles for Hopper with a
-final-state gradient (GPU run AY found ``_bwd_state_split`` refused by Triton there: a loop-carried pointer
-that changed type, float32 dht -> 16-bit dhs; the interpreter does not type-check, so this compiles it)."""
+16-bit operands at every head dim, as measured on an H200 (benchmarks/results/kernels.md, runs AY-BA and BI;
+``tf32`` keeps float32 operands); the WY backward's operand switch (``NIRVANA_GDR_WY_OPS``, 16-bit by default)
+and the forward's (``NIRVANA_GDR_FWD_WY_OPS``, float32 by default); and the 16-bit-operand backward compiles
+for Hopper with a final-state gradient (GPU run AY found ``_bwd_state_split`` refused by Triton there: a
+loop-carried pointer that changed type, float32 dht -> 16-bit dhs; the interpreter does not type-check, so
+this compiles it)."""
 
 from __future__ import annotations
 
@@ -24,50 +26,56 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_precision_policy(monkeypatch):
-    """auto (unset, empty or ``auto``): bf16 above head dim 64, tf32 at 64 and below; ``tf32`` / ``bf16``
-    at every head dim; anything else refused, naming the variable."""
+    """auto (unset, empty or ``auto``): bf16; ``tf32`` / ``bf16`` as given; anything else refused, naming
+    the variable."""
     for value in (None, "", "auto"):
         if value is None:
             monkeypatch.delenv("NIRVANA_GDR_PRECISION", raising=False)
         else:
             monkeypatch.setenv("NIRVANA_GDR_PRECISION", value)
-        assert [triton_mod.precision_mode(d) for d in (16, 64, 65, 128)] == ["tf32", "tf32", "bf16", "bf16"]
+        assert triton_mod.precision_mode() == "bf16"
     for value in ("tf32", "bf16"):
         monkeypatch.setenv("NIRVANA_GDR_PRECISION", value)
-        assert {triton_mod.precision_mode(d) for d in (16, 64, 128)} == {value}
+        assert triton_mod.precision_mode() == value
     monkeypatch.setenv("NIRVANA_GDR_PRECISION", "fp8")
     with pytest.raises(ValueError, match="NIRVANA_GDR_PRECISION"):
-        triton_mod.precision_mode(128)
+        triton_mod.precision_mode()
 
 
 def _operand_types(monkeypatch, K, V, dtype) -> set:
-    """The DT constexpr of every launch that has one, for one forward+backward with no switch set."""
-    seen = record_launches(monkeypatch, triton_mod, {}, ("NIRVANA_GDR_PRECISION",))
+    """The operand types (DT, and the WY backward's WDT) of every launch that has one, for one forward+backward
+    with no switch set."""
+    seen = record_launches(monkeypatch, triton_mod, {}, ("NIRVANA_GDR_PRECISION", "NIRVANA_GDR_WY_OPS"))
     xs, state = _inputs(1, 70, 1, K, V, dtype, True, True, seed=K + V)
     xs = [x.requires_grad_(True) for x in xs]
     o, ht = triton_mod.chunk_gated_delta_rule_triton(*xs, None, state, True, True)
     (o.float().sum() + ht.sum()).backward()
-    return {str(kw["DT"]) for _, kw in seen if "DT" in kw}
+    return {(name, str(kw[key])) for name, kw in seen for key in ("DT", "WDT") if key in kw}
 
 
 @pytest.mark.parametrize(
     "K, V, dtype, want",
-    [(128, 32, torch.bfloat16, "bf16"), (32, 128, torch.bfloat16, "bf16"), (64, 64, torch.bfloat16, "fp32"),
-     (128, 32, torch.float32, "fp32")],
-    ids=["K128-bf16", "V128-bf16", "K64-bf16", "K128-fp32"],
+    [(128, 32, torch.bfloat16, "bf16"), (32, 128, torch.bfloat16, "bf16"), (64, 64, torch.bfloat16, "bf16"),
+     (64, 64, torch.float16, "fp16"), (128, 32, torch.float32, "fp32"), (64, 64, torch.float32, "fp32")],
+    ids=["K128-bf16", "V128-bf16", "K64-bf16", "K64-fp16", "K128-fp32", "K64-fp32"],
 )
-def test_default_operands_follow_head_dim(monkeypatch, K, V, dtype, want):
-    """With nothing exported, every launch of forward and backward (final state and its gradient included)
-    multiplies 16-bit operands exactly when 16-bit inputs have a head dim above 64; float32 inputs never."""
-    assert _operand_types(monkeypatch, K, V, dtype) == {want}
+def test_default_operands_follow_input_dtype(monkeypatch, K, V, dtype, want):
+    """With nothing exported, every launch of forward and backward (final state and its gradient included, the
+    WY backward too) multiplies 16-bit operands of the input's type exactly when the inputs are 16-bit, at
+    every head dim; float32 inputs never. ``_fwd_wy`` takes them above head dim 64 only (fwd_wy_operands)."""
+    seen = _operand_types(monkeypatch, K, V, dtype)
+    assert {t for name, t in seen if name != "_fwd_wy"} == {want}
+    assert {t for name, t in seen if name == "_fwd_wy"} == {want if max(K, V) > 64 else "fp32"}
 
 
-def test_default_at_head_dim_128_matches_reference(monkeypatch, rel):
-    """The default at head dim 128 with bf16 inputs (16-bit operands, emulated under the interpreter) against
-    the float64 reference, values, final state and gradients incl. the initial state's, with the tolerances
-    of test_gated_delta_rule_triton.py::test_bf16_operand_mode."""
+@pytest.mark.parametrize("K, V", [(128, 32), (64, 64)], ids=["K128", "K64"])
+def test_default_matches_reference(monkeypatch, rel, K, V):
+    """The default with bf16 inputs (16-bit operands, emulated under the interpreter) against the float64
+    reference at head dims 128 and 64, values, final state and gradients incl. the initial state's, with the
+    tolerances of test_gated_delta_rule_triton.py::test_bf16_operand_mode."""
     monkeypatch.delenv("NIRVANA_GDR_PRECISION", raising=False)
-    xs, state = _inputs(1, 70, 1, 128, 32, torch.bfloat16, True, True, seed=21)
+    monkeypatch.delenv("NIRVANA_GDR_WY_OPS", raising=False)
+    xs, state = _inputs(1, 70, 1, K, V, torch.bfloat16, True, True, seed=K + 21)
     assert_bf16_operand_accuracy(xs, state, rel, final=True)
 
 
@@ -99,19 +107,20 @@ def test_16bit_backward_state_pass_compiles_for_hopper():
 
 
 def test_wy_operand_switch(monkeypatch):
-    """NIRVANA_GDR_WY_OPS: fp32 by default (also when empty): the WY backward's products keep float32 operands;
-    bf16 only takes 16-bit operands where the other kernels do (16-bit-operand mode); else refused."""
+    """NIRVANA_GDR_WY_OPS: bf16 by default (also when empty): the WY backward's products take 16-bit operands
+    only where the other kernels do (16-bit-operand mode), else float32; fp32 keeps float32 operands; anything
+    else refused."""
     import triton.language as tl
 
-    for value in (None, "", "fp32"):
+    for value in (None, "", "bf16"):
         if value is None:
             monkeypatch.delenv("NIRVANA_GDR_WY_OPS", raising=False)
         else:
             monkeypatch.setenv("NIRVANA_GDR_WY_OPS", value)
-        assert triton_mod.wy_operands("emu", tl.bfloat16, "ieee") == ("ieee", tl.float32)
-    monkeypatch.setenv("NIRVANA_GDR_WY_OPS", "bf16")
-    assert triton_mod.wy_operands("emu", tl.bfloat16, "ieee") == ("emu", tl.bfloat16)
-    assert triton_mod.wy_operands("tf32", tl.float32, "tf32") == ("tf32", tl.float32)
+        assert triton_mod.wy_operands("emu", tl.bfloat16, "ieee") == ("emu", tl.bfloat16)
+        assert triton_mod.wy_operands("tf32", tl.float32, "tf32") == ("tf32", tl.float32)
+    monkeypatch.setenv("NIRVANA_GDR_WY_OPS", "fp32")
+    assert triton_mod.wy_operands("emu", tl.bfloat16, "ieee") == ("ieee", tl.float32)
     monkeypatch.setenv("NIRVANA_GDR_WY_OPS", "bf16x")
     with pytest.raises(ValueError, match="NIRVANA_GDR_WY_OPS"):
         triton_mod.wy_operands("emu", tl.bfloat16, "ieee")
@@ -128,7 +137,7 @@ def _forward_backward(xs, state):
 
 
 def test_wy_backward_with_16bit_operands(monkeypatch, rel):
-    """NIRVANA_GDR_WY_OPS=bf16 at head dim 128 with bf16 inputs (the 16-bit-operand default there): the WY
+    """NIRVANA_GDR_WY_OPS=bf16 (the default) at head dim 128 with bf16 inputs, against fp32: the WY
     backward is launched with 16-bit operands (emulated here), its gradients move off the float32-operand
     ones by rounding only, and stay within test_bf16_operand_mode's tolerances of the float64 reference;
     forward values are untouched."""
@@ -150,3 +159,62 @@ def test_wy_backward_with_16bit_operands(monkeypatch, rel):
     assert max(moved) > 0 and max(moved) < 2e-2, moved
     for a, b in zip(got[2:], want, strict=True):
         assert rel(a, b) < 4e-2
+
+
+def test_fwd_wy_operand_switch(monkeypatch):
+    """NIRVANA_GDR_FWD_WY_OPS: auto by default (also when empty): ``_fwd_wy``'s products take 16-bit operands
+    above head dim 64 and float32 at 64 and below; bf16 / fp32 at every head dim; 16-bit only where the other
+    kernels take them (16-bit-operand mode); anything else refused. Its default column block: all of a 128-wide
+    head dim with 16-bit operands, else at most 64."""
+    import triton.language as tl
+
+    fp32, bf16 = ("ieee", tl.float32), ("emu", tl.bfloat16)
+    for value in (None, "", "auto"):
+        if value is None:
+            monkeypatch.delenv("NIRVANA_GDR_FWD_WY_OPS", raising=False)
+        else:
+            monkeypatch.setenv("NIRVANA_GDR_FWD_WY_OPS", value)
+        assert [triton_mod.fwd_wy_operands("emu", tl.bfloat16, "ieee", d) for d in (32, 64, 80, 128)] == [
+            fp32, fp32, bf16, bf16]
+    for value, want in (("fp32", fp32), ("bf16", bf16)):
+        monkeypatch.setenv("NIRVANA_GDR_FWD_WY_OPS", value)
+        assert {triton_mod.fwd_wy_operands("emu", tl.bfloat16, "ieee", d) for d in (64, 128)} == {want}
+        assert triton_mod.fwd_wy_operands("tf32x3", tl.float32, "tf32x3", 128) == ("tf32x3", tl.float32)
+    monkeypatch.setenv("NIRVANA_GDR_FWD_WY_OPS", "half")
+    with pytest.raises(ValueError, match="NIRVANA_GDR_FWD_WY_OPS"):
+        triton_mod.fwd_wy_operands("emu", tl.bfloat16, "ieee", 128)
+    assert [triton_mod.fwd_wy_block(d, True) for d in (16, 64, 80, 128)] == [16, 64, 128, 128]
+    assert [triton_mod.fwd_wy_block(d, False) for d in (16, 64, 128)] == [16, 64, 64]
+
+
+@pytest.mark.parametrize("K, V", [(128, 32), (64, 64)], ids=["K128", "K64"])
+def test_fwd_wy_with_16bit_operands(monkeypatch, rel, K, V):
+    """NIRVANA_GDR_FWD_WY_OPS=bf16 with bf16 inputs: ``_fwd_wy`` is launched with 16-bit operands (emulated
+    here) and writes U in 16 bits; the output and final state move off the float32-operand ones by rounding
+    only, and values, final state and every gradient (the initial state's too) stay within the 16-bit-operand
+    mode's tolerances of the float64 reference. float32 inputs are untouched by the switch (bitwise)."""
+    xs, state = _inputs(1, 70, 1, K, V, torch.bfloat16, True, True, seed=K + 31)
+    seen = record_launches(monkeypatch, triton_mod, {"NIRVANA_GDR_FWD_WY_OPS": "fp32"}, ("NIRVANA_GDR_PRECISION",))
+    base = triton_mod.chunk_gated_delta_rule_triton(*xs, None, state, True, True)
+    seen.clear()
+    monkeypatch.setenv("NIRVANA_GDR_FWD_WY_OPS", "bf16")
+    real_launch = triton_mod.launch
+    u_types = []
+
+    def launch(kernel, grid, *args, **kwargs):  # _fwd_wy's U output is its 8th positional argument
+        if kernel.fn.__name__ == "_fwd_wy":
+            u_types.append(args[7].dtype)
+        return real_launch(kernel, grid, *args, **kwargs)
+
+    monkeypatch.setattr(triton_mod, "launch", launch)
+    got = triton_mod.chunk_gated_delta_rule_triton(*xs, None, state, True, True)
+    (wy,) = [kw for name, kw in seen if name == "_fwd_wy"]
+    assert str(wy["WDT"]) == "bf16" and wy["WPREC"] == "emu" and u_types == [torch.bfloat16]
+    moved = [rel(a, b) for a, b in zip(got, base, strict=True)]
+    assert max(moved) > 0 and max(moved) < 2e-2, moved
+    assert_bf16_operand_accuracy([x.clone() for x in xs], state, rel, final=True)
+    xs32 = [x.float() for x in xs]
+    with_switch = triton_mod.chunk_gated_delta_rule_triton(*xs32, None, state, True, True)
+    monkeypatch.setenv("NIRVANA_GDR_FWD_WY_OPS", "fp32")
+    without = triton_mod.chunk_gated_delta_rule_triton(*xs32, None, state, True, True)
+    assert all(torch.equal(a, b) for a, b in zip(with_switch, without, strict=True))

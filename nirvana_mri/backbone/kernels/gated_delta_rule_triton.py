@@ -88,16 +88,19 @@ Arithmetic: float32 everywhere (state, cumsums, inverse, accumulators). Matrix p
 accuracy for float32 inputs (3xTF32 on GPUs, exact under the interpreter); for 16-bit inputs,
 ``NIRVANA_GDR_PRECISION``: ``tf32`` (TF32 products on float32 operands and intermediates, rel. errors
 ~2.8e-3 vs float64 on an H200), ``bf16`` (16-bit operands and 16-bit stored intermediates like fla, the
-running state and accumulators still float32; ~4e-3) or ``auto`` (default): ``bf16`` above head dim 64,
-where it is 1.35x faster forward+backward (GPU runs AY0 / AY: 2.84 vs 3.81 ms at B4 T4096 H16 D128),
-``tf32`` at head dim 64 and below, where the float32 path's forward is the faster one (0.48 vs 0.65 ms,
-run X).
+running state and accumulators still float32; ~4e-3) or ``auto`` (default): ``bf16`` at every head dim.
+It was 1.35x faster forward+backward at head dim 128 (GPU runs AY0 / AY: 2.84 vs 3.81 ms at B4 T4096 H16
+D128) and, with the faster head-dim-64 kernels of later runs, 1.41x at B2 T6400 H16 D64 (1.59 vs 2.24 ms) and
+as fast or faster at the MRI shapes (run BI, ``gdr_tune.py --kind precision``). Before run BI ``auto`` kept
+``tf32`` at head dim 64, whose forward had measured faster then (0.48 vs 0.65 ms, run X).
 float64 inputs are computed in float32 and cast back.
 Environment (all read at call time): ``NIRVANA_GDR_PREP=split|fused`` (the forward's first stage,
 default ``split``, see above), ``NIRVANA_GDR_PREP_WARPS`` / ``NIRVANA_GDR_FWD_WY_WARPS`` (num_warps of
 ``_fwd_inv`` / ``_fwd_wy``, default 4 / 4: with 4 warps for ``_fwd_inv`` instead of 8 the whole
 forward ran 1.25-1.56x faster on an H200 in GPU call L, despite more register spills) and
-``NIRVANA_GDR_FWD_WY_BKV`` (column block of ``_fwd_wy``, default 64, smaller for small head dims),
+``NIRVANA_GDR_FWD_WY_BKV`` (column block of ``_fwd_wy``, default 64, smaller for small head dims, 128 at head
+dim 128 with 16-bit operands: ``fwd_wy_block``) and ``NIRVANA_GDR_FWD_WY_OPS=auto|fp32|bf16`` (its products'
+operands, 16-bit above head dim 64 by default: ``fwd_wy_operands``),
 ``NIRVANA_GDR_WARPS`` (num_warps of the backward kernels, default 4, 8 for the split backward above
 head dim 64: see ``_bwd_warps``),
 ``NIRVANA_GDR_FWD_BV`` / ``NIRVANA_GDR_BWD_BV`` (V-block of the sequential state passes, default 64),
@@ -111,8 +114,8 @@ default that of the other backward kernels), ``NIRVANA_GDR_WY=load|trans`` (the 
 default ``trans``: ``_bwd_wy_trans``; ``load``: ``_bwd_wy``, see above and ``wy_mode``),
 ``NIRVANA_GDR_WY_BK`` (its K block, default 64), ``NIRVANA_GDR_WY_WARPS`` (its num_warps, default 4
 for ``trans``, that of the other backward kernels for ``load``) and ``NIRVANA_GDR_WY_OPS=fp32|bf16``
-(``trans`` only: its products over K and V with 16-bit operands in the 16-bit-operand mode; opt-in,
-``wy_operands``),
+(``trans`` only: its products over K and V with 16-bit operands in the 16-bit-operand mode, the default
+since run BI; ``wy_operands``),
 ``NIRVANA_GDR_BWD_DQK=full|split`` (the backward's second kernel, default ``full``: ``_bwd_dqk``; ``split``:
 ``_bwd_dqk_split``, see above and ``dqk_mode``) with ``NIRVANA_GDR_DQK_BK`` (its K-slice, default 64),
 ``NIRVANA_GDR_DQK_BV`` (its V-block, default 64) and ``NIRVANA_GDR_DQK_WARPS`` (its num_warps, default that
@@ -746,11 +749,13 @@ def _fwd_wy(
     BKV: tl.constexpr,
     NK: tl.constexpr,
     BT: tl.constexpr,
-    PREC: tl.constexpr,
+    WPREC: tl.constexpr,
+    WDT: tl.constexpr,
     IS_VARLEN: tl.constexpr,
 ):
     """W = M diag(beta gamma) Kn (programs 0 .. NK-1 of axis 0) or U = M diag(beta) V (the rest), for
-    one BKV-wide block of columns: one [BT, BT] x [BT, BKV] product with M loaded from ``m``."""
+    one BKV-wide block of columns: one [BT, BT] x [BT, BKV] product with M loaded from ``m``, operands cast
+    to WDT at WPREC (float32 by default; ``NIRVANA_GDR_FWD_WY_OPS``)."""
     i_kv, i_t, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)  # 64-bit offsets
     i_b, i_h = i_bh // H, i_bh % H
     if IS_VARLEN:  # program i_t: chunk i_t of the packed sequences (B is 1); T: its sequence's length
@@ -768,12 +773,12 @@ def _fwd_wy(
         rkt = _load_vec(rk + row, t0, T, sg, BT)
         Gt = _load_vec(G + row, t0, T, sg, BT)
         kb = (kt * rkt[:, None]) * (b * tl.exp(Gt))[:, None]
-        wt = tl.dot(Mt, kb, input_precision=PREC)
+        wt = _dot(Mt, kb, WPREC, WDT)
         _store_tile(w_out + row * K + c0, wt, t0, T, H * K, K - c0, BT, BKV)
     else:
         c0 = (i_kv - NK) * BKV
         vt = _load_tile(v + row * V + c0, t0, T, H * V, V - c0, BT, BKV)
-        ut = tl.dot(Mt, vt * b[:, None], input_precision=PREC)
+        ut = _dot(Mt, vt * b[:, None], WPREC, WDT)
         _store_tile(u_out + row * V + c0, ut, t0, T, H * V, V - c0, BT, BKV)
 
 
@@ -1838,22 +1843,20 @@ def _interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-def precision_mode(head_dim: int = 0) -> str:
-    """Operand precision for 16-bit inputs at ``head_dim`` (``NIRVANA_GDR_PRECISION``, read at call time):
+def precision_mode() -> str:
+    """Operand precision for 16-bit inputs (``NIRVANA_GDR_PRECISION``, read at call time):
     ``tf32`` (float32 operands and intermediates, TF32 products, errors ~3e-3), ``bf16`` (16-bit operands
-    and intermediates like fla, ~4e-3 on the GPU) or ``auto`` (default): ``bf16`` above head dim 64,
-    ``tf32`` at 64 and below (whichever measured faster there; see the module docstring)."""
+    and intermediates like fla, ~4e-3 on the GPU) or ``auto`` (default): ``bf16``, at every head dim the
+    faster on the GPU (run BI; see the module docstring)."""
     mode = os.environ.get("NIRVANA_GDR_PRECISION") or "auto"
     if mode not in ("auto", "tf32", "bf16"):
         raise ValueError(f"NIRVANA_GDR_PRECISION must be auto, tf32 or bf16, got {mode!r}")
-    if mode == "auto":
-        return "bf16" if head_dim > 64 else "tf32"
-    return mode
+    return "bf16" if mode == "auto" else mode
 
 
-def _dot_cfg(dtype: torch.dtype, head_dim: int):
+def _dot_cfg(dtype: torch.dtype):
     """(precision, operand dtype, storage dtype of W / states / Vn) for inputs of ``dtype``."""
-    if dtype in (torch.float16, torch.bfloat16) and precision_mode(head_dim) == "bf16":
+    if dtype in (torch.float16, torch.bfloat16) and precision_mode() == "bf16":
         dt = tl.bfloat16 if dtype == torch.bfloat16 else tl.float16
         return ("emu" if _interpreted() else "tf32"), dt, dtype
     if _interpreted():
@@ -1940,16 +1943,20 @@ def inv_kkt_mode() -> str:
     return mode
 
 
-def inv_kkt_precision(prec32: str) -> str:
+def inv_kkt_precision(prec32: str, wide16: bool) -> str:
     """Input precision of ``_fwd_inv_block``'s Kn Kn^T product (``NIRVANA_GDR_INV_KKT_PREC``).
 
     Default ``tf32x3`` on the GPU: ``_fwd_inv`` multiplies the diagonal 16x16 blocks in exact fp32
     ("ieee", FMA loops) because the forward substitution reuses them, and 3xTF32 is as accurate for a
     tensor-core price; ``tf32`` (the off-diagonal blocks' precision for 16-bit inputs) and ``ieee`` can be
-    asked for. Under the interpreter ``ieee`` (exact) by default, and ``tf32`` is emulated (operands
-    rounded to TF32) so CPU tests measure what TF32 costs in accuracy.
+    asked for. ``wide16`` (16-bit operands above head dim 64): ``tf32`` by default, one pass instead of
+    three over the wider K (run BM at B4 T4096 H16 D128: forward 0.905 -> 0.868 ms alone, 0.810 -> 0.777 with
+    the 16-bit ``_fwd_wy``; errors vs float64 unchanged at 3.8e-3 / 4.4e-3, their 16-bit operands dominate).
+    Under the interpreter ``ieee`` (exact) by default, and ``tf32`` is emulated (operands rounded to TF32) so
+    CPU tests measure what TF32 costs in accuracy.
     """
-    want = os.environ.get("NIRVANA_GDR_INV_KKT_PREC") or ("tf32x3" if prec32 in ("tf32", "tf32x3") else "ieee")
+    default = "tf32" if wide16 else ("tf32x3" if prec32 in ("tf32", "tf32x3") else "ieee")
+    want = os.environ.get("NIRVANA_GDR_INV_KKT_PREC") or default
     if want not in ("tf32", "tf32x3", "ieee"):
         raise ValueError(f"NIRVANA_GDR_INV_KKT_PREC must be tf32, tf32x3 or ieee, got {want!r}")
     if _interpreted():
@@ -2006,15 +2013,41 @@ def wy_mode() -> str:
 
 def wy_operands(prec: str, dt, prec32: str) -> tuple[str, object]:
     """(WPREC, WDT) of ``_bwd_wy_trans``'s products over K and V (``NIRVANA_GDR_WY_OPS``, read at call time):
-    ``fp32`` (default: float32 operands at ``prec32``, as the rest of that kernel) or ``bf16`` (16-bit operands
-    at ``prec``, as the other backward kernels take them; only where those do, i.e. with 16-bit operands on,
-    else float32). Opt-in until timed and checked on a GPU (benchmarks/gpu/call_bc.sh)."""
-    mode = os.environ.get("NIRVANA_GDR_WY_OPS") or "fp32"
+    ``bf16`` (default: 16-bit operands at ``prec``, as the other backward kernels take them; only where those
+    do, i.e. with 16-bit operands on, else float32) or ``fp32`` (float32 operands at ``prec32``, as the rest of
+    that kernel). ``bf16`` passed the GPU check (runs BC, BC2) and was 1.06x faster forward+backward at
+    B4 T4096 H16 D128 in two runs (2.675 vs 2.840 ms in BC, 2.670 vs 2.841 in BI, same process)."""
+    mode = os.environ.get("NIRVANA_GDR_WY_OPS") or "bf16"
     if mode not in ("fp32", "bf16"):
         raise ValueError(f"NIRVANA_GDR_WY_OPS must be fp32 or bf16, got {mode!r}")
     if mode == "bf16" and dt != tl.float32:
         return prec, dt
     return prec32, tl.float32
+
+
+def fwd_wy_operands(prec: str, dt, prec32: str, head_dim: int) -> tuple[str, object]:
+    """(WPREC, WDT) of ``_fwd_wy``'s two products, W = M Kb and U = M Vb (``NIRVANA_GDR_FWD_WY_OPS``, read at
+    call time): ``fp32`` (float32 operands at ``prec32``, M being the exact float32 inverse), ``bf16`` (16-bit
+    operands at ``prec``, as fla's ``recompute_w_u`` takes them, and U then stored 16-bit like W; only with
+    16-bit operands on, else float32) or ``auto`` (default): ``bf16`` above head dim 64, ``fp32`` at 64 and
+    below. Run BM (``gdr_tune.py --kind fwd-wy``, same process per shape): the forward at B4 T4096 H16 D128
+    0.905 -> 0.825 ms (0.810 with 128-wide column blocks, ``fwd_wy_block``); at head dim 64 0.543 -> 0.502 at
+    B2 T6400 H16 but 0.426 -> 0.462 at B8 T1600 H16, so not there."""
+    mode = os.environ.get("NIRVANA_GDR_FWD_WY_OPS") or "auto"
+    if mode not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"NIRVANA_GDR_FWD_WY_OPS must be auto, fp32 or bf16, got {mode!r}")
+    if mode == "auto":
+        mode = "bf16" if head_dim > 64 else "fp32"
+    if mode == "bf16" and dt != tl.float32:
+        return prec, dt
+    return prec32, tl.float32
+
+
+def fwd_wy_block(head_dim: int, ops16: bool) -> int:
+    """``_fwd_wy``'s default column block (``NIRVANA_GDR_FWD_WY_BKV`` overrides): all of a 128-wide head dim
+    with 16-bit operands (M read twice per chunk, not four times: run BM, 0.825 -> 0.810 ms forward at
+    B4 T4096 H16 D128, and 0.827 -> 0.814 in kernels.py's run of the same call), else at most 64."""
+    return min(_pow2(head_dim), 128 if ops16 else 64)
 
 
 def dqk_mode() -> str:
@@ -2039,18 +2072,22 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=
         cu, ci, co, NT = varlen
         NS = cu.numel() - 1
     dev = q.device
-    prec, dt, store_dtype = _dot_cfg(q.dtype, max(K, V))
+    prec, dt, store_dtype = _dot_cfg(q.dtype)
     BK, BV = _pow2(K), _pow2(V)
     f32 = dict(device=dev, dtype=torch.float32)
     rk = torch.ones(B, T, H, **f32)
     rq = torch.ones(B, T, H, **f32)
     G = torch.empty(B, T, H, **f32)
     w = torch.empty(B, T, H, K, device=dev, dtype=store_dtype)
-    u = torch.empty(B, T, H, V, device=dev, dtype=torch.float32)
+    fused = prep_mode() == "fused"
+    wide16 = dt != tl.float32 and max(K, V) > 64  # 16-bit operands above head dim 64
+    wy_prec, wy_dt = fwd_wy_operands(prec, dt, _prec32(prec), max(K, V))
+    u_dtype = store_dtype if wy_dt != tl.float32 and not fused else torch.float32  # U's own products' type
+    u = torch.empty(B, T, H, V, device=dev, dtype=u_dtype)
     M = torch.empty(B, T, H, CHUNK, **f32)
     if varlen is None:
         cu = ci = co = G  # never read (IS_VARLEN is False)
-    if prep_mode() == "fused":
+    if fused:
         launch(
             _fwd_prep,
             (NT, B * H),
@@ -2092,11 +2129,11 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=
             BC=SUB,
             USE_L2=use_l2,
             PREC=_prec32(prec),
-            **(dict(KPREC=inv_kkt_precision(_prec32(prec))) if block else {}),
+            **(dict(KPREC=inv_kkt_precision(_prec32(prec), wide16)) if block else {}),
             IS_VARLEN=varlen is not None,
             num_warps=_env_int("NIRVANA_GDR_PREP_WARPS", 4),
         )
-        bkv = _env_int("NIRVANA_GDR_FWD_WY_BKV", min(_pow2(max(K, V)), 64))
+        bkv = _env_int("NIRVANA_GDR_FWD_WY_BKV", fwd_wy_block(max(K, V), wy_dt != tl.float32))
         nk = cdiv(K, bkv)
         launch(
             _fwd_wy,
@@ -2118,7 +2155,8 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=
             BKV=bkv,
             NK=nk,
             BT=CHUNK,
-            PREC=_prec32(prec),
+            WPREC=wy_prec,
+            WDT=wy_dt,
             IS_VARLEN=varlen is not None,
             num_warps=_env_int("NIRVANA_GDR_FWD_WY_WARPS", 4),
         )
@@ -2203,7 +2241,7 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht, varlen=Non
     else:
         cu = ci = co = G  # never read (IS_VARLEN is False)
     dev = q.device
-    prec, dt, _ = _dot_cfg(q.dtype, max(K, V))
+    prec, dt, _ = _dot_cfg(q.dtype)
     BK, BV = _pow2(K), _pow2(V)
     warps = _bwd_warps(max(K, V))
     f32 = dict(device=dev, dtype=torch.float32)
