@@ -68,6 +68,15 @@ def supports_cuda_graphs(model: torch.nn.Module) -> bool:
     return hasattr(model, "use_cuda_graphs") and model.backbone.backbone is not None
 
 
+def wants_cuda_graphs(option: bool | None, device: torch.device, model: torch.nn.Module) -> bool:
+    """Whether to replay the backbone from CUDA graphs: ``--cuda-graphs`` (True), ``--no-cuda-graphs`` (False) or
+    neither (None: on for Nirvana-MRI models on a GPU, where it measured 2.0-4.1x faster per slice than eager
+    with equal output; benchmarks/results/graph_reconstruct.md)."""
+    if option is None:
+        return device.type == "cuda" and supports_cuda_graphs(model)
+    return option
+
+
 def enable_cuda_graphs(model: torch.nn.Module) -> None:
     """``--cuda-graphs``: the backbone's inference forward replayed from CUDA graphs (backbone/graphs.py)."""
     if not supports_cuda_graphs(model):
@@ -222,7 +231,7 @@ class ReconstructOptions:
     adapt_steps: int = 0
     refine: bool = False
     background_floor: bool | None = None  # None: as the model's config says
-    cuda_graphs: bool = False  # replay the frozen backbone from CUDA graphs (Nirvana-MRI models on a GPU)
+    cuda_graphs: bool | None = None  # replay the frozen backbone from CUDA graphs; None: on a GPU (wants_cuda_graphs)
 
 
 def noise_level_warning(name: str, snr: float, training_snr: list[float] | None) -> str | None:
@@ -277,7 +286,7 @@ def reconstruct_files(paths: list[Path], options: ReconstructOptions) -> dict[st
     if options.cuda_graphs and device.type != "cuda":
         raise ValueError(f"--cuda-graphs needs a CUDA device; this run uses {device}")
     model, config = load_model(options.model, device, options.refine, options.background_floor)
-    if options.cuda_graphs:
+    if wants_cuda_graphs(options.cuda_graphs, device, model):
         enable_cuda_graphs(model)
     options.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"files": {}, "failed": {}}

@@ -100,6 +100,23 @@ def test_cuda_graphs_need_a_gpu_and_a_backbone(tiny_model, dataset, tmp_path, ca
         enable_cuda_graphs(codecs_only)
 
 
+def test_cuda_graphs_default_on_gpus_only(tiny_model):
+    """Neither --cuda-graphs nor --no-cuda-graphs: graphs for Nirvana-MRI models on a CUDA device, not on the CPU
+    nor for codec-only models; the flags decide when given (the CPU refusal of --cuda-graphs is the run's)."""
+    from nirvana_mri.cli import build_parser
+    from nirvana_mri.reconstruct import load_model, wants_cuda_graphs
+
+    model, _ = load_model(tiny_model)
+    codecs_only = NirvanaMRI(**{**TINY_ARGS, "backbone": None})
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert wants_cuda_graphs(None, cuda, model) and not wants_cuda_graphs(None, cpu, model)
+    assert not wants_cuda_graphs(None, cuda, codecs_only)
+    assert not wants_cuda_graphs(False, cuda, model) and wants_cuda_graphs(True, cpu, model)
+    parse = build_parser().parse_args
+    assert [parse(["reconstruct", "x.h5", "--out", "o", *flag]).cuda_graphs
+            for flag in ([], ["--cuda-graphs"], ["--no-cuda-graphs"])] == [None, True, False]
+
+
 def test_demo_writes_a_figure(tiny_model, tmp_path):
     assert main(["reconstruct", "--demo", "--out", str(tmp_path), "--model", str(tiny_model)]) == 0
     assert (tmp_path / "demo.png").stat().st_size > 10_000
