@@ -52,6 +52,21 @@ def eager_step(model, inp: torch.Tensor, dy: torch.Tensor):
     return out.detach().clone(), leaf.grad.detach().clone()
 
 
+def eager_steps(model, inputs: dict, dy: torch.Tensor, result: dict) -> dict:
+    """Eager (output, gradient) of x1 and x2 in the orders x1, x2 and x2, x1; whether order matters goes into
+    ``result["eager_order"]``."""
+    eager = {}
+    for order in (("x1", "x2"), ("x2", "x1")):
+        for key in order:
+            eager[f"{key} after {'-' if key == order[0] else order[0]}"] = eager_step(model, inputs[key], dy)
+    torch.cuda.synchronize()
+    for key in ("x1", "x2"):
+        first, later = eager[f"{key} after -"], eager[f"{key} after {'x2' if key == 'x1' else 'x1'}"]
+        result["eager_order"][key] = {"out": rel_err(later[0], first[0]), "grad": rel_err(later[1], first[1])}
+    torch.cuda.empty_cache()
+    return eager
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", default="1024x12:8:1600", help="CONFIG:B:T")
@@ -59,6 +74,9 @@ def main() -> int:
     parser.add_argument("--capture", choices=("grad", "backward"), default="grad",
                         help="kernels.py's autograd.grad capture, or .backward() into static_x.grad")
     parser.add_argument("--prime", action="store_true", help="capture and replay a no-grad forward graph first")
+    parser.add_argument("--eager-after", action="store_true",
+                        help="the eager .backward() steps after the capture instead of before (run BK's bisection, "
+                             "which replayed exact gradients, ran no eager step before its captures)")
     parser.add_argument("--error-mode", choices=("global", "thread_local", "relaxed"), default="global",
                         help="torch.cuda.graph's capture_error_mode for every capture (global: its default)")
     args = parser.parse_args()
@@ -76,16 +94,8 @@ def main() -> int:
     model, x = frozen_backbone(name, device, int(B), int(T), backend="triton", dtype=torch.bfloat16)
     dy = torch.randn_like(x) * 1e-2
     inputs = {"x1": x.detach(), "x2": _check_input(x)}
-    eager = {}
-    for order in (("x1", "x2"), ("x2", "x1")):
-        for key in order:
-            eager[f"{key} after {'-' if key == order[0] else order[0]}"] = eager_step(model, inputs[key], dy)
-    torch.cuda.synchronize()
     result = {"backbone": args.backbone, "eager_order": {}, "replays": []}
-    for key in ("x1", "x2"):
-        first, later = eager[f"{key} after -"], eager[f"{key} after {'x2' if key == 'x1' else 'x1'}"]
-        result["eager_order"][key] = {"out": rel_err(later[0], first[0]), "grad": rel_err(later[1], first[1])}
-    torch.cuda.empty_cache()
+    eager = {} if args.eager_after else eager_steps(model, inputs, dy, result)
     if args.prime:  # kernels.py's ours-cudagraph row before the train row: the order in which it passed (run BH)
         prime, _, _ = capture_forward(model, x)
         prime.replay()
@@ -94,13 +104,17 @@ def main() -> int:
         torch.cuda.empty_cache()
     capture = capture_forward_backward if args.capture == "grad" else capture_with_backward
     graph, static_x, (static_out, static_grad) = capture(model, x, dy)
-    result.update(capture=args.capture, prime=args.prime, error_mode=args.error_mode)
+    result.update(capture=args.capture, prime=args.prime, error_mode=args.error_mode, eager_after=args.eager_after)
     zero = torch.zeros_like(static_grad)
+    replays = []
     for key in ("x1", "x2", "x2", "x1"):
         with torch.no_grad():
             static_x.copy_(inputs[key])
         graph.replay()
         torch.cuda.synchronize()
+        replays.append((key, static_out.clone(), static_grad.clone()))
+    eager = eager or eager_steps(model, inputs, dy, result)
+    for key, static_out, static_grad in replays:
         row = {"replay": key, "grad_norm": static_grad.float().norm().item()}
         for ref in ("x1", "x2"):
             out, grad = eager[f"{ref} after -"]
