@@ -71,7 +71,7 @@ def compile_kernel(fn, args, varlen):
                   DT=getattr(tl, args.dt), BKV=min(pow2, 64), NK=triton.cdiv(D, min(pow2, 64)),
                   USE_H0=True, STORE_HT=True, USE_DHT=True, STORE_DH0=True, IS_VARLEN=varlen,
                   HALVES=args.halves and pow2 > 64, BKB=min(pow2, 64),
-                  KPREC=args.prec if args.prec in ("tf32", "tf32x3") else "ieee")
+                  KPREC=getattr(args, "kprec", None) or (args.prec if args.prec in ("tf32", "tf32x3") else "ieee"))
     if name in ("_fwd_state", "_bwd_state", "_bwd_state_split", "_bwd_dv_local"):
         values["BV"] = min(pow2, 64)
     if name == "_bwd_state_split":  # two half-height state tiles above head dim 64 (NIRVANA_GDR_BWD_HALVES)
@@ -171,6 +171,8 @@ def main() -> int:
     ap.add_argument("--wy-ops", default="fp32", choices=("fp32", "bf16"),
                     help="NIRVANA_GDR_WY_OPS / NIRVANA_GDR_FWD_WY_OPS: the products over K and V of _bwd_wy_trans "
                          "and _fwd_wy (bf16 needs --dt bfloat16)")
+    ap.add_argument("--kprec", default=None, choices=("tf32", "tf32x3", "ieee", "bf16", "fp16"),
+                    help="KPREC of _fwd_inv_block's Kn Kn^T (NIRVANA_GDR_INV_KKT_PREC; bf16 / fp16: its 'input')")
     ap.add_argument("--dqk-split", action="store_true",
                     help="the WY kernels as after _bwd_dqk_split (NKP partials, FINISH_DQ): usage only")
     args = ap.parse_args()
@@ -180,7 +182,7 @@ def main() -> int:
         old_mod, new_mod = load_revision(args.rev, tmp), load_worktree()
         for name in args.kernels:
             old_fn, new_fn = getattr(old_mod, name, None), getattr(new_mod, name)
-            variant = args.halves or args.dqk_split or args.wy_ops != "fp32"
+            variant = args.halves or args.dqk_split or args.wy_ops != "fp32" or args.kprec is not None
             if old_fn is None or variant:  # a new kernel or variant: usage only
                 new_k = compile_kernel(new_fn, args, False)
                 usage = ptxas_usage(new_k, tmp, name + "_n", args.arch)

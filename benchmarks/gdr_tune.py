@@ -117,9 +117,12 @@ def fwd_wy_variants() -> list[dict]:
     ``NIRVANA_GDR_FWD_WY_OPS=bf16`` (``_fwd_wy``'s W = M Kb and U = M Vb with 16-bit operands, U stored 16-bit,
     as fla's ``recompute_w_u``), ``NIRVANA_GDR_FWD_WY_BKV=128`` (one column block at head dim 128: M read twice
     per chunk instead of four times), 8 ``_fwd_wy`` warps, and ``NIRVANA_GDR_INV_KKT_PREC=tf32`` (the Kn Kn^T
-    product of ``_fwd_inv_block`` in one TF32 pass instead of 3xTF32); ``FWD_WY_OPS=fp32`` repeats the default
-    (a same-run noise estimate). ptxas for sm_90 (Triton 3.8, offline, head dim 128, bf16 inputs, 4 warps):
-    ``_fwd_wy`` 92 registers with 16-bit operands, 62 with float32, no spills."""
+    product of ``_fwd_inv_block`` in one TF32 pass instead of 3xTF32; ``input``: in the 16-bit inputs' own
+    type, exact, added after run BM); ``FWD_WY_OPS=fp32`` repeats the default (a same-run noise estimate).
+    Since BM the three switches together are the head-dim-128 default, so rows at ``lang`` compare with that.
+    ptxas for sm_90 (Triton 3.8, offline, head dim 128, bf16 inputs, 4 warps): ``_fwd_wy`` 92 registers with
+    16-bit operands, 62 with float32, no spills; ``_fwd_inv_block`` 168 registers with a bf16 or TF32 Kn Kn^T,
+    226 with 3xTF32, ~6,000 instructions either way (the block inverse, not the product, is its work)."""
     ops, wide = {"NIRVANA_GDR_FWD_WY_OPS": "bf16"}, {"NIRVANA_GDR_FWD_WY_BKV": "128"}
     return [
         {"NIRVANA_GDR_FWD_WY_OPS": "fp32"},
@@ -130,6 +133,7 @@ def fwd_wy_variants() -> list[dict]:
         {**ops, **wide, "NIRVANA_GDR_FWD_WY_WARPS": "8"},
         {"NIRVANA_GDR_INV_KKT_PREC": "tf32"},
         {**ops, **wide, "NIRVANA_GDR_INV_KKT_PREC": "tf32"},
+        {"NIRVANA_GDR_INV_KKT_PREC": "input"},
     ]
 
 

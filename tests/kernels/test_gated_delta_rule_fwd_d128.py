@@ -8,6 +8,9 @@ Every test checks from the recorded launches that the variant really ran."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
@@ -21,6 +24,8 @@ from launch_recorder import record_launches  # noqa: E402
 from test_gated_delta_rule_bwd_split import NAMES, _forward_backward  # noqa: E402
 from test_gated_delta_rule_triton import _inputs  # noqa: E402
 from test_gated_delta_rule_varlen import _packed, _upstream  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
 
 SWITCHES = ("NIRVANA_GDR_INV_KKT", "NIRVANA_GDR_INV_KKT_PREC", "NIRVANA_GDR_FWD_HALVES", "NIRVANA_GDR_FWD_BV")
 # the defaults are the block inverse and (above a 64-wide K block) the halves: each variant sets both switches
@@ -152,6 +157,9 @@ def test_forward_switches(monkeypatch):
         monkeypatch.setenv("NIRVANA_GDR_INV_KKT_PREC", want)
         assert triton_mod.inv_kkt_precision("ieee", False) == got
         assert triton_mod.inv_kkt_precision("ieee", True) == got
+    monkeypatch.setenv("NIRVANA_GDR_INV_KKT_PREC", "input")  # exact for 16-bit inputs: ieee here
+    assert {triton_mod.inv_kkt_precision("ieee", w, d) for w in (False, True)
+            for d in (torch.bfloat16, torch.float16, torch.float32)} == {"ieee"}
     monkeypatch.setenv("NIRVANA_GDR_INV_KKT_PREC", "bf16")
     with pytest.raises(ValueError, match="NIRVANA_GDR_INV_KKT_PREC"):
         triton_mod.inv_kkt_precision("ieee", False)
@@ -163,3 +171,30 @@ def test_forward_switches(monkeypatch):
     monkeypatch.setenv("NIRVANA_GDR_FWD_HALVES", "yes")
     with pytest.raises(ValueError, match="NIRVANA_GDR_FWD_HALVES"):
         triton_mod.fwd_halves(128)
+
+
+def test_input_type_kkt_maps_and_compiles_for_hopper(monkeypatch):
+    """NIRVANA_GDR_INV_KKT_PREC=input on the GPU: Kn Kn^T with the 16-bit inputs' own type (bf16 / fp16), the
+    float32 default for float32 inputs; and ``_fwd_inv_block`` compiles for sm_90 with those products (offline,
+    a fresh process without the interpreter, at head dims 64 and 128)."""
+    monkeypatch.setattr(triton_mod, "_interpreted", lambda: False)
+    monkeypatch.setenv("NIRVANA_GDR_INV_KKT_PREC", "input")
+    assert triton_mod.inv_kkt_precision("tf32", True, torch.bfloat16) == "bf16"
+    assert triton_mod.inv_kkt_precision("tf32", False, torch.float16) == "fp16"
+    assert triton_mod.inv_kkt_precision("tf32x3", False, torch.float32) == "tf32x3"
+    import triton
+
+    if not (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists():
+        pytest.skip("needs Triton's bundled ptxas (the NVIDIA backend's tools)")
+    code = (
+        "import argparse, sys; sys.path.insert(0, 'benchmarks'); import gdr_compile_diff as c; "
+        "m = c.load_worktree(); "
+        "[c.compile_kernel(m._fwd_inv_block, argparse.Namespace(dim=d, prec='tf32', dt=dt, arch=90, stages=3, "
+        "warps=0, halves=False, wy_bk=64, dqk_bk=64, dqk_bv=64, dqk_split=False, wy_ops='fp32', kprec=kp), v) "
+        "for d in (64, 128) for dt, kp in (('bfloat16', 'bf16'), ('float16', 'fp16')) for v in (False, True)]; "
+        "print('compiled')"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, "PYTHONPATH": str(REPO)},
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and "compiled" in out.stdout, out.stderr[-2000:]

@@ -622,13 +622,19 @@ def _fwd_inv(
 # ``_inv_unit_lower``), and the off-diagonal merge as a short Neumann series of [BT, BT] products.
 @triton.jit
 def _kkt_dot(a, b, KPREC: tl.constexpr):
-    """The Kn Kn^T product at KPREC: ``tf32`` / ``tf32x3`` / ``ieee`` as tl.dot, or ``tf32emu`` (the
-    interpreter: operands rounded to TF32's 10-bit mantissa, then exact fp32, to measure TF32 on a CPU)."""
+    """The Kn Kn^T product at KPREC: ``tf32`` / ``tf32x3`` / ``ieee`` as tl.dot, ``bf16`` / ``fp16`` (operands
+    cast back to the 16-bit input type they were loaded from, which is exact, float32 accumulation), or
+    ``tf32emu`` (the interpreter: operands rounded to TF32's 10-bit mantissa, then exact fp32, to measure TF32
+    on a CPU)."""
     if KPREC == "tf32emu":
         # round to nearest (ties away) at bit 13 of the int32 pattern: -8192 = 0xFFFFE000
         a = ((a.to(tl.int32, bitcast=True) + 0x1000) & -8192).to(tl.float32, bitcast=True)
         b = ((b.to(tl.int32, bitcast=True) + 0x1000) & -8192).to(tl.float32, bitcast=True)
         return tl.dot(a, b, input_precision="ieee")
+    elif KPREC == "bf16":
+        return tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+    elif KPREC == "fp16":
+        return tl.dot(a.to(tl.float16), b.to(tl.float16))
     else:
         return tl.dot(a, b, input_precision=KPREC)
 
@@ -1943,7 +1949,7 @@ def inv_kkt_mode() -> str:
     return mode
 
 
-def inv_kkt_precision(prec32: str, wide16: bool) -> str:
+def inv_kkt_precision(prec32: str, wide16: bool, input_dtype: torch.dtype = torch.float32) -> str:
     """Input precision of ``_fwd_inv_block``'s Kn Kn^T product (``NIRVANA_GDR_INV_KKT_PREC``).
 
     Default ``tf32x3`` on the GPU: ``_fwd_inv`` multiplies the diagonal 16x16 blocks in exact fp32
@@ -1952,13 +1958,20 @@ def inv_kkt_precision(prec32: str, wide16: bool) -> str:
     asked for. ``wide16`` (16-bit operands above head dim 64): ``tf32`` by default, one pass instead of
     three over the wider K (run BM at B4 T4096 H16 D128: forward 0.905 -> 0.868 ms alone, 0.810 -> 0.777 with
     the 16-bit ``_fwd_wy``; errors vs float64 unchanged at 3.8e-3 / 4.4e-3, their 16-bit operands dominate).
-    Under the interpreter ``ieee`` (exact) by default, and ``tf32`` is emulated (operands rounded to TF32) so
-    CPU tests measure what TF32 costs in accuracy.
+    ``input`` (opt-in, not yet timed on a GPU): 16-bit inputs multiply in their own type, which is exact (k is
+    loaded from 16 bits; the L2 norms scale the product afterwards) with float32 accumulation, as accurate as
+    3xTF32 in one 16-bit pass; float32 inputs keep the default.
+    Under the interpreter ``ieee`` (exact) by default and for ``input`` (what the 16-bit product computes,
+    up to the order of the sums), and ``tf32`` is emulated (operands rounded to TF32) so CPU tests measure what
+    TF32 costs in accuracy.
     """
     default = "tf32" if wide16 else ("tf32x3" if prec32 in ("tf32", "tf32x3") else "ieee")
     want = os.environ.get("NIRVANA_GDR_INV_KKT_PREC") or default
-    if want not in ("tf32", "tf32x3", "ieee"):
-        raise ValueError(f"NIRVANA_GDR_INV_KKT_PREC must be tf32, tf32x3 or ieee, got {want!r}")
+    if want not in ("tf32", "tf32x3", "ieee", "input"):
+        raise ValueError(f"NIRVANA_GDR_INV_KKT_PREC must be tf32, tf32x3, ieee or input, got {want!r}")
+    if want == "input":
+        sixteen = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(input_dtype)
+        want = sixteen or ("tf32x3" if prec32 in ("tf32", "tf32x3") else "ieee")
     if _interpreted():
         return "tf32emu" if want == "tf32" else "ieee"
     return want
@@ -2129,7 +2142,7 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=
             BC=SUB,
             USE_L2=use_l2,
             PREC=_prec32(prec),
-            **(dict(KPREC=inv_kkt_precision(_prec32(prec), wide16)) if block else {}),
+            **(dict(KPREC=inv_kkt_precision(_prec32(prec), wide16, k.dtype)) if block else {}),
             IS_VARLEN=varlen is not None,
             num_warps=_env_int("NIRVANA_GDR_PREP_WARPS", 4),
         )
