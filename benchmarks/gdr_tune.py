@@ -117,8 +117,8 @@ def fwd_wy_variants() -> list[dict]:
     ``NIRVANA_GDR_FWD_WY_OPS=bf16`` (``_fwd_wy``'s W = M Kb and U = M Vb with 16-bit operands, U stored 16-bit,
     as fla's ``recompute_w_u``), ``NIRVANA_GDR_FWD_WY_BKV=128`` (one column block at head dim 128: M read twice
     per chunk instead of four times), 8 ``_fwd_wy`` warps, and ``NIRVANA_GDR_INV_KKT_PREC=tf32`` (the Kn Kn^T
-    product of ``_fwd_inv_block`` in one TF32 pass instead of 3xTF32; ``input``: in the 16-bit inputs' own
-    type, exact, added after run BM); ``FWD_WY_OPS=fp32`` repeats the default (a same-run noise estimate).
+    product of ``_fwd_inv_block`` in one TF32 pass instead of 3xTF32); ``FWD_WY_OPS=fp32`` repeats the default
+    (a same-run noise estimate).
     Since BM the three switches together are the head-dim-128 default, so rows at ``lang`` compare with that.
     ptxas for sm_90 (Triton 3.8, offline, head dim 128, bf16 inputs, 4 warps): ``_fwd_wy`` 92 registers with
     16-bit operands, 62 with float32, no spills; ``_fwd_inv_block`` 168 registers with a bf16 or TF32 Kn Kn^T,
@@ -133,8 +133,17 @@ def fwd_wy_variants() -> list[dict]:
         {**ops, **wide, "NIRVANA_GDR_FWD_WY_WARPS": "8"},
         {"NIRVANA_GDR_INV_KKT_PREC": "tf32"},
         {**ops, **wide, "NIRVANA_GDR_INV_KKT_PREC": "tf32"},
-        {"NIRVANA_GDR_INV_KKT_PREC": "input"},
     ]
+
+
+def inv_variants() -> list[dict]:
+    """``_fwd_inv_block`` after run BM (0.33 ms of the 0.78 ms forward at B4 T4096 H16 D128, ~6,000 instructions
+    for sm_90, nearly all the block inverse): ``NIRVANA_GDR_INV_DIAG=blocks`` (the diagonal 16x16 inverses on a
+    [4, 16, 16] tensor instead of the masked [64, 64] tile: 2,488 instructions and 150 registers vs 6,040 and 168,
+    offline ptxas, Triton 3.8, head dim 128, bf16 inputs), ``NIRVANA_GDR_INV_KKT_PREC=input`` (Kn Kn^T in the
+    16-bit inputs' own type, exact), both, and ``INV_DIAG=masked`` (= default: a same-run noise estimate)."""
+    blocks, native = {"NIRVANA_GDR_INV_DIAG": "blocks"}, {"NIRVANA_GDR_INV_KKT_PREC": "input"}
+    return [{"NIRVANA_GDR_INV_DIAG": "masked"}, blocks, native, {**blocks, **native}]
 
 
 def dqk_variants() -> list[dict]:
@@ -169,7 +178,7 @@ def variants(kind: str) -> list[dict]:
     fused, as the baseline); ``prep``: the forward's first stage, fused (``_fwd_prep``) against split
     (``_fwd_inv`` + ``_fwd_wy``) at a few num_warps of the two; ``fwd-d128``: ``fwd_d128_variants``;
     ``wy``: ``wy_variants``; ``wy-ops``: ``wy_ops_variants``; ``dqk``: ``dqk_variants``; ``precision``:
-    ``precision_variants``; ``fwd-wy``: ``fwd_wy_variants``."""
+    ``precision_variants``; ``fwd-wy``: ``fwd_wy_variants``; ``inv``: ``inv_variants``."""
     out = [{}]
     if kind == "dqk":
         return out + dqk_variants()
@@ -185,6 +194,8 @@ def variants(kind: str) -> list[dict]:
         return out + precision_variants()
     if kind == "fwd-wy":
         return out + fwd_wy_variants()
+    if kind == "inv":
+        return out + inv_variants()
     if kind == "prep":
         out += [{"NIRVANA_GDR_PREP": "fused"}, {"NIRVANA_GDR_PREP": "split"}]
         for inv_warps, wy_warps in itertools.product((4, 8), (4, 8)):
@@ -296,7 +307,7 @@ def main() -> int:
     parser.add_argument("--out", default="gdr_tune.json")
     parser.add_argument("--shapes", default="mri,lang")
     parser.add_argument("--workers", type=int, default=12)
-    kinds = ("fwd", "bwd", "bwd-split", "prep", "fwd-d128", "wy", "wy-ops", "dqk", "precision", "fwd-wy")
+    kinds = ("fwd", "bwd", "bwd-split", "prep", "fwd-d128", "wy", "wy-ops", "dqk", "precision", "fwd-wy", "inv")
     parser.add_argument("--kind", choices=kinds, default="fwd", help="which launches to vary")
     parser.add_argument("--budget", type=float, default=300.0, help="seconds for both phases")
     args = parser.parse_args()

@@ -27,13 +27,15 @@ from test_gated_delta_rule_varlen import _packed, _upstream  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
-SWITCHES = ("NIRVANA_GDR_INV_KKT", "NIRVANA_GDR_INV_KKT_PREC", "NIRVANA_GDR_FWD_HALVES", "NIRVANA_GDR_FWD_BV")
+SWITCHES = ("NIRVANA_GDR_INV_KKT", "NIRVANA_GDR_INV_KKT_PREC", "NIRVANA_GDR_FWD_HALVES", "NIRVANA_GDR_FWD_BV",
+            "NIRVANA_GDR_INV_DIAG")
 # the defaults are the block inverse and (above a 64-wide K block) the halves: each variant sets both switches
 VARIANTS = {
     "tiles": {"NIRVANA_GDR_INV_KKT": "tiles", "NIRVANA_GDR_FWD_HALVES": "0"},
     "block": {"NIRVANA_GDR_INV_KKT": "block", "NIRVANA_GDR_FWD_HALVES": "0"},
     "halves": {"NIRVANA_GDR_INV_KKT": "tiles", "NIRVANA_GDR_FWD_HALVES": "1"},
     "both-bv32": {"NIRVANA_GDR_INV_KKT": "block", "NIRVANA_GDR_FWD_HALVES": "1", "NIRVANA_GDR_FWD_BV": "32"},
+    "diag-blocks": {"NIRVANA_GDR_INV_KKT": "block", "NIRVANA_GDR_INV_DIAG": "blocks"},  # [4, 16, 16] substitution
 }
 
 
@@ -48,6 +50,8 @@ def _expect(seen: list, env: dict, K: int) -> None:
     names = [name for name, _ in seen]
     block = env.get("NIRVANA_GDR_INV_KKT", "block") == "block"
     assert ("_fwd_inv_block" in names, "_fwd_inv" in names) == (block, not block)
+    diag3d = env.get("NIRVANA_GDR_INV_DIAG") == "blocks"
+    assert [kw["DIAG3D"] for name, kw in seen if name == "_fwd_inv_block"] == ([diag3d] if block else [])
     halves = env.get("NIRVANA_GDR_FWD_HALVES", "1") == "1" and K > 64  # a no-op up to a 64-wide K block
     state = [kw for name, kw in seen if name == "_fwd_state"]
     assert [(kw["HALVES"], kw["BK"]) for kw in state] == [(halves, 64 if halves else max(16, K))]
@@ -95,31 +99,36 @@ def test_forward_variant(monkeypatch, case, variant, rel):
 
 def test_forward_variants_varlen(monkeypatch, rel):
     """Packed sequences (a tail, a whole chunk, two chunks, one token) at head dim 128, both switches and
-    32-wide V-blocks: vs the float64 reference on the same packed batch, states per sequence."""
+    32-wide V-blocks, and the [4, 16, 16] diagonal inverses: vs the float64 reference on the same packed batch,
+    states per sequence."""
     lens = [5, 64, 70, 1]
     xs, state, cu = _packed(lens, 1, 128, 64, torch.float32, True, True, seed=3)
     grads = _upstream(lens, 1, 64, 128)
-    env = VARIANTS["both-bv32"]
-    seen = _recorded(monkeypatch, env)
-    got = _forward_backward(triton_mod.chunk_gated_delta_rule_triton, xs, state, grads, cu_seqlens=cu)
-    _expect(seen, env, 128)
-    for name, a, r in zip(NAMES, got, _reference(xs, state, grads, cu_seqlens=cu), strict=True):
-        assert rel(a, r) < 1e-5, (name, rel(a, r))
+    for env in (VARIANTS["both-bv32"], {**VARIANTS["both-bv32"], "NIRVANA_GDR_INV_DIAG": "blocks"}):
+        seen = _recorded(monkeypatch, env)
+        got = _forward_backward(triton_mod.chunk_gated_delta_rule_triton, xs, state, grads, cu_seqlens=cu)
+        _expect(seen, env, 128)
+        for name, a, r in zip(NAMES, got, _reference(xs, state, grads, cu_seqlens=cu), strict=True):
+            assert rel(a, r) < 1e-5, (name, rel(a, r))
 
 
 @pytest.mark.parametrize("K", [64, 128])
 def test_inverse_matches_tiles(monkeypatch, K, rel):
-    """_fwd_inv_block's saved rk, G and M = (I + A)^-1 vs _fwd_inv's (exact products under the
-    interpreter: they differ by float32 rounding only), a tail of 6 rows past two chunks."""
+    """_fwd_inv_block's saved rk, G and M = (I + A)^-1, with the diagonal blocks inverted on the masked tile
+    and on [4, 16, 16] blocks (NIRVANA_GDR_INV_DIAG), vs _fwd_inv's (exact products under the interpreter:
+    they differ by float32 rounding only), a tail of 6 rows past two chunks."""
     xs, _ = _inputs(1, 134, 2, K, K, torch.float32, True, False, seed=K)
     saved = {}
-    for mode in ("tiles", "block"):
-        seen = _recorded(monkeypatch, {"NIRVANA_GDR_INV_KKT": mode})
+    for mode, diag in (("tiles", "masked"), ("block", "masked"), ("block", "blocks")):
+        seen = _recorded(monkeypatch, {"NIRVANA_GDR_INV_KKT": mode, "NIRVANA_GDR_INV_DIAG": diag})
         _, _, (_, rk, G, _, M, _, _) = triton_mod.gdr_forward(*xs, K**-0.5, None, False, True)
         assert ("_fwd_inv_block" in [name for name, _ in seen]) == (mode == "block")
-        saved[mode] = (rk, G, M)
-    for name, a, b in zip(("rk", "G", "M"), saved["block"], saved["tiles"], strict=True):
-        assert rel(a, b) < 1e-6, (name, rel(a, b))
+        assert [kw["DIAG3D"] for name, kw in seen if name == "_fwd_inv_block"] == (
+            [diag == "blocks"] if mode == "block" else [])
+        saved[mode, diag] = (rk, G, M)
+    for got in (saved["block", "masked"], saved["block", "blocks"]):
+        for name, a, b in zip(("rk", "G", "M"), got, saved["tiles", "masked"], strict=True):
+            assert rel(a, b) < 1e-6, (name, rel(a, b))
 
 
 def test_tf32_kkt_accuracy(monkeypatch, rel):
@@ -142,6 +151,7 @@ def test_tf32_kkt_accuracy(monkeypatch, rel):
 def test_forward_switches(monkeypatch):
     """NIRVANA_GDR_INV_KKT: block by default, tiles, else refused; NIRVANA_GDR_INV_KKT_PREC: exact under
     the interpreter unless tf32 (emulated), which 16-bit operands above head dim 64 take by default;
+    NIRVANA_GDR_INV_DIAG: masked by default, blocks, else refused;
     NIRVANA_GDR_FWD_HALVES: on by default, only ever above a 64-wide K block."""
     for name in SWITCHES:
         monkeypatch.delenv(name, raising=False)
@@ -163,6 +173,12 @@ def test_forward_switches(monkeypatch):
     monkeypatch.setenv("NIRVANA_GDR_INV_KKT_PREC", "bf16")
     with pytest.raises(ValueError, match="NIRVANA_GDR_INV_KKT_PREC"):
         triton_mod.inv_kkt_precision("ieee", False)
+    assert triton_mod.inv_diag_mode() == "masked"
+    monkeypatch.setenv("NIRVANA_GDR_INV_DIAG", "blocks")
+    assert triton_mod.inv_diag_mode() == "blocks"
+    monkeypatch.setenv("NIRVANA_GDR_INV_DIAG", "3d")
+    with pytest.raises(ValueError, match="NIRVANA_GDR_INV_DIAG"):
+        triton_mod.inv_diag_mode()
     assert [triton_mod.fwd_halves(bk) for bk in (16, 64, 128, 256)] == [False, False, True, True]
     monkeypatch.setenv("NIRVANA_GDR_FWD_HALVES", "0")
     assert not any(triton_mod.fwd_halves(bk) for bk in (64, 128, 256))
@@ -175,8 +191,9 @@ def test_forward_switches(monkeypatch):
 
 def test_input_type_kkt_maps_and_compiles_for_hopper(monkeypatch):
     """NIRVANA_GDR_INV_KKT_PREC=input on the GPU: Kn Kn^T with the 16-bit inputs' own type (bf16 / fp16), the
-    float32 default for float32 inputs; and ``_fwd_inv_block`` compiles for sm_90 with those products (offline,
-    a fresh process without the interpreter, at head dims 64 and 128)."""
+    float32 default for float32 inputs; and ``_fwd_inv_block`` compiles for sm_90 with those products and with
+    the [4, 16, 16] diagonal inverses (NIRVANA_GDR_INV_DIAG=blocks), offline, in a fresh process without the
+    interpreter, at head dims 64 and 128."""
     monkeypatch.setattr(triton_mod, "_interpreted", lambda: False)
     monkeypatch.setenv("NIRVANA_GDR_INV_KKT_PREC", "input")
     assert triton_mod.inv_kkt_precision("tf32", True, torch.bfloat16) == "bf16"
@@ -190,8 +207,9 @@ def test_input_type_kkt_maps_and_compiles_for_hopper(monkeypatch):
         "import argparse, sys; sys.path.insert(0, 'benchmarks'); import gdr_compile_diff as c; "
         "m = c.load_worktree(); "
         "[c.compile_kernel(m._fwd_inv_block, argparse.Namespace(dim=d, prec='tf32', dt=dt, arch=90, stages=3, "
-        "warps=0, halves=False, wy_bk=64, dqk_bk=64, dqk_bv=64, dqk_split=False, wy_ops='fp32', kprec=kp), v) "
-        "for d in (64, 128) for dt, kp in (('bfloat16', 'bf16'), ('float16', 'fp16')) for v in (False, True)]; "
+        "warps=0, halves=False, wy_bk=64, dqk_bk=64, dqk_bv=64, dqk_split=False, wy_ops='fp32', kprec=kp, "
+        "diag3d=d3), v) for d in (64, 128) for dt, kp, d3 in (('bfloat16', 'bf16', False), ('float16', 'fp16', True), "
+        "('bfloat16', 'tf32', True)) for v in (False, True)]; "
         "print('compiled')"
     )
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}

@@ -98,6 +98,7 @@ Environment (all read at call time): ``NIRVANA_GDR_PREP=split|fused`` (the forwa
 default ``split``, see above), ``NIRVANA_GDR_PREP_WARPS`` / ``NIRVANA_GDR_FWD_WY_WARPS`` (num_warps of
 ``_fwd_inv`` / ``_fwd_wy``, default 4 / 4: with 4 warps for ``_fwd_inv`` instead of 8 the whole
 forward ran 1.25-1.56x faster on an H200 in GPU call L, despite more register spills) and
+``NIRVANA_GDR_INV_DIAG=masked|blocks`` (``_fwd_inv_block``'s diagonal inverses, opt-in ``blocks``: ``inv_diag_mode``),
 ``NIRVANA_GDR_FWD_WY_BKV`` (column block of ``_fwd_wy``, default 64, smaller for small head dims, 128 at head
 dim 128 with 16-bit operands: ``fwd_wy_block``) and ``NIRVANA_GDR_FWD_WY_OPS=auto|fp32|bf16`` (its products'
 operands, 16-bit above head dim 64 by default: ``fwd_wy_operands``),
@@ -681,6 +682,29 @@ def _inv_diag_blocks(KK, b, G, BT: tl.constexpr, BC: tl.constexpr):
 
 
 @triton.jit
+def _inv_diag_blocks_3d(KK, b, G, BT: tl.constexpr, BC: tl.constexpr):
+    """``_inv_diag_blocks`` on the BT / BC diagonal blocks as a [BT / BC, BC, BC] tensor: the same forward
+    substitution (exact fp32, no products), each step over BT * BC elements instead of BT * BT (``_inv_diag_blocks``
+    masks the off-diagonal blocks of a [BT, BT] tile, four times the work at BT 64, BC 16). The blocks of Kn Kn^T
+    are taken out of ``KK`` once, and the result is put back as a block-diagonal [BT, BT] tile for ``_inv_merge``."""
+    NB: tl.constexpr = BT // BC
+    ob = tl.arange(0, NB)
+    diag = ob[:, None, None, None] == ob[None, None, :, None]  # [NB, 1, NB, 1]: block row == block column
+    KKb = tl.sum(tl.where(diag, tl.reshape(KK, (NB, BC, NB, BC)), 0.0), 2)  # [NB, BC, BC]: the diagonal blocks
+    bb = tl.reshape(b, (NB, BC))
+    Gb = tl.reshape(G, (NB, BC))
+    oc = tl.arange(0, BC)
+    upper = (oc[:, None] < oc[None, :])[None, :, :]  # [1, s, t] with s < t
+    AT = tl.where(upper, KKb * bb[:, None, :] * tl.exp(tl.where(upper, Gb[:, None, :] - Gb[:, :, None], 0.0)), 0.0)
+    X = tl.zeros([NB, BC, BC], dtype=tl.float32) + tl.where(oc[:, None] == oc[None, :], 1.0, 0.0)[None, :, :]
+    for i in tl.static_range(1, BC):
+        a = tl.sum(tl.where(oc[None, None, :] == i, AT, 0.0), 2)  # a[c, j] = A[row i of block c, j]
+        row = tl.sum(a[:, :, None] * X, 1)  # [NB, BC]: block c's new row i
+        X = tl.where(oc[None, :, None] == i, X - row[:, None, :], X)
+    return tl.reshape(tl.where(diag, X[:, :, None, :], 0.0), (BT, BT))
+
+
+@triton.jit
 def _inv_merge(KK, X, b, G, BT: tl.constexpr, BC: tl.constexpr, PREC: tl.constexpr):
     """M = (I + A)^-1 from the diagonal-block inverse X = (I + A_bd)^-1: I + A = X^-1 (I + N) with
     N = X A_off strictly block-lower, N^(BT/BC) = 0, so M = (I - N + N^2 - N^3) X, evaluated as
@@ -715,10 +739,12 @@ def _fwd_inv_block(
     USE_L2: tl.constexpr,
     PREC: tl.constexpr,
     KPREC: tl.constexpr,
+    DIAG3D: tl.constexpr,
     IS_VARLEN: tl.constexpr,
 ):
     """rk, G and M per chunk like ``_fwd_inv`` (up to float32 rounding), from one Kn Kn^T product at
-    KPREC (see ``inv_kkt_precision``); the merge products at PREC, the diagonal inverses exact."""
+    KPREC (see ``inv_kkt_precision``); the merge products at PREC, the diagonal inverses exact (over the
+    masked [BT, BT] tile, or with DIAG3D on the [BT / BC, BC, BC] blocks: ``inv_diag_mode``)."""
     i_t, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
     i_b, i_h = i_bh // H, i_bh % H
     if IS_VARLEN:  # program i_t: chunk i_t of the packed sequences (B is 1); T: its sequence's length
@@ -730,7 +756,11 @@ def _fwd_inv_block(
     G = tl.cumsum(_load_vec(g + row, t0, T, H, BT), 0)  # rows past T add 0: G stays finite there
     b = _load_vec(beta + row, t0, T, H, BT)
     KK, rk = _kkt_block(k + row * K, t0, T, H * K, K, BT, BKB, USE_L2, KPREC)
-    M = _inv_merge(KK, _inv_diag_blocks(KK, b, G, BT, BC), b, G, BT, BC, PREC)
+    if DIAG3D:  # NIRVANA_GDR_INV_DIAG=blocks
+        X = _inv_diag_blocks_3d(KK, b, G, BT, BC)
+    else:
+        X = _inv_diag_blocks(KK, b, G, BT, BC)
+    M = _inv_merge(KK, X, b, G, BT, BC, PREC)
     _store_vec(G_out + row, G, t0, T, H, BT)
     _store_vec(rk_out + row, rk, t0, T, H, BT)
     _store_tile(m_out + row * BT, M, t0, T, H * BT, BT, BT, BT)
@@ -1977,6 +2007,18 @@ def inv_kkt_precision(prec32: str, wide16: bool, input_dtype: torch.dtype = torc
     return want
 
 
+def inv_diag_mode() -> str:
+    """How ``_fwd_inv_block`` inverts the diagonal 16x16 blocks (``NIRVANA_GDR_INV_DIAG``, read at call time):
+    ``masked`` (default: ``_inv_diag_blocks``, each substitution step over the whole [64, 64] tile with the
+    off-diagonal blocks masked) or ``blocks`` (``_inv_diag_blocks_3d``: the same steps on the four blocks as a
+    [4, 16, 16] tensor, a quarter of the elements). That kernel is ~6,000 instructions at head dim 128, nearly
+    all the inverse, and 0.33 ms of the 0.78 ms forward at B4 T4096 H16 D128 (run BM). Opt-in until timed."""
+    mode = os.environ.get("NIRVANA_GDR_INV_DIAG") or "masked"
+    if mode not in ("masked", "blocks"):
+        raise ValueError(f"NIRVANA_GDR_INV_DIAG must be masked or blocks, got {mode!r}")
+    return mode
+
+
 def fwd_halves(block_k: int) -> bool:
     """Whether ``_fwd_state`` holds the state as two half-height tiles (``NIRVANA_GDR_FWD_HALVES=1|0``;
     default 1): only when the K block is wider than 64, so every product is at most 64 wide in K at head
@@ -2142,7 +2184,8 @@ def gdr_forward(q, k, v, g, beta, scale, h0, output_final_state, use_l2, varlen=
             BC=SUB,
             USE_L2=use_l2,
             PREC=_prec32(prec),
-            **(dict(KPREC=inv_kkt_precision(_prec32(prec), wide16, k.dtype)) if block else {}),
+            **(dict(KPREC=inv_kkt_precision(_prec32(prec), wide16, k.dtype),
+                    DIAG3D=inv_diag_mode() == "blocks") if block else {}),
             IS_VARLEN=varlen is not None,
             num_warps=_env_int("NIRVANA_GDR_PREP_WARPS", 4),
         )
