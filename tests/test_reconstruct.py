@@ -296,6 +296,32 @@ def test_finetune_refuses_a_model_argument_the_method_does_not_take(dataset, tmp
     assert not (out / "best").exists()
 
 
+def test_finetune_cuda_graphs_refusals(dataset, tmp_path, capsys):
+    """finetune --cuda-graphs: on the CPU a one-line error before any model or data is loaded; and
+    enable_training_graphs refuses models without a backbone, with gradient checkpointing, and with trainable
+    backbone weights, and wires training graphs into a frozen one (no CUDA work happens until a call)."""
+    from nirvana_mri.train import enable_training_graphs
+
+    out = tmp_path / "never"
+    assert main(["finetune", "--train", str(dataset / "train"), "--val", str(dataset / "val"), "--out", str(out),
+                 "--method", "nirvana_mri", "--model-args", json.dumps(TINY_ARGS), "--steps", "1",
+                 "--device", "cpu", "--cuda-graphs"]) == 1
+    err = capsys.readouterr().err
+    assert "--cuda-graphs needs a CUDA device" in err and "Traceback" not in err and not out.exists()
+    cuda = torch.device("cuda")
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        enable_training_graphs(NirvanaMRI(**TINY_ARGS), torch.device("cpu"))
+    with pytest.raises(ValueError, match="with a backbone"):
+        enable_training_graphs(NirvanaMRI(**{**TINY_ARGS, "backbone": None}), cuda)
+    with pytest.raises(ValueError, match="do not combine"):
+        enable_training_graphs(NirvanaMRI(**TINY_ARGS, gradient_checkpointing=True), cuda)
+    with pytest.raises(ValueError, match="frozen backbone"):
+        enable_training_graphs(NirvanaMRI(**TINY_ARGS, tune="lora"), cuda)
+    model = NirvanaMRI(**TINY_ARGS)
+    enable_training_graphs(model, cuda)
+    assert model.backbone.train_graphs is not None and model.backbone.graphs is not None
+
+
 def test_finetune_adds_the_noise_input_to_an_unconditioned_varnet(dataset, tmp_path):
     """finetune --init <e2e_varnet folder> --model-args '{"noise_conditioning": true}' (train_suite's
     e2e_varnet_noise continued from a copy of an unconditioned e2e_varnet)."""

@@ -1,4 +1,6 @@
-"""Replay the frozen backbone's inference forward from CUDA graphs, one graph per input shape (opt-in).
+"""Replay the frozen backbone from CUDA graphs, one graph per input shape: its inference forward
+(``GraphedForward``, the default of ``reconstruct`` on a GPU) and, opt-in, its training forward and backward
+to the input (``GraphedTraining``, ``finetune --cuda-graphs``).
 
 Eager, one backbone call is a few hundred small kernel launches, and for the MRI backbone (320 wide, 8
 layers) at a few slices the GPU mostly waits for the host: on the H200 a CUDA graph took the 1024x12
@@ -21,6 +23,18 @@ one warning says why. Later calls copy ``x`` into the graph's static input, repl
 static output. At
 most ``max_graphs`` graphs are kept (least recently used dropped); each holds its own memory pool.
 ``capture`` is injectable so the bookkeeping is testable without a GPU.
+
+``GraphedTraining(forward)`` is the training counterpart: when autograd is on and the input requires a gradient
+(the codecs train, the backbone is frozen), each call goes through ``torch.cuda.make_graphed_callables``, whose
+autograd node replays one graph for the forward and one for the backward to the input. A graphed callable keeps
+one call's activations in its static buffers until that call's backward, and the cascades call the shared
+backbone several times before the step's backward, so a callable is specialised to its *slot* too: the call's
+place in the model's forward (``begin()`` restarts the count). Per (shape, dtype, device, autocast state, slot)
+the first call builds the callable (warm-ups and captures inside ``make_graphed_callables``, under the caller's
+autocast without its cache) and checks it against eager on a perturbed copy of the input, output and input
+gradient for a fixed upstream gradient: a mismatch above ``rtol`` or a failure keeps that key eager, with one
+warning. GPU runs BK / BL found ``make_graphed_callables`` on the whole 1024x12 backbone exact (input gradients
+equal to eager); this class has not yet run on a GPU (``benchmarks/gpu/call_bq.sh``).
 """
 
 from __future__ import annotations
@@ -150,4 +164,96 @@ class GraphedForward:
         """Drop every graph (their memory pools are released once nothing else holds their tensors)."""
         self.graphs.clear()
         self.verified.clear()
+        self.refused.clear()
+
+
+def make_graphed_backbone(forward: Callable[[torch.Tensor], torch.Tensor],
+                          x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:  # fmt: skip
+    """``torch.cuda.make_graphed_callables(forward)`` at ``x``'s shape with an input that requires a gradient,
+    under the caller's autocast without its cast cache (``make_graphed_callables`` refuses the cache)."""
+    kind = x.device.type
+    autocast = torch.autocast(kind, dtype=torch.get_autocast_dtype(kind), enabled=torch.is_autocast_enabled(kind),
+                              cache_enabled=False)  # fmt: skip
+    with autocast:
+        return torch.cuda.make_graphed_callables(forward, (x.detach().clone().requires_grad_(True),))
+
+
+class GraphedTraining:
+    """``forward``'s training calls (autograd on, input requiring a gradient) replayed through
+    ``torch.cuda.make_graphed_callables`` per shape and slot (see the module doc)."""
+
+    def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor], max_graphs: int = 16, rtol: float = 2e-2,
+                 make: Callable[..., Callable[[torch.Tensor], torch.Tensor]] | None = None) -> None:  # fmt: skip
+        if max_graphs < 1:
+            raise ValueError(f"max_graphs must be at least 1, got {max_graphs}")
+        self.forward, self.max_graphs, self.rtol = forward, max_graphs, rtol
+        self.make = make or make_graphed_backbone
+        self.graphed: OrderedDict[tuple, Callable[[torch.Tensor], torch.Tensor]] = OrderedDict()
+        self.refused: dict[tuple, str] = {}
+        self.slot = 0
+
+    def begin(self) -> None:
+        """A new model forward: the next backbone call is slot 0."""
+        self.slot = 0
+
+    @staticmethod
+    def applies(x: torch.Tensor) -> bool:
+        """Whether a call may be replayed: a training call (autograd on, ``x`` requires a gradient) on CUDA,
+        no capture under way."""
+        return (x.is_cuda and torch.is_grad_enabled() and x.requires_grad
+                and not torch.cuda.is_current_stream_capturing())  # fmt: skip
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        slot, self.slot = self.slot, self.slot + 1
+        if not self.applies(x):
+            return self.forward(x)
+        key = (*GraphedForward.key(x), slot)
+        if key in self.refused:
+            return self.forward(x)
+        graphed = self.graphed.get(key)
+        if graphed is None:
+            graphed = self._build(key, x)
+            if graphed is None:
+                return self.forward(x)
+        self.graphed.move_to_end(key)
+        return graphed(x)
+
+    def _build(self, key: tuple, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        try:
+            graphed = self.make(self.forward, x)
+            error = self._check(graphed, x)
+        except Exception as err:  # noqa: BLE001 - any failure means: stay eager for this key
+            self._refuse(key, x, f"capture failed: {type(err).__name__}: {str(err)[:200]}")
+            return None
+        if error > self.rtol:
+            self._refuse(key, x, f"replay differs from eager (relative error {error:.2e})")
+            return None
+        self.graphed[key] = graphed
+        while len(self.graphed) > self.max_graphs:
+            self.graphed.popitem(last=False)
+        return graphed
+
+    def _check(self, graphed: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> float:
+        """The larger relative error of the graphed output and input gradient against eager, on a perturbed
+        copy of ``x`` (a graph that baked in its capture's input fails here) with a fixed upstream gradient."""
+        gen = torch.Generator(device=x.device).manual_seed(0)
+        probe = x.detach() + 0.1 * x.detach().std() * torch.randn(x.shape, generator=gen, device=x.device,
+                                                                  dtype=x.dtype)  # fmt: skip
+        eager_in, graph_in = probe.clone().requires_grad_(True), probe.clone().requires_grad_(True)
+        want = self.forward(eager_in)
+        upstream = torch.randn(want.shape, generator=gen, device=x.device, dtype=want.dtype)
+        (want_grad,) = torch.autograd.grad(want, eager_in, upstream)
+        got = graphed(graph_in)
+        (got_grad,) = torch.autograd.grad(got, graph_in, upstream)
+        return max(_relative_error(got, want), _relative_error(got_grad, want_grad))
+
+    def _refuse(self, key: tuple, x: torch.Tensor, why: str) -> None:
+        self.graphed.pop(key, None)
+        self.refused[key] = why
+        warnings.warn(f"CUDA graph for the backbone's training call {tuple(x.shape)} (slot {key[-1]}) not used, "
+                      f"running eagerly: {why}", RuntimeWarning, stacklevel=4)  # fmt: skip
+
+    def clear(self) -> None:
+        """Drop every graphed callable (their memory pools are released once nothing else holds them)."""
+        self.graphed.clear()
         self.refused.clear()

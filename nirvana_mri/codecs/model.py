@@ -31,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nirvana_mri.backbone import NirvanaConfig, NirvanaModel, default_backbone_path
-from nirvana_mri.backbone.graphs import GraphedForward
+from nirvana_mri.backbone.graphs import GraphedForward, GraphedTraining
 from nirvana_mri.physics import data_consistency, noise_std, rss, sens_expand, sens_reduce
 
 from .background import background_magnitude, check_background
@@ -78,12 +78,23 @@ class BidirectionalBackbone(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.graphs: GraphedForward | None = None  # use_cuda_graphs(): inference replays from CUDA graphs
+        self.train_graphs: GraphedTraining | None = None  # use_cuda_graphs(training=True): training calls too
 
-    def use_cuda_graphs(self, enabled: bool = True, max_graphs: int = 8) -> None:
-        """Replay the frozen backbone's inference forward from CUDA graphs (``backbone/graphs.py``); calls
-        that need gradients, or run on the CPU, stay eager."""
+    def use_cuda_graphs(self, enabled: bool = True, max_graphs: int = 8, training: bool = False) -> None:
+        """Replay the frozen backbone's inference forward from CUDA graphs (``backbone/graphs.py``) and, with
+        ``training``, its training calls (forward and backward to the tokens) too; calls on the CPU stay eager.
+        Training graphs need a frozen backbone: gradients of its own weights would not go through them."""
         on = enabled and self.backbone is not None
+        if on and training and any(p.requires_grad for p in self.backbone.parameters()):
+            raise ValueError("CUDA graphs for training need a frozen backbone (tune: codecs); this model trains "
+                             "backbone weights, whose gradients would not go through the graphs")
         self.graphs = GraphedForward(self._run, max_graphs=max_graphs) if on else None
+        self.train_graphs = GraphedTraining(self._run, max_graphs=2 * max_graphs) if on and training else None
+
+    def begin_step(self) -> None:
+        """A new model forward: training graphs count the backbone's calls from here (their slots)."""
+        if self.train_graphs is not None:
+            self.train_graphs.begin()
 
     def _run(self, both: torch.Tensor) -> torch.Tensor:
         return self.backbone(inputs_embeds=both).last_hidden_state
@@ -92,7 +103,12 @@ class BidirectionalBackbone(nn.Module):
         if self.backbone is None:
             return torch.cat([tokens, tokens], dim=-1)
         both = torch.cat([tokens, tokens.flip(1)], dim=0)
-        hidden = self.graphs(both) if self.graphs is not None else self._run(both)
+        if self.train_graphs is not None and torch.is_grad_enabled():
+            hidden = self.train_graphs(both)
+        elif self.graphs is not None:
+            hidden = self.graphs(both)
+        else:
+            hidden = self._run(both)
         forward_view, backward_view = hidden.chunk(2, dim=0)
         return torch.cat([forward_view, backward_view.flip(1)], dim=-1)
 
@@ -214,6 +230,7 @@ class NirvanaMRI(nn.Module):
     def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor, num_low_frequencies: int | None = None,
                 return_kspace: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         del num_low_frequencies  # the calibration region is read off the mask itself (1-D and 2-D)
+        self.backbone.begin_step()  # training graphs: each cascade's backbone call has its own slot
         sens_maps = self.sensitivity(masked_kspace, mask)
         refining = self.refine is not None and not self.training
         tikhonov = self.tikhonov_dc is not None and not self.training
@@ -235,11 +252,12 @@ class NirvanaMRI(nn.Module):
             magnitude = background_magnitude(magnitude, masked_kspace, mask, noise, self.background)
         return (magnitude, kspace) if return_kspace else magnitude
 
-    def use_cuda_graphs(self, enabled: bool = True, max_graphs: int = 8) -> None:
-        """Opt-in: replay the frozen backbone's inference forward from CUDA graphs, one per batch shape
-        (``nirvana_mri/backbone/graphs.py``: each graph is checked against eager on its first input and a
-        shape that differs stays eager, with a warning). No effect on the CPU or where gradients are needed."""
-        self.backbone.use_cuda_graphs(enabled, max_graphs)
+    def use_cuda_graphs(self, enabled: bool = True, max_graphs: int = 8, training: bool = False) -> None:
+        """Replay the frozen backbone's inference forward from CUDA graphs, one per batch shape
+        (``nirvana_mri/backbone/graphs.py``: each graph is checked against eager and a shape that differs stays
+        eager, with a warning); with ``training`` also its training calls (``finetune --cuda-graphs``, a frozen
+        backbone only). No effect on the CPU."""
+        self.backbone.use_cuda_graphs(enabled, max_graphs, training)
 
     def backbone_checksum(self) -> float:
         """Sum of |w| over the backbone's tensors: identifies a seeded random backbone cheaply."""

@@ -44,6 +44,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-resume", action="store_true", help="start over even if OUT/last exists")
     parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing in the backbone")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="on a GPU, replay the frozen backbone's training calls (forward and backward to the "
+                             "codecs) from CUDA graphs, one per batch shape and cascade, each checked against eager "
+                             "when built (a mismatch stays eager, with a warning). Eager, the bundled backbone's "
+                             "training step waits on the host. Opt-in and not yet timed on a GPU; needs --tune "
+                             "codecs and no --checkpointing")
 
 
 def _model_args(args: argparse.Namespace) -> dict:
@@ -80,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, max_steps=args.steps, lr=args.lr, warmup_steps=args.warmup,
         val_every=args.val_every, val_max_volumes=args.val_volumes, max_minutes=args.max_minutes,
         seed=args.seed, num_workers=args.workers, device=args.device, resume=not args.no_resume,
+        cuda_graphs=args.cuda_graphs,
     )
     summary = train(config)
     if int(os.environ.get("RANK", "0")) != 0:
