@@ -8,9 +8,6 @@ Every test checks from the recorded launches that the variant really ran."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
@@ -21,11 +18,10 @@ from nirvana_mri.backbone.kernels.gated_delta_rule_reference import chunk_gated_
 
 triton_mod = pytest.importorskip("nirvana_mri.backbone.kernels.gated_delta_rule_triton")
 from launch_recorder import record_launches  # noqa: E402
+from offline_compile import assert_compiles, bundled_ptxas  # noqa: E402
 from test_gated_delta_rule_bwd_split import NAMES, _forward_backward  # noqa: E402
 from test_gated_delta_rule_triton import _inputs  # noqa: E402
 from test_gated_delta_rule_varlen import _packed, _upstream  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
 
 SWITCHES = ("NIRVANA_GDR_INV_KKT", "NIRVANA_GDR_INV_KKT_PREC", "NIRVANA_GDR_FWD_HALVES", "NIRVANA_GDR_FWD_BV",
             "NIRVANA_GDR_INV_DIAG")
@@ -199,9 +195,7 @@ def test_input_type_kkt_maps_and_compiles_for_hopper(monkeypatch):
     assert triton_mod.inv_kkt_precision("tf32", True, torch.bfloat16) == "bf16"
     assert triton_mod.inv_kkt_precision("tf32", False, torch.float16) == "fp16"
     assert triton_mod.inv_kkt_precision("tf32x3", False, torch.float32) == "tf32x3"
-    import triton
-
-    if not (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists():
+    if not bundled_ptxas():
         pytest.skip("needs Triton's bundled ptxas (the NVIDIA backend's tools)")
     code = (
         "import argparse, sys; sys.path.insert(0, 'benchmarks'); import gdr_compile_diff as c; "
@@ -212,7 +206,4 @@ def test_input_type_kkt_maps_and_compiles_for_hopper(monkeypatch):
         "('bfloat16', 'tf32', True)) for v in (False, True)]; "
         "print('compiled')"
     )
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, "PYTHONPATH": str(REPO)},
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0 and "compiled" in out.stdout, out.stderr[-2000:]
+    assert_compiles(code)

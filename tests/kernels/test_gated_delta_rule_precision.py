@@ -8,11 +8,6 @@ this compiles it)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -20,9 +15,8 @@ from nirvana_mri.backbone.kernels.gated_delta_rule_reference import chunk_gated_
 
 triton_mod = pytest.importorskip("nirvana_mri.backbone.kernels.gated_delta_rule_triton")
 from launch_recorder import record_launches  # noqa: E402
+from offline_compile import assert_compiles, needs_ptxas  # noqa: E402
 from test_gated_delta_rule_triton import _inputs, assert_bf16_operand_accuracy  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_precision_policy(monkeypatch):
@@ -79,13 +73,7 @@ def test_default_matches_reference(monkeypatch, rel, K, V):
     assert_bf16_operand_accuracy(xs, state, rel, final=True)
 
 
-def _bundled_ptxas() -> bool:
-    import triton
-
-    return (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists()
-
-
-@pytest.mark.skipif(not _bundled_ptxas(), reason="needs Triton's bundled ptxas (the NVIDIA backend's tools)")
+@needs_ptxas
 def test_16bit_backward_state_pass_compiles_for_hopper():
     """``_bwd_state_split`` (head dim 128's reverse pass, two half-height state tiles) compiled offline for
     sm_90 with 16-bit stored states and a float32 final-state gradient, fixed-length and packed, as the
@@ -100,10 +88,7 @@ def test_16bit_backward_state_pass_compiles_for_hopper():
         "[c.compile_kernel(m._bwd_state_split, a, v) for v in (False, True)]; "
         "a.wy_ops = 'bf16'; [c.compile_kernel(m._bwd_wy_trans, a, v) for v in (False, True)]; print('compiled')"
     )
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**env, "PYTHONPATH": str(REPO)},
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0 and "compiled" in out.stdout, out.stderr[-2000:]
+    assert_compiles(code)
 
 
 def test_wy_operand_switch(monkeypatch):

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
@@ -20,7 +17,8 @@ from nirvana_mri.backbone.kernels.trigger_reference import (  # noqa: E402
 
 triton_mod = pytest.importorskip("nirvana_mri.backbone.kernels.trigger_triton")
 v2 = pytest.importorskip("nirvana_mri.backbone.kernels.trigger_triton_v2")
-REPO = Path(__file__).resolve().parents[2]
+from offline_compile import assert_compiles, needs_ptxas  # noqa: E402
+
 NAMES = (
     "q k v weight_linear weight_ln bias_linear bias_ln p_weight_linear p_weight_ln p_bias_linear p_bias_ln"
 ).split()
@@ -210,19 +208,10 @@ print("compiled")
 """
 
 
-def _bundled_ptxas() -> bool:
-    import triton
-
-    return (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists()
-
-
-@pytest.mark.skipif(not _bundled_ptxas(), reason="needs Triton's bundled ptxas (the NVIDIA backend's tools)")
+@needs_ptxas
 def test_bf16_operand_kernels_compile_for_hopper():
     """The 16-bit contractions (OPS16=1: real bf16 tl.dot, which the interpreter does not run) compile for sm_90,
     forward and backward with weight gradients, at the MRI backbone's Trigger size (C 64, L 32) and the default
     launches (64 tokens per program, 4 warps, K 128 for both since run BF). A fresh
     process: the compile needs TRITON_INTERPRET unset."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    out = subprocess.run([sys.executable, "-c", _COMPILE], cwd=REPO, env={**env, "PYTHONPATH": str(REPO)},
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0 and "compiled" in out.stdout, out.stderr[-2000:]
+    assert_compiles(_COMPILE)
