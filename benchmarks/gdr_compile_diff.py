@@ -72,7 +72,7 @@ def compile_kernel(fn, args, varlen):
                   USE_H0=True, STORE_HT=True, USE_DHT=True, STORE_DH0=True, IS_VARLEN=varlen,
                   HALVES=args.halves and pow2 > 64, BKB=min(pow2, 64),
                   KPREC=getattr(args, "kprec", None) or (args.prec if args.prec in ("tf32", "tf32x3") else "ieee"),
-                  DIAG3D=getattr(args, "diag3d", False))
+                  DIAG3D=getattr(args, "diag3d", False), DG_ROWSUM=getattr(args, "dg_rowsum", False))
     if name in ("_fwd_state", "_bwd_state", "_bwd_state_split", "_bwd_dv_local"):
         values["BV"] = min(pow2, 64)
     if name == "_bwd_state_split":  # two half-height state tiles above head dim 64 (NIRVANA_GDR_BWD_HALVES)
@@ -176,6 +176,8 @@ def main() -> int:
                     help="KPREC of _fwd_inv_block's Kn Kn^T (NIRVANA_GDR_INV_KKT_PREC; bf16 / fp16: its 'input')")
     ap.add_argument("--diag3d", action="store_true",
                     help="_fwd_inv_block's diagonal inverses on [4, 16, 16] blocks (NIRVANA_GDR_INV_DIAG=blocks)")
+    ap.add_argument("--dg-rowsum", action="store_true",
+                    help="_bwd_dqk's dG without the score P (NIRVANA_GDR_DQK_DG=rowsum)")
     ap.add_argument("--dqk-split", action="store_true",
                     help="the WY kernels as after _bwd_dqk_split (NKP partials, FINISH_DQ): usage only")
     args = ap.parse_args()
@@ -186,6 +188,7 @@ def main() -> int:
         for name in args.kernels:
             old_fn, new_fn = getattr(old_mod, name, None), getattr(new_mod, name)
             variant = args.halves or args.dqk_split or args.wy_ops != "fp32" or args.kprec is not None or args.diag3d
+            variant = variant or args.dg_rowsum
             if old_fn is None or variant:  # a new kernel or variant: usage only
                 new_k = compile_kernel(new_fn, args, False)
                 usage = ptxas_usage(new_k, tmp, name + "_n", args.arch)

@@ -146,6 +146,14 @@ def inv_variants() -> list[dict]:
     return [{"NIRVANA_GDR_INV_DIAG": "masked"}, blocks, native, {**blocks, **native}]
 
 
+def dqk_dg_variants() -> list[dict]:
+    """``_bwd_dqk``'s dG without the score P (``NIRVANA_GDR_DQK_DG=rowsum``: rowsum(Qn o dQn) - rowsum(Kn o dKn),
+    no [64, K] x [K, 64] product and no k^T tile): offline ptxas for sm_90 (Triton 3.8, bf16 inputs) 0 B spilled
+    and 2,560 instructions at head dim 128 with 8 warps vs 484 B and 3,592; 196 B vs 784 at head dim 64 with 4;
+    and ``score`` (= default: a same-run noise estimate)."""
+    return [{"NIRVANA_GDR_DQK_DG": "score"}, {"NIRVANA_GDR_DQK_DG": "rowsum"}]
+
+
 def dqk_variants() -> list[dict]:
     """The backward's dq / dk / dW / dG kernel: ``NIRVANA_GDR_BWD_DQK=split`` (``_bwd_dqk_split``, K in
     64-wide slices across programs, the sums over K finished in the WY backward) at its defaults (8 warps
@@ -178,7 +186,8 @@ def variants(kind: str) -> list[dict]:
     fused, as the baseline); ``prep``: the forward's first stage, fused (``_fwd_prep``) against split
     (``_fwd_inv`` + ``_fwd_wy``) at a few num_warps of the two; ``fwd-d128``: ``fwd_d128_variants``;
     ``wy``: ``wy_variants``; ``wy-ops``: ``wy_ops_variants``; ``dqk``: ``dqk_variants``; ``precision``:
-    ``precision_variants``; ``fwd-wy``: ``fwd_wy_variants``; ``inv``: ``inv_variants``."""
+    ``precision_variants``; ``fwd-wy``: ``fwd_wy_variants``; ``inv``: ``inv_variants``; ``dqk-dg``:
+    ``dqk_dg_variants``."""
     out = [{}]
     if kind == "dqk":
         return out + dqk_variants()
@@ -196,6 +205,8 @@ def variants(kind: str) -> list[dict]:
         return out + fwd_wy_variants()
     if kind == "inv":
         return out + inv_variants()
+    if kind == "dqk-dg":
+        return out + dqk_dg_variants()
     if kind == "prep":
         out += [{"NIRVANA_GDR_PREP": "fused"}, {"NIRVANA_GDR_PREP": "split"}]
         for inv_warps, wy_warps in itertools.product((4, 8), (4, 8)):
@@ -307,7 +318,8 @@ def main() -> int:
     parser.add_argument("--out", default="gdr_tune.json")
     parser.add_argument("--shapes", default="mri,lang")
     parser.add_argument("--workers", type=int, default=12)
-    kinds = ("fwd", "bwd", "bwd-split", "prep", "fwd-d128", "wy", "wy-ops", "dqk", "precision", "fwd-wy", "inv")
+    kinds = ("fwd", "bwd", "bwd-split", "prep", "fwd-d128", "wy", "wy-ops", "dqk", "precision", "fwd-wy", "inv",
+             "dqk-dg")
     parser.add_argument("--kind", choices=kinds, default="fwd", help="which launches to vary")
     parser.add_argument("--budget", type=float, default=300.0, help="seconds for both phases")
     args = parser.parse_args()
@@ -343,7 +355,8 @@ def main() -> int:
             row.update(timing)
             print(json.dumps({k: row.get(k) for k in ("shape", "env", "fwd_ms", "fwdbwd_ms")}), flush=True)
     best = {}
-    backward_kinds = ("wy", "wy-ops", "dqk", "precision")  # what varies: the backward, so rank by forward+backward
+    # what varies: the backward, so rank by forward+backward
+    backward_kinds = ("wy", "wy-ops", "dqk", "precision", "dqk-dg")
     key = "fwdbwd_ms" if args.kind.startswith("bwd") or args.kind in backward_kinds else "fwd_ms"
     for shape in args.shapes.split(","):
         timed = [r for r in rows if r["shape"] == shape and r.get(key)]

@@ -20,12 +20,13 @@ from nirvana_mri.backbone.kernels.gated_delta_rule_reference import chunk_gated_
 
 triton_mod = pytest.importorskip("nirvana_mri.backbone.kernels.gated_delta_rule_triton")
 from launch_recorder import record_launches  # noqa: E402
+from offline_compile import assert_compiles, needs_ptxas  # noqa: E402
 from test_gated_delta_rule_bwd_split import NAMES  # noqa: E402
 from test_gated_delta_rule_triton import _inputs, assert_bf16_operand_accuracy  # noqa: E402
 from test_gated_delta_rule_varlen import _packed, _run, _upstream  # noqa: E402
 
 SWITCHES = ("NIRVANA_GDR_BWD_DQK", "NIRVANA_GDR_DQK_BK", "NIRVANA_GDR_DQK_BV", "NIRVANA_GDR_DQK_WARPS",
-            "NIRVANA_GDR_WY", "NIRVANA_GDR_PRECISION")
+            "NIRVANA_GDR_WY", "NIRVANA_GDR_PRECISION", "NIRVANA_GDR_DQK_DG")
 
 
 def _recorded(monkeypatch, env: dict) -> list:
@@ -154,3 +155,59 @@ def test_dqk_switch_and_default(monkeypatch):
     assert "_bwd_dqk" in names and "_bwd_dqk_split" not in names
     (wy,) = [kw for name, kw in seen if name.startswith("_bwd_wy")]
     assert "NKP" not in wy and "FINISH_DQ" not in wy
+
+
+ROWSUM_CASES = [
+    (1, 134, 1, 128, 64, torch.float32, True, True),  # three chunks, a tail, both states
+    (2, 70, 2, 64, 64, torch.float32, False, False),  # B, H > 1, no L2 norm, no states
+    (1, 134, 1, 128, 64, torch.bfloat16, True, True),  # 16-bit operands (the default for bf16 inputs)
+]
+
+
+@pytest.mark.parametrize("case", ROWSUM_CASES, ids=lambda c: "B{}T{}H{}K{}V{}-{}".format(*c[:5], str(c[5])[6:]))
+def test_dqk_dg_rowsum(monkeypatch, case, rel):
+    """NIRVANA_GDR_DQK_DG=rowsum: ``_bwd_dqk`` forms dG's intra-chunk sums as rowsum(Qn o dQn) - rowsum(Kn o dKn)
+    instead of through the score P (the launch says DG_ROWSUM): vs the float64 reference and vs the default
+    on the same inputs (the same sums, other rounding); only the gate's gradient may move."""
+    B, T, H, K, V, dtype, l2, h0 = case
+    xs, state = _inputs(B, T, H, K, V, dtype, l2, h0, seed=K + T + 3)
+    gen = torch.Generator().manual_seed(11)
+    grads = (torch.randn(B, T, H, V, generator=gen), torch.randn(B, H, K, V, generator=gen))
+    seen = _recorded(monkeypatch, {"NIRVANA_GDR_DQK_DG": "rowsum"})
+    got = _all(triton_mod.chunk_gated_delta_rule_triton, xs, state, grads, l2)
+    assert [kw["DG_ROWSUM"] for name, kw in seen if name == "_bwd_dqk"] == [True]
+    seen = _recorded(monkeypatch, {})
+    default = _all(triton_mod.chunk_gated_delta_rule_triton, xs, state, grads, l2)
+    assert [kw["DG_ROWSUM"] for name, kw in seen if name == "_bwd_dqk"] == [False]
+    ref = _reference(xs, state, grads, l2)
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    for name, a, b, r in zip(_names(state), got, default, ref, strict=True):
+        assert rel(a, r) < tol, (name, rel(a, r))
+        if name != "g":  # dG only reaches the gate's gradient
+            assert torch.equal(a, b), name
+        else:
+            assert rel(a, b) < (1e-5 if dtype == torch.float32 else 1e-2), (name, rel(a, b))
+
+
+def test_dqk_dg_switch(monkeypatch):
+    monkeypatch.delenv("NIRVANA_GDR_DQK_DG", raising=False)
+    assert triton_mod.dqk_dg_mode() == "score"
+    monkeypatch.setenv("NIRVANA_GDR_DQK_DG", "rowsum")
+    assert triton_mod.dqk_dg_mode() == "rowsum"
+    monkeypatch.setenv("NIRVANA_GDR_DQK_DG", "p")
+    with pytest.raises(ValueError, match="NIRVANA_GDR_DQK_DG"):
+        triton_mod.dqk_dg_mode()
+
+
+@needs_ptxas
+def test_dqk_dg_rowsum_compiles_for_hopper():
+    """``_bwd_dqk`` with DG_ROWSUM compiles for sm_90 offline at head dim 128 (8 warps, as the split backward
+    there) and 64 (4 warps), bf16 inputs, fixed-length and packed (offline ptxas: no spills at head dim 128,
+    where the default spills 484 B)."""
+    assert_compiles(
+        "import argparse, sys; sys.path.insert(0, 'benchmarks'); import gdr_compile_diff as c; "
+        "m = c.load_worktree(); "
+        "[c.compile_kernel(m._bwd_dqk, argparse.Namespace(dim=d, prec='tf32', dt='bfloat16', arch=90, stages=3, "
+        "warps=w, halves=False, wy_bk=64, dqk_bk=64, dqk_bv=64, dqk_split=False, wy_ops='fp32', dg_rowsum=True), v) "
+        "for d, w in ((128, 8), (64, 4)) for v in (False, True)]; print('compiled')"
+    )

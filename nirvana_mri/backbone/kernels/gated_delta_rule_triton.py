@@ -120,7 +120,8 @@ since run BI; ``wy_operands``),
 ``NIRVANA_GDR_BWD_DQK=full|split`` (the backward's second kernel, default ``full``: ``_bwd_dqk``; ``split``:
 ``_bwd_dqk_split``, see above and ``dqk_mode``) with ``NIRVANA_GDR_DQK_BK`` (its K-slice, default 64),
 ``NIRVANA_GDR_DQK_BV`` (its V-block, default 64) and ``NIRVANA_GDR_DQK_WARPS`` (its num_warps, default that
-of the other backward kernels).
+of the other backward kernels), and ``NIRVANA_GDR_DQK_DG=score|rowsum`` (how ``_bwd_dqk`` forms dG's intra-chunk
+sums; opt-in ``rowsum``: ``dqk_dg_mode``).
 """
 
 from __future__ import annotations
@@ -1287,6 +1288,7 @@ def _bwd_dqk(
     USE_L2: tl.constexpr,
     PREC: tl.constexpr,
     DT: tl.constexpr,
+    DG_ROWSUM: tl.constexpr,
     IS_VARLEN: tl.constexpr,
 ):
     i_c, i_bh = tl.program_id(0), tl.program_id(1).to(tl.int64)  # 64-bit offsets
@@ -1338,8 +1340,9 @@ def _bwd_dqk(
     qn = _load_tile(q_base, t0, T, sk, K, BT, BK) * _load_vec(rq + bos * H + i_h, t0, T, sg, BT)[:, None]
     rk_t = _load_vec(rk + bos * H + i_h, t0, T, sg, BT)
     kn = _load_tile(k_base, t0, T, sk, K, BT, BK) * rk_t[:, None]
-    rk_tT = tl.load(rk + bos * H + i_h + (t0 + o_t) * sg, mask=tmask, other=0.0)
-    knT = _load_tile_t(k_base, t0, T, sk, K, BT, BK) * rk_tT[None, :]
+    if not DG_ROWSUM:  # k^T for the score P below (here, as before the switch: the default compiles unchanged)
+        rk_tT = tl.load(rk + bos * H + i_h + (t0 + o_t) * sg, mask=tmask, other=0.0)
+        knT = _load_tile_t(k_base, t0, T, sk, K, BT, BK) * rk_tT[None, :]
     g_base = G + bos * H + i_h
     Gt = _load_G(g_base, t0, T, sg, BT)
     GtT = _load_G(g_base, t0, T, sg, BT)
@@ -1359,9 +1362,12 @@ def _bwd_dqk(
     dks = acc_ks * tl.exp(g_last - Gt)[:, None]
     dkn = _dot(dPmT, qn, PREC, DT) + dks
     # dG: output (inter + intra), state carry
-    P = _dot(qn, knT, PREC, DT) * decay
-    R = dP * P * scale
-    dG = tl.sum(dq_inter * qn, 1) + tl.sum(R, 1) - tl.sum(R, 0) - tl.sum(kn * dks, 1)
+    if DG_ROWSUM:  # NIRVANA_GDR_DQK_DG=rowsum: the intra sums through dQn / dKn, no score P (dqk_dg_mode)
+        dG = tl.sum(qn * dqn, 1) - tl.sum(kn * dkn, 1)
+    else:
+        P = _dot(qn, knT, PREC, DT) * decay
+        R = dP * P * scale
+        dG = tl.sum(dq_inter * qn, 1) + tl.sum(R, 1) - tl.sum(R, 0) - tl.sum(kn * dks, 1)
     dG_last = tl.sum(tl.sum(kn * dks, 1), 0) + tl.exp(g_last) * dsum
     dG += tl.where(t0 + o_t == last, dG_last, 0.0)
     if USE_L2:
@@ -2098,6 +2104,18 @@ def fwd_wy_operands(prec: str, dt, prec32: str, head_dim: int) -> tuple[str, obj
     return prec32, tl.float32
 
 
+def dqk_dg_mode() -> str:
+    """How ``_bwd_dqk`` forms dG's intra-chunk part (``NIRVANA_GDR_DQK_DG``, read at call time): ``score``
+    (default: the score P = Qn Kn^T, one [64, K] x [K, 64] product and a transposed load of k, then
+    rowsum(dP o P) - colsum(dP o P)) or ``rowsum`` (the same sums as rowsum(Qn o dQn) - rowsum(Kn o dKn), from
+    tiles it holds anyway, as ``_bwd_dqk_split`` does: no P, no k^T). Exact algebra, other rounding; fewer live
+    tiles where ``_bwd_dqk`` spills (980 B at head dim 128, 8 warps). Opt-in until timed on a GPU."""
+    mode = os.environ.get("NIRVANA_GDR_DQK_DG") or "score"
+    if mode not in ("score", "rowsum"):
+        raise ValueError(f"NIRVANA_GDR_DQK_DG must be score or rowsum, got {mode!r}")
+    return mode
+
+
 def fwd_wy_block(head_dim: int, ops16: bool) -> int:
     """``_fwd_wy``'s default column block (``NIRVANA_GDR_FWD_WY_BKV`` overrides): all of a 128-wide head dim
     with 16-bit operands (M read twice per chunk, not four times: run BM, 0.825 -> 0.810 ms forward at
@@ -2373,6 +2391,7 @@ def gdr_backward(q, k, v, g, beta, scale, h0, use_l2, saved, do, dht, varlen=Non
             BK=BK,
             BV=bv_loop,
             USE_L2=use_l2,
+            DG_ROWSUM=dqk_dg_mode() == "rowsum",
             **common,
             num_warps=warps,
         )
