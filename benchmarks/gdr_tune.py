@@ -179,6 +179,20 @@ def relevant(shape_name: str, env: dict) -> bool:
     return wide or not any(wide_only)
 
 
+# kinds whose variants are one list (the default, {}, goes first in every kind)
+LISTED_KINDS = {
+    "dqk": dqk_variants,
+    "bwd-split": split_bwd_variants,
+    "fwd-d128": fwd_d128_variants,
+    "wy": wy_variants,
+    "wy-ops": wy_ops_variants,
+    "precision": precision_variants,
+    "fwd-wy": fwd_wy_variants,
+    "inv": inv_variants,
+    "dqk-dg": dqk_dg_variants,
+}
+
+
 def variants(kind: str) -> list[dict]:
     """``fwd``: the state pass's V-block and warps, the output kernel's V-block and warps; ``bwd``: the reverse
     state pass's V-block and the backward kernels' warps, fused (``_bwd_state``) and split
@@ -189,24 +203,8 @@ def variants(kind: str) -> list[dict]:
     ``precision_variants``; ``fwd-wy``: ``fwd_wy_variants``; ``inv``: ``inv_variants``; ``dqk-dg``:
     ``dqk_dg_variants``."""
     out = [{}]
-    if kind == "dqk":
-        return out + dqk_variants()
-    if kind == "bwd-split":
-        return out + split_bwd_variants()
-    if kind == "fwd-d128":
-        return out + fwd_d128_variants()
-    if kind == "wy":
-        return out + wy_variants()
-    if kind == "wy-ops":
-        return out + wy_ops_variants()
-    if kind == "precision":
-        return out + precision_variants()
-    if kind == "fwd-wy":
-        return out + fwd_wy_variants()
-    if kind == "inv":
-        return out + inv_variants()
-    if kind == "dqk-dg":
-        return out + dqk_dg_variants()
+    if kind in LISTED_KINDS:
+        return out + LISTED_KINDS[kind]()
     if kind == "prep":
         out += [{"NIRVANA_GDR_PREP": "fused"}, {"NIRVANA_GDR_PREP": "split"}]
         for inv_warps, wy_warps in itertools.product((4, 8), (4, 8)):
@@ -318,8 +316,7 @@ def main() -> int:
     parser.add_argument("--out", default="gdr_tune.json")
     parser.add_argument("--shapes", default="mri,lang")
     parser.add_argument("--workers", type=int, default=12)
-    kinds = ("fwd", "bwd", "bwd-split", "prep", "fwd-d128", "wy", "wy-ops", "dqk", "precision", "fwd-wy", "inv",
-             "dqk-dg")
+    kinds = ("fwd", "bwd", "prep", *LISTED_KINDS)
     parser.add_argument("--kind", choices=kinds, default="fwd", help="which launches to vary")
     parser.add_argument("--budget", type=float, default=300.0, help="seconds for both phases")
     args = parser.parse_args()

@@ -97,12 +97,13 @@ def enable_training_graphs(model: torch.nn.Module, device: torch.device) -> None
     warning). Eager, the bundled backbone's training step is host-bound on a GPU (run BK: 63.8 ms forward+backward
     at B8 T1600 against 4.6 ms for its replayed forward). Refused, in one line, on the CPU, for models without a
     backbone, with gradient checkpointing, and for a backbone that trains its own weights."""
+    from nirvana_mri.reconstruct import supports_cuda_graphs
+
     if device.type != "cuda":
         raise ValueError(f"--cuda-graphs needs a CUDA device; this run uses {device}")
-    backbone = getattr(getattr(model, "backbone", None), "backbone", None)
-    if not hasattr(model, "use_cuda_graphs") or backbone is None:
+    if not supports_cuda_graphs(model):
         raise ValueError("--cuda-graphs needs a Nirvana-MRI model with a backbone")
-    if getattr(backbone, "gradient_checkpointing", False):
+    if model.backbone.backbone.gradient_checkpointing:
         raise ValueError("--cuda-graphs and --checkpointing do not combine: a graph keeps its activations anyway")
     model.use_cuda_graphs(training=True)
 
