@@ -166,22 +166,22 @@ ROWSUM_CASES = [
 
 @pytest.mark.parametrize("case", ROWSUM_CASES, ids=lambda c: "B{}T{}H{}K{}V{}-{}".format(*c[:5], str(c[5])[6:]))
 def test_dqk_dg_rowsum(monkeypatch, case, rel):
-    """NIRVANA_GDR_DQK_DG=rowsum: ``_bwd_dqk`` forms dG's intra-chunk sums as rowsum(Qn o dQn) - rowsum(Kn o dKn)
-    instead of through the score P (the launch says DG_ROWSUM): vs the float64 reference and vs the default
-    on the same inputs (the same sums, other rounding); only the gate's gradient may move."""
+    """NIRVANA_GDR_DQK_DG=rowsum (default): ``_bwd_dqk`` forms dG's intra-chunk sums as rowsum(Qn o dQn) -
+    rowsum(Kn o dKn) instead of through the score P (the launch says DG_ROWSUM): vs the float64 reference and vs
+    ``score`` on the same inputs (the same sums, other rounding); only the gate's gradient may move."""
     B, T, H, K, V, dtype, l2, h0 = case
     xs, state = _inputs(B, T, H, K, V, dtype, l2, h0, seed=K + T + 3)
     gen = torch.Generator().manual_seed(11)
     grads = (torch.randn(B, T, H, V, generator=gen), torch.randn(B, H, K, V, generator=gen))
-    seen = _recorded(monkeypatch, {"NIRVANA_GDR_DQK_DG": "rowsum"})
+    seen = _recorded(monkeypatch, {})  # the default since run BP
     got = _all(triton_mod.chunk_gated_delta_rule_triton, xs, state, grads, l2)
     assert [kw["DG_ROWSUM"] for name, kw in seen if name == "_bwd_dqk"] == [True]
-    seen = _recorded(monkeypatch, {})
-    default = _all(triton_mod.chunk_gated_delta_rule_triton, xs, state, grads, l2)
+    seen = _recorded(monkeypatch, {"NIRVANA_GDR_DQK_DG": "score"})
+    score = _all(triton_mod.chunk_gated_delta_rule_triton, xs, state, grads, l2)
     assert [kw["DG_ROWSUM"] for name, kw in seen if name == "_bwd_dqk"] == [False]
     ref = _reference(xs, state, grads, l2)
     tol = 1e-5 if dtype == torch.float32 else 2e-2
-    for name, a, b, r in zip(_names(state), got, default, ref, strict=True):
+    for name, a, b, r in zip(_names(state), got, score, ref, strict=True):
         assert rel(a, r) < tol, (name, rel(a, r))
         if name != "g":  # dG only reaches the gate's gradient
             assert torch.equal(a, b), name
@@ -191,9 +191,9 @@ def test_dqk_dg_rowsum(monkeypatch, case, rel):
 
 def test_dqk_dg_switch(monkeypatch):
     monkeypatch.delenv("NIRVANA_GDR_DQK_DG", raising=False)
-    assert triton_mod.dqk_dg_mode() == "score"
-    monkeypatch.setenv("NIRVANA_GDR_DQK_DG", "rowsum")
     assert triton_mod.dqk_dg_mode() == "rowsum"
+    monkeypatch.setenv("NIRVANA_GDR_DQK_DG", "score")
+    assert triton_mod.dqk_dg_mode() == "score"
     monkeypatch.setenv("NIRVANA_GDR_DQK_DG", "p")
     with pytest.raises(ValueError, match="NIRVANA_GDR_DQK_DG"):
         triton_mod.dqk_dg_mode()
@@ -203,7 +203,7 @@ def test_dqk_dg_switch(monkeypatch):
 def test_dqk_dg_rowsum_compiles_for_hopper():
     """``_bwd_dqk`` with DG_ROWSUM compiles for sm_90 offline at head dim 128 (8 warps, as the split backward
     there) and 64 (4 warps), bf16 inputs, fixed-length and packed (offline ptxas: no spills at head dim 128,
-    where the default spills 484 B)."""
+    where the score form spills 484 B)."""
     assert_compiles(
         "import argparse, sys; sys.path.insert(0, 'benchmarks'); import gdr_compile_diff as c; "
         "m = c.load_worktree(); "

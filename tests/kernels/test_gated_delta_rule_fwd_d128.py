@@ -25,13 +25,14 @@ from test_gated_delta_rule_varlen import _packed, _upstream  # noqa: E402
 
 SWITCHES = ("NIRVANA_GDR_INV_KKT", "NIRVANA_GDR_INV_KKT_PREC", "NIRVANA_GDR_FWD_HALVES", "NIRVANA_GDR_FWD_BV",
             "NIRVANA_GDR_INV_DIAG")
-# the defaults are the block inverse and (above a 64-wide K block) the halves: each variant sets both switches
+# the defaults are the block inverse with [4, 16, 16] diagonal inverses and (above a 64-wide K block) the halves:
+# each variant sets both switches
 VARIANTS = {
     "tiles": {"NIRVANA_GDR_INV_KKT": "tiles", "NIRVANA_GDR_FWD_HALVES": "0"},
     "block": {"NIRVANA_GDR_INV_KKT": "block", "NIRVANA_GDR_FWD_HALVES": "0"},
     "halves": {"NIRVANA_GDR_INV_KKT": "tiles", "NIRVANA_GDR_FWD_HALVES": "1"},
     "both-bv32": {"NIRVANA_GDR_INV_KKT": "block", "NIRVANA_GDR_FWD_HALVES": "1", "NIRVANA_GDR_FWD_BV": "32"},
-    "diag-blocks": {"NIRVANA_GDR_INV_KKT": "block", "NIRVANA_GDR_INV_DIAG": "blocks"},  # [4, 16, 16] substitution
+    "diag-masked": {"NIRVANA_GDR_INV_KKT": "block", "NIRVANA_GDR_INV_DIAG": "masked"},  # substitution on the tile
 }
 
 
@@ -46,7 +47,7 @@ def _expect(seen: list, env: dict, K: int) -> None:
     names = [name for name, _ in seen]
     block = env.get("NIRVANA_GDR_INV_KKT", "block") == "block"
     assert ("_fwd_inv_block" in names, "_fwd_inv" in names) == (block, not block)
-    diag3d = env.get("NIRVANA_GDR_INV_DIAG") == "blocks"
+    diag3d = env.get("NIRVANA_GDR_INV_DIAG", "blocks") == "blocks"
     assert [kw["DIAG3D"] for name, kw in seen if name == "_fwd_inv_block"] == ([diag3d] if block else [])
     halves = env.get("NIRVANA_GDR_FWD_HALVES", "1") == "1" and K > 64  # a no-op up to a 64-wide K block
     state = [kw for name, kw in seen if name == "_fwd_state"]
@@ -95,12 +96,12 @@ def test_forward_variant(monkeypatch, case, variant, rel):
 
 def test_forward_variants_varlen(monkeypatch, rel):
     """Packed sequences (a tail, a whole chunk, two chunks, one token) at head dim 128, both switches and
-    32-wide V-blocks, and the [4, 16, 16] diagonal inverses: vs the float64 reference on the same packed batch,
-    states per sequence."""
+    32-wide V-blocks, with the diagonal blocks inverted as [4, 16, 16] (default) and on the masked tile: vs the
+    float64 reference on the same packed batch, states per sequence."""
     lens = [5, 64, 70, 1]
     xs, state, cu = _packed(lens, 1, 128, 64, torch.float32, True, True, seed=3)
     grads = _upstream(lens, 1, 64, 128)
-    for env in (VARIANTS["both-bv32"], {**VARIANTS["both-bv32"], "NIRVANA_GDR_INV_DIAG": "blocks"}):
+    for env in (VARIANTS["both-bv32"], {**VARIANTS["both-bv32"], "NIRVANA_GDR_INV_DIAG": "masked"}):
         seen = _recorded(monkeypatch, env)
         got = _forward_backward(triton_mod.chunk_gated_delta_rule_triton, xs, state, grads, cu_seqlens=cu)
         _expect(seen, env, 128)
@@ -147,7 +148,7 @@ def test_tf32_kkt_accuracy(monkeypatch, rel):
 def test_forward_switches(monkeypatch):
     """NIRVANA_GDR_INV_KKT: block by default, tiles, else refused; NIRVANA_GDR_INV_KKT_PREC: exact under
     the interpreter unless tf32 (emulated), which 16-bit operands above head dim 64 take by default;
-    NIRVANA_GDR_INV_DIAG: masked by default, blocks, else refused;
+    NIRVANA_GDR_INV_DIAG: blocks by default, masked, else refused;
     NIRVANA_GDR_FWD_HALVES: on by default, only ever above a 64-wide K block."""
     for name in SWITCHES:
         monkeypatch.delenv(name, raising=False)
@@ -159,6 +160,9 @@ def test_forward_switches(monkeypatch):
         triton_mod.inv_kkt_mode()
     assert triton_mod.inv_kkt_precision("ieee", False) == "ieee"
     assert triton_mod.inv_kkt_precision("ieee", True) == "tf32emu"  # 16-bit operands above head dim 64
+    # 16-bit inputs multiply in their own type by default: exact, so ieee under the interpreter
+    assert {triton_mod.inv_kkt_precision("ieee", w, d) for w in (False, True)
+            for d in (torch.bfloat16, torch.float16)} == {"ieee"}
     for want, got in [("tf32", "tf32emu"), ("tf32x3", "ieee"), ("ieee", "ieee")]:
         monkeypatch.setenv("NIRVANA_GDR_INV_KKT_PREC", want)
         assert triton_mod.inv_kkt_precision("ieee", False) == got
@@ -169,9 +173,9 @@ def test_forward_switches(monkeypatch):
     monkeypatch.setenv("NIRVANA_GDR_INV_KKT_PREC", "bf16")
     with pytest.raises(ValueError, match="NIRVANA_GDR_INV_KKT_PREC"):
         triton_mod.inv_kkt_precision("ieee", False)
-    assert triton_mod.inv_diag_mode() == "masked"
-    monkeypatch.setenv("NIRVANA_GDR_INV_DIAG", "blocks")
     assert triton_mod.inv_diag_mode() == "blocks"
+    monkeypatch.setenv("NIRVANA_GDR_INV_DIAG", "masked")
+    assert triton_mod.inv_diag_mode() == "masked"
     monkeypatch.setenv("NIRVANA_GDR_INV_DIAG", "3d")
     with pytest.raises(ValueError, match="NIRVANA_GDR_INV_DIAG"):
         triton_mod.inv_diag_mode()
@@ -191,6 +195,11 @@ def test_input_type_kkt_maps_and_compiles_for_hopper(monkeypatch):
     the [4, 16, 16] diagonal inverses (NIRVANA_GDR_INV_DIAG=blocks), offline, in a fresh process without the
     interpreter, at head dims 64 and 128."""
     monkeypatch.setattr(triton_mod, "_interpreted", lambda: False)
+    monkeypatch.delenv("NIRVANA_GDR_INV_KKT_PREC", raising=False)  # the default since run BP
+    assert triton_mod.inv_kkt_precision("tf32", True, torch.bfloat16) == "bf16"
+    assert triton_mod.inv_kkt_precision("tf32x3", False, torch.float16) == "fp16"
+    assert triton_mod.inv_kkt_precision("tf32", True, torch.float32) == "tf32"
+    assert triton_mod.inv_kkt_precision("tf32x3", False, torch.float32) == "tf32x3"
     monkeypatch.setenv("NIRVANA_GDR_INV_KKT_PREC", "input")
     assert triton_mod.inv_kkt_precision("tf32", True, torch.bfloat16) == "bf16"
     assert triton_mod.inv_kkt_precision("tf32", False, torch.float16) == "fp16"

@@ -20,9 +20,10 @@ Forward, three stages (four launches by default):
      stored M, rk and G.
      ``NIRVANA_GDR_INV_KKT=block`` (default since run U) replaces ``_fwd_inv`` by ``_fwd_inv_block``:
      Kn Kn^T as ONE [64, 64] product over K in blocks of ``NIRVANA_GDR_INV_BK`` (default 64; L2 norms applied after
-     the product), the four diagonal inverses by one masked forward substitution on the whole tile
-     (exact fp32), the off-diagonal blocks by M = (I - N + N^2 - N^3) X, N = X A_off (four [64, 64]
-     products at the forward's float32 precision); the product's own precision is
+     the product), the four diagonal inverses by forward substitution on them as a [4, 16, 16] tensor
+     (exact fp32; ``NIRVANA_GDR_INV_DIAG=masked``: on the whole tile with masks, ``inv_diag_mode``), the
+     off-diagonal blocks by M = (I - N + N^2 - N^3) X, N = X A_off (four [64, 64] products at the forward's
+     float32 precision); the product's own precision is
      ``NIRVANA_GDR_INV_KKT_PREC`` (``inv_kkt_precision``). Same rk, G, M up to float32 rounding.
      ``NIRVANA_GDR_PREP=fused``: the single ``_fwd_prep`` (grid: chunks x B*H) computes all of that
      in one program (all four K and V sub-blocks live at once: register-bound at head dim 128).
@@ -98,7 +99,7 @@ Environment (all read at call time): ``NIRVANA_GDR_PREP=split|fused`` (the forwa
 default ``split``, see above), ``NIRVANA_GDR_PREP_WARPS`` / ``NIRVANA_GDR_FWD_WY_WARPS`` (num_warps of
 ``_fwd_inv`` / ``_fwd_wy``, default 4 / 4: with 4 warps for ``_fwd_inv`` instead of 8 the whole
 forward ran 1.25-1.56x faster on an H200 in GPU call L, despite more register spills) and
-``NIRVANA_GDR_INV_DIAG=masked|blocks`` (``_fwd_inv_block``'s diagonal inverses, opt-in ``blocks``: ``inv_diag_mode``),
+``NIRVANA_GDR_INV_DIAG=blocks|masked`` (``_fwd_inv_block``'s diagonal inverses, default ``blocks``: ``inv_diag_mode``),
 ``NIRVANA_GDR_FWD_WY_BKV`` (column block of ``_fwd_wy``, default 64, smaller for small head dims, 128 at head
 dim 128 with 16-bit operands: ``fwd_wy_block``) and ``NIRVANA_GDR_FWD_WY_OPS=auto|fp32|bf16`` (its products'
 operands, 16-bit above head dim 64 by default: ``fwd_wy_operands``),
@@ -120,8 +121,8 @@ since run BI; ``wy_operands``),
 ``NIRVANA_GDR_BWD_DQK=full|split`` (the backward's second kernel, default ``full``: ``_bwd_dqk``; ``split``:
 ``_bwd_dqk_split``, see above and ``dqk_mode``) with ``NIRVANA_GDR_DQK_BK`` (its K-slice, default 64),
 ``NIRVANA_GDR_DQK_BV`` (its V-block, default 64) and ``NIRVANA_GDR_DQK_WARPS`` (its num_warps, default that
-of the other backward kernels), and ``NIRVANA_GDR_DQK_DG=score|rowsum`` (how ``_bwd_dqk`` forms dG's intra-chunk
-sums; opt-in ``rowsum``: ``dqk_dg_mode``).
+of the other backward kernels), and ``NIRVANA_GDR_DQK_DG=rowsum|score`` (how ``_bwd_dqk`` forms dG's intra-chunk
+sums; default ``rowsum`` since run BP: ``dqk_dg_mode``).
 """
 
 from __future__ import annotations
@@ -1985,29 +1986,34 @@ def inv_kkt_mode() -> str:
     return mode
 
 
+def _float32_kkt_precision(prec32: str, wide16: bool) -> str:
+    """``_fwd_inv_block``'s Kn Kn^T precision for float32 inputs (and before run BP, for all): ``tf32`` with
+    16-bit operands above head dim 64 (``wide16``), else 3xTF32 where float32 products use TF32, else exact."""
+    return "tf32" if wide16 else ("tf32x3" if prec32 in ("tf32", "tf32x3") else "ieee")
+
+
 def inv_kkt_precision(prec32: str, wide16: bool, input_dtype: torch.dtype = torch.float32) -> str:
     """Input precision of ``_fwd_inv_block``'s Kn Kn^T product (``NIRVANA_GDR_INV_KKT_PREC``).
 
-    Default ``tf32x3`` on the GPU: ``_fwd_inv`` multiplies the diagonal 16x16 blocks in exact fp32
-    ("ieee", FMA loops) because the forward substitution reuses them, and 3xTF32 is as accurate for a
-    tensor-core price; ``tf32`` (the off-diagonal blocks' precision for 16-bit inputs) and ``ieee`` can be
-    asked for. ``wide16`` (16-bit operands above head dim 64): ``tf32`` by default, one pass instead of
-    three over the wider K (run BM at B4 T4096 H16 D128: forward 0.905 -> 0.868 ms alone, 0.810 -> 0.777 with
-    the 16-bit ``_fwd_wy``; errors vs float64 unchanged at 3.8e-3 / 4.4e-3, their 16-bit operands dominate).
-    ``input`` (opt-in, not yet timed on a GPU): 16-bit inputs multiply in their own type, which is exact (k is
-    loaded from 16 bits; the L2 norms scale the product afterwards) with float32 accumulation, as accurate as
-    3xTF32 in one 16-bit pass; float32 inputs keep the default.
+    Default ``input`` for 16-bit inputs: the product in the inputs' own type (bf16 / fp16), which is exact (k
+    is loaded from 16 bits; the L2 norms scale the product afterwards) with float32 accumulation, as accurate
+    as 3xTF32 in one 16-bit pass. Run BP (``gdr_tune.py --kind inv``, H200): with the [4, 16, 16] diagonal
+    inverses the forward at B4 T4096 H16 D128 went 0.779 -> 0.573 ms (``input`` alone 0.693).
+    float32 inputs keep ``_float32_kkt_precision``: 3xTF32 (``tf32x3``) because ``_fwd_inv`` multiplies the
+    diagonal blocks in exact fp32 and the substitution reuses them, or ``tf32`` above head dim 64 with 16-bit
+    operands (``wide16``, run BM: one pass instead of three). ``tf32``, ``tf32x3`` and ``ieee`` can be asked
+    for; ``input`` with float32 inputs means 3xTF32 or exact (as without 16-bit operands).
     Under the interpreter ``ieee`` (exact) by default and for ``input`` (what the 16-bit product computes,
     up to the order of the sums), and ``tf32`` is emulated (operands rounded to TF32) so CPU tests measure what
     TF32 costs in accuracy.
     """
-    default = "tf32" if wide16 else ("tf32x3" if prec32 in ("tf32", "tf32x3") else "ieee")
+    default = "input" if input_dtype in (torch.bfloat16, torch.float16) else _float32_kkt_precision(prec32, wide16)
     want = os.environ.get("NIRVANA_GDR_INV_KKT_PREC") or default
     if want not in ("tf32", "tf32x3", "ieee", "input"):
         raise ValueError(f"NIRVANA_GDR_INV_KKT_PREC must be tf32, tf32x3, ieee or input, got {want!r}")
     if want == "input":
         sixteen = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(input_dtype)
-        want = sixteen or ("tf32x3" if prec32 in ("tf32", "tf32x3") else "ieee")
+        want = sixteen or _float32_kkt_precision(prec32, False)
     if _interpreted():
         return "tf32emu" if want == "tf32" else "ieee"
     return want
@@ -2015,11 +2021,12 @@ def inv_kkt_precision(prec32: str, wide16: bool, input_dtype: torch.dtype = torc
 
 def inv_diag_mode() -> str:
     """How ``_fwd_inv_block`` inverts the diagonal 16x16 blocks (``NIRVANA_GDR_INV_DIAG``, read at call time):
-    ``masked`` (default: ``_inv_diag_blocks``, each substitution step over the whole [64, 64] tile with the
-    off-diagonal blocks masked) or ``blocks`` (``_inv_diag_blocks_3d``: the same steps on the four blocks as a
-    [4, 16, 16] tensor, a quarter of the elements). That kernel is ~6,000 instructions at head dim 128, nearly
-    all the inverse, and 0.33 ms of the 0.78 ms forward at B4 T4096 H16 D128 (run BM). Opt-in until timed."""
-    mode = os.environ.get("NIRVANA_GDR_INV_DIAG") or "masked"
+    ``blocks`` (default: ``_inv_diag_blocks_3d``, the substitution steps on the four blocks as a [4, 16, 16]
+    tensor) or ``masked`` (``_inv_diag_blocks``, each step over the whole [64, 64] tile with the off-diagonal
+    blocks masked: four times the elements). Same steps, same rounding. For sm_90 offline 2,488 instructions
+    instead of 6,040 at head dim 128 (2,384 vs 5,936 at 64); run BP (H200, B4 T4096 H16 D128): forward 0.776 ->
+    0.624 ms with it alone, 0.573 with the 16-bit Kn Kn^T (``inv_kkt_precision``)."""
+    mode = os.environ.get("NIRVANA_GDR_INV_DIAG") or "blocks"
     if mode not in ("masked", "blocks"):
         raise ValueError(f"NIRVANA_GDR_INV_DIAG must be masked or blocks, got {mode!r}")
     return mode
@@ -2105,12 +2112,13 @@ def fwd_wy_operands(prec: str, dt, prec32: str, head_dim: int) -> tuple[str, obj
 
 
 def dqk_dg_mode() -> str:
-    """How ``_bwd_dqk`` forms dG's intra-chunk part (``NIRVANA_GDR_DQK_DG``, read at call time): ``score``
-    (default: the score P = Qn Kn^T, one [64, K] x [K, 64] product and a transposed load of k, then
-    rowsum(dP o P) - colsum(dP o P)) or ``rowsum`` (the same sums as rowsum(Qn o dQn) - rowsum(Kn o dKn), from
-    tiles it holds anyway, as ``_bwd_dqk_split`` does: no P, no k^T). Exact algebra, other rounding; fewer live
-    tiles where ``_bwd_dqk`` spills (980 B at head dim 128, 8 warps). Opt-in until timed on a GPU."""
-    mode = os.environ.get("NIRVANA_GDR_DQK_DG") or "score"
+    """How ``_bwd_dqk`` forms dG's intra-chunk part (``NIRVANA_GDR_DQK_DG``, read at call time): ``rowsum``
+    (default: rowsum(Qn o dQn) - rowsum(Kn o dKn), from tiles it holds anyway, as ``_bwd_dqk_split`` does) or
+    ``score`` (the score P = Qn Kn^T, one [64, K] x [K, 64] product and a transposed load of k, then
+    rowsum(dP o P) - colsum(dP o P)). Exact algebra, other rounding. Without P and k^T the kernel does not spill
+    for sm_90 at head dim 128 / 8 warps (0 vs 484 B offline); run BP (H200, ``gdr_tune.py --kind dqk-dg``)
+    forward+backward: B4 T4096 H16 D128 2.526 -> 2.252 ms, B2 T6400 1.492 -> 1.410, B8 T1600 1.422 -> 1.411."""
+    mode = os.environ.get("NIRVANA_GDR_DQK_DG") or "rowsum"
     if mode not in ("score", "rowsum"):
         raise ValueError(f"NIRVANA_GDR_DQK_DG must be score or rowsum, got {mode!r}")
     return mode
