@@ -97,6 +97,7 @@ TARGETS = {
 ROWS: list[dict] = []
 START = time.time()
 BUDGET = 225.0
+PARTIAL_PATH = ""  # --out, rewritten after every row
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -134,6 +135,8 @@ def add(row: dict) -> None:
     ROWS.append(row)
     show = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}
     log(f"  {json.dumps(show, default=str)}")
+    if PARTIAL_PATH:  # every row survives a kill (run BO lost a whole section to its time limit)
+        write_json(PARTIAL_PATH, {"partial": True, "rows": ROWS})
 
 
 def with_env(env: dict, fn):
@@ -959,7 +962,7 @@ def markdown(summary: dict) -> str:
 
 
 def main() -> int:
-    global BUDGET
+    global BUDGET, PARTIAL_PATH
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "kernels.json"))
     parser.add_argument("--md", default=None, help="Markdown table (default: --out with .md)")
@@ -989,6 +992,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     BUDGET = args.budget
+    PARTIAL_PATH = args.out
     extra = [x for x in args.backbone_extra.split(",") if x]
     unknown = [x for x in extra if x not in BACKBONE_EXTRAS]
     if unknown:
