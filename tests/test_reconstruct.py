@@ -322,6 +322,27 @@ def test_finetune_cuda_graphs_refusals(dataset, tmp_path, capsys):
     assert model.backbone.train_graphs is not None and model.backbone.graphs is not None
 
 
+def test_finetune_cuda_graphs_default(tmp_path):
+    """Neither --cuda-graphs nor --no-cuda-graphs: training graphs for one process on a GPU with a frozen,
+    non-checkpointed Nirvana-MRI backbone; not on the CPU, under torchrun, for codec-only models, with
+    checkpointing or with trainable backbone weights. The flags decide when given."""
+    from nirvana_mri.cli import build_parser
+    from nirvana_mri.train import wants_training_graphs
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    model = NirvanaMRI(**TINY_ARGS)
+    assert wants_training_graphs(None, cuda, model, 1)
+    assert not wants_training_graphs(None, cpu, model, 1) and not wants_training_graphs(None, cuda, model, 2)
+    for other in (NirvanaMRI(**{**TINY_ARGS, "backbone": None}), NirvanaMRI(**TINY_ARGS, gradient_checkpointing=True),
+                  NirvanaMRI(**TINY_ARGS, tune="lora")):
+        assert not wants_training_graphs(None, cuda, other, 1)
+    assert not wants_training_graphs(False, cuda, model, 1) and wants_training_graphs(True, cuda, model, 2)
+    parse = build_parser().parse_args
+    base = ["finetune", "--train", "t", "--val", "v", "--out", "o"]
+    assert [parse([*base, *flag]).cuda_graphs for flag in ([], ["--cuda-graphs"], ["--no-cuda-graphs"])] == [
+        None, True, False]
+
+
 def test_finetune_adds_the_noise_input_to_an_unconditioned_varnet(dataset, tmp_path):
     """finetune --init <e2e_varnet folder> --model-args '{"noise_conditioning": true}' (train_suite's
     e2e_varnet_noise continued from a copy of an unconditioned e2e_varnet)."""
