@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# GPU call BU (nvidia-h200, one GPU), tenth session (2026-11-29). Carry: .whl (the .whl/mri wheels) and
-# .carry/sim (nirvana-mri simulate --out .carry/sim --coils 4 --matrix 256 --slices-per-volume 2
-# --max-subjects 8: 6 train / 1 val / 1 test volumes, 37 MB).
+# GPU call BU (nvidia-h200, one GPU), tenth session (2026-11-29). Carry: .whl/mri and
+# .carry/sim (nirvana-mri simulate --out .carry/sim --coils 2 --matrix 256 --slices-per-volume 2
+# --max-subjects 6 --splits 0.67 0.33 0: 4 train / 2 val volumes, 16 MB; the tree may carry 64 MiB in all).
 # The user's path for finetune's new CUDA-graph default: nirvana-mri finetune from the bundled model, 40 steps at
 # batch 4, validating at steps 20 and 40, once with --no-cuda-graphs and once with the default (graphs on a GPU),
 # same seed. Compares the validation SSIM / loss written by each run and the seconds per step in train_log.jsonl.
