@@ -9,6 +9,8 @@ its zero-filled image as the target (timing and agreement do not depend on conte
 (graphs are built and checked there), then ``--steps`` timed ones; median ms per step.
 
     python benchmarks/graph_finetune.py --out $OUT/graph_finetune.json [--batch-size 8 --steps 20]
+    python benchmarks/graph_finetune.py --report RUN.json [RUN.json ...] --out results/graph_finetune.json
+        (no GPU: the runs' JSONs merged into one; prints their Markdown table)
 """
 
 from __future__ import annotations
@@ -69,6 +71,29 @@ def train_steps(model, batch: dict, steps: int, warmup: int, device: torch.devic
             "trainable": torch.cat([p.detach().flatten().float() for p in trainable])}  # fmt: skip
 
 
+def markdown(runs: list[dict]) -> str:
+    """One row per run: batch size, eager and graphed ms per step, speedup, drift, graphs kept / refused."""
+    lines = ["| batch size | eager ms / step | graphs ms / step | speedup | max loss rel. diff | trained weights "
+             "rel. diff | graphed callables | refused |", "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(runs, key=lambda r: -r["batch_size"]):
+        lines.append(f"| {r['batch_size']} | {r['eager_ms_per_step']:.1f} | {r['graphs_ms_per_step']:.1f} | "
+                     f"{r['speedup']:.2f}x | {r['max_loss_rel_diff']:.1e} | {r['trained_weights_rel_diff']:.1e} | "
+                     f"{r['graphed_callables']} | {len(r['refused'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def report(paths: list[Path], out: Path) -> int:
+    """``--report``: merge run JSONs into ``out`` and print their Markdown table."""
+    try:
+        runs = [json.loads(p.read_text()) for p in paths]
+    except (OSError, ValueError) as err:
+        print(f"graph_finetune.py: error: {err}", file=sys.stderr)
+        return 2
+    atomic_write_text(out, json.dumps({"runs": runs}, indent=2) + "\n")
+    print(markdown(runs), end="")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="bundled", help="a Nirvana-MRI model folder (default: the bundled one)")
@@ -78,7 +103,10 @@ def main() -> int:
     parser.add_argument("--coils", type=_positive, default=16)
     parser.add_argument("--matrix", type=_positive, default=256)
     parser.add_argument("--out", type=Path, default=Path("graph_finetune.json"))
+    parser.add_argument("--report", type=Path, nargs="+", help="merge these run JSONs into --out (no GPU needed)")
     args = parser.parse_args()
+    if args.report:
+        return report(args.report, args.out)
     if not torch.cuda.is_available():
         print("graph_finetune.py: needs a CUDA GPU (CUDA graphs)", file=sys.stderr)
         return 2

@@ -112,7 +112,7 @@ def enable_training_graphs(model: torch.nn.Module, device: torch.device) -> None
 def wants_training_graphs(option: bool | None, device: torch.device, model: torch.nn.Module, world: int) -> bool:
     """``--cuda-graphs`` (True), ``--no-cuda-graphs`` (False) or neither (None: on for one process on a GPU with a
     Nirvana-MRI model whose backbone is frozen and not checkpointed; an H200 ran the bundled model's training step
-    2.4x / 4.7x faster at batch size 8 / 2, losses within 2.2e-4 of eager over 23 steps, run BR / BS,
+    2.4x / 4.7x faster at batch size 8 / 2, losses within 3.7e-4 of eager over 23 steps, run BR / BS,
     benchmarks/results/graph_finetune.md). torchrun runs stay eager unless asked: not yet run with DDP on GPUs."""
     from nirvana_mri.reconstruct import supports_cuda_graphs
 

@@ -34,7 +34,8 @@ the first call builds the callable (warm-ups and captures inside ``make_graphed_
 autocast without its cache) and checks it against eager on a perturbed copy of the input, output and input
 gradient for a fixed upstream gradient: a mismatch above ``rtol`` or a failure keeps that key eager, with one
 warning. GPU runs BK / BL found ``make_graphed_callables`` on the whole 1024x12 backbone exact (input gradients
-equal to eager); this class has not yet run on a GPU (``benchmarks/gpu/call_bq.sh``).
+equal to eager). On an H200 this class trained the bundled model 2.4x / 4.7x faster per step at batch 8 / 2 than
+eager, losses within 3.7e-4 (runs BR, BS, BU: ``benchmarks/results/graph_finetune.md``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """GraphedForward's bookkeeping (first call eager, capture, check, replay, refusal, LRU) with a fake capture on
 the CPU, and GraphedTraining's (slots, build and check, refusal, LRU) with a fake make_graphed_callables; the
-real CUDA-graph captures are exercised on the GPU (benchmarks/gpu/call_bj.sh, call_bq.sh)."""
+real CUDA-graph captures are exercised on the GPU (benchmarks/gpu/call_bj.sh, call_br.sh, call_bs.sh, call_bu.sh)."""
 
 from __future__ import annotations
 
