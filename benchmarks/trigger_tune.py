@@ -13,8 +13,9 @@ gradients to q, k, v and the logits only (``fwdbwd_ms``, the frozen-backbone MRI
 weight gradients too (``fwdbwd_wgrad_ms``: what benchmarks/kernels.py's ``fwd+bwd`` column measured
 in run D is ``fwdbwd_ms``, its ``fwdbwd_wgrad_ms`` the other). ``recommended_env`` combines the best
 forward and the best backward launch of the fastest implementation (sum over shapes of fwd_ms and of
-fwdbwd_ms), then times that combination. ``fwd_graph_ms`` / ``fwdbwd_graph_ms``: the same steps replayed
-from a CUDA graph (the GPU's time without the host's launch overhead), published form included.
+fwdbwd_ms), then times that combination. ``fwd_graph_ms`` / ``fwdbwd_graph_ms`` / ``fwdbwd_wgrad_graph_ms``:
+the same steps replayed from a CUDA graph (the GPU's time without the host's launch overhead), published form
+included. ``--grid default``: the default alone beside the published form.
 
     python benchmarks/trigger_tune.py --out $OUT/trigger_tune.json --budget 200
     TRITON_INTERPRET=1 python benchmarks/trigger_tune.py --shapes tiny --grid small --budget 120  # CPU
@@ -52,6 +53,8 @@ def variants(grid: str) -> list[dict]:
     64,4,128 since run BF) beside v1 and run S's v2 (float32 operands, backward launch 64,8,128), to time
     the default's ratios. ``bwd-ops``: the default's backward launch, BT x warps x K (run BF)."""
     v2 = {"NIRVANA_TRIGGER_IMPL": "v2", "NIRVANA_TRIGGER_V2_OPS": "fp32"}
+    if grid == "default":  # the default alone beside the published form (GPU time with weight gradients)
+        return [{}]
     if grid == "defaults":
         return [{}, {"NIRVANA_TRIGGER_IMPL": "v1"}, {**v2, "NIRVANA_TRIGGER_V2_BWD": "64,8,128"}]
     if grid == "bwd-ops":  # rank with --rank-key fwdbwd_graph_ms (eager times of a 0.2 ms step are host-bound)
@@ -163,7 +166,7 @@ def _timings(fn, shape, device) -> dict:
         if not wgrad:
             out["fwd_ms"] = bench(fwd)
             out["fwd_graph_ms"] = _graph_ms(fwd)
-            out["fwdbwd_graph_ms"] = _graph_ms(fwdbwd_grads)
+        out["fwdbwd_wgrad_graph_ms" if wgrad else "fwdbwd_graph_ms"] = _graph_ms(fwdbwd_grads)
         out["fwdbwd_wgrad_ms" if wgrad else "fwdbwd_ms"] = bench(fwdbwd, grad_to_none=leaves)
     return out
 
@@ -280,7 +283,7 @@ def time_all(rows, shapes, deadline, rounds) -> dict:
 
 def _speedups(published: dict, timing: dict) -> dict:
     """published / ours per metric measured by both (same process)."""
-    keys = ("fwd_ms", "fwd_graph_ms", "fwdbwd_ms", "fwdbwd_graph_ms", "fwdbwd_wgrad_ms")
+    keys = ("fwd_ms", "fwd_graph_ms", "fwdbwd_ms", "fwdbwd_graph_ms", "fwdbwd_wgrad_ms", "fwdbwd_wgrad_graph_ms")
     both = [k for k in keys if isinstance(published.get(k), float) and isinstance(timing.get(k), float)]
     return {k: published[k] / timing[k] for k in both}
 
@@ -320,7 +323,7 @@ def main() -> int:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default="trigger_tune.json")
     parser.add_argument("--shapes", default="mri,mid,long")
-    parser.add_argument("--grid", choices=("full", "small", "ops", "defaults", "bwd-ops"), default="full")
+    parser.add_argument("--grid", choices=("full", "small", "ops", "default", "defaults", "bwd-ops"), default="full")
     parser.add_argument("--workers", type=int, default=14)
     parser.add_argument("--budget", type=float, default=200.0, help="seconds for everything")
     parser.add_argument(
@@ -343,7 +346,7 @@ def main() -> int:
                "rows": rows, "recommended_env": env}  # fmt: skip
     left = deadline - time.time()
     # the combination itself was not timed above (its two launches were); ``defaults`` times the default itself
-    if env and left > 10 and args.grid != "defaults":
+    if env and left > 10 and args.grid not in ("default", "defaults"):
         rec = {"env": env, "group": "recommended", "timings": {}}
         for shape in shapes:
             spec = {"mode": "time", "shape": shape, "envs": [env], "rounds": 3}
