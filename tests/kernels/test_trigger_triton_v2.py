@@ -80,6 +80,39 @@ def test_values_and_gradients(case, learn, rel, monkeypatch):
         assert rel(a, b) < 1e-5, (name, rel(a, b))
 
 
+def test_token_splits():
+    """Split-K for the small weights' gradients: the largest count <= 32 dividing the tokens evenly with at
+    least 256 tokens per split, else one."""
+    assert [v2._token_splits(n) for n in (12800, 16384, 12808, 512, 600, 300, 1)] == [32, 32, 8, 2, 2, 1, 1]
+
+
+@pytest.mark.parametrize("learn", [True, False])
+def test_small_weight_grads_split_k(learn, rel):
+    """The split-K products equal the plain per-slot [C, N] x [N, L] sums (9 slots learning, 3 not)."""
+    slots, N, C, L = (9 if learn else 3), 1024, 24, 20
+    gen = torch.Generator().manual_seed(3)
+    vec_c, vec_l = torch.randn(slots, N, C, generator=gen), torch.randn(slots, N, L, generator=gen)
+    want = torch.bmm(vec_c.double().transpose(1, 2), vec_l.double()).view(-1, 3, C, L).sum(0)
+    got = v2._small_weight_grads(vec_c, vec_l)
+    assert got.shape == (3, C, L) and rel(got, want) < 1e-6
+
+
+def test_weight_gradients_with_token_splits(rel):
+    """A whole step with 512 tokens (two token splits for the small weights' gradients) vs the float64
+    reference: every weight's gradient."""
+    xs = [x.requires_grad_(True) for x in _inputs(2, 256, 16, 16, seed=6)]
+    assert v2._token_splits(512) == 2
+    h, new = _step(triton_mod.trigger_step_triton, xs, True)
+    ys = [x.detach().double().requires_grad_(True) for x in xs]
+    h_ref, new_ref = _step(trigger_step_reference, ys, True)
+    gen = torch.Generator().manual_seed(2)
+    grads = [torch.randn(t.shape, generator=gen) for t in (h, *new)]
+    got = torch.autograd.grad([h, *new], xs[3:7], grads)
+    want = torch.autograd.grad([h_ref, *new_ref], ys[3:7], [g.double() for g in grads])
+    for name, a, b in zip(NAMES[3:7], got, want, strict=True):
+        assert rel(a, b) < 1e-5, (name, rel(a, b))
+
+
 def test_frozen_weights_skip_weight_gradients(rel, monkeypatch):
     """Weights without grad: no weight-gradient launch at all, input gradients still right; bf16 I/O."""
 
