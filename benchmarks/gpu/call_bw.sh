@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# GPU call BW (nvidia-h200, one GPU), tenth session (2026-11-29), on the session's last ~4 minutes. Nothing to carry.
+# GPU call BW (nvidia-h200, one GPU), tenth session (2026-11-29). Nothing to carry. Run twice: BW (before the
+# split-K small-weight gradients) and BX (after).
 # Per-kernel device time of the Trigger's forward+backward with and without weight gradients (torch.profiler) at
 # the MRI token shape: run BV found the weight-gradient path 1.48 ms of GPU time vs 0.215 ms without. Limit 100 s.
 set -u
