@@ -15,7 +15,9 @@ in run D is ``fwdbwd_ms``, its ``fwdbwd_wgrad_ms`` the other). ``recommended_env
 forward and the best backward launch of the fastest implementation (sum over shapes of fwd_ms and of
 fwdbwd_ms), then times that combination. ``fwd_graph_ms`` / ``fwdbwd_graph_ms`` / ``fwdbwd_wgrad_graph_ms``:
 the same steps replayed from a CUDA graph (the GPU's time without the host's launch overhead), published form
-included. ``--grid default``: the default alone beside the published form.
+included. ``--grid default``: the default alone beside the published form. ``--grid wlg``: weight_linear's
+gradient kernels, launches and operand types, ranked by ``fwdbwd_wgrad_graph_ms``; the fastest set is
+``recommended_env``.
 
     python benchmarks/trigger_tune.py --out $OUT/trigger_tune.json --budget 200
     TRITON_INTERPRET=1 python benchmarks/trigger_tune.py --shapes tiny --grid small --budget 120  # CPU
@@ -55,6 +57,14 @@ def variants(grid: str) -> list[dict]:
     v2 = {"NIRVANA_TRIGGER_IMPL": "v2", "NIRVANA_TRIGGER_V2_OPS": "fp32"}
     if grid == "default":  # the default alone beside the published form (GPU time with weight gradients)
         return [{}]
+    if grid == "wlg":  # weight_linear's gradient: kernel x launch x operands (rank by fwdbwd_wgrad_graph_ms)
+        ops = {"NIRVANA_TRIGGER_WLG_OPS": "bf16"}
+        out = [{}, ops, {**ops, "NIRVANA_TRIGGER_WLG": "128,64,8"}]
+        v2 = {"NIRVANA_TRIGGER_WLG_IMPL": "v2"}
+        out.append(v2)
+        for launch in ("128,32,4", "128,64,4", "128,64,8", "256,64,8", "128,128,8", "64,64,4"):
+            out.append({**v2, "NIRVANA_TRIGGER_WLG_OPS": "bf16", "NIRVANA_TRIGGER_WLG": launch})
+        return out
     if grid == "defaults":
         return [{}, {"NIRVANA_TRIGGER_IMPL": "v1"}, {**v2, "NIRVANA_TRIGGER_V2_BWD": "64,8,128"}]
     if grid == "bwd-ops":  # rank with --rank-key fwdbwd_graph_ms (eager times of a 0.2 ms step are host-bound)
@@ -305,6 +315,8 @@ def recommend(rows, shapes, bwd_key: str = "fwdbwd_ms") -> dict:
     if not timed:
         return {}
     best = min(timed, key=lambda r: _total(r, bwd_key, shapes))
+    if bwd_key == "fwdbwd_wgrad_graph_ms":  # the weight-gradient variants (--grid wlg): the fastest set whole
+        return dict(best["env"])
     kind = _kind(best["env"])
     same = [r for r in timed if _kind(r["env"]) == kind]
     env = {k: v for k, v in best["env"].items() if k in ("NIRVANA_TRIGGER_IMPL", "NIRVANA_TRIGGER_V2_OPS")}
@@ -323,13 +335,14 @@ def main() -> int:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default="trigger_tune.json")
     parser.add_argument("--shapes", default="mri,mid,long")
-    parser.add_argument("--grid", choices=("full", "small", "ops", "default", "defaults", "bwd-ops"), default="full")
+    parser.add_argument("--grid", choices=("full", "small", "ops", "default", "defaults", "bwd-ops", "wlg"),
+                        default="full")
     parser.add_argument("--workers", type=int, default=14)
     parser.add_argument("--budget", type=float, default=200.0, help="seconds for everything")
     parser.add_argument(
         "--rank-key",
         default="fwdbwd_ms",
-        choices=("fwdbwd_ms", "fwdbwd_graph_ms"),
+        choices=("fwdbwd_ms", "fwdbwd_graph_ms", "fwdbwd_wgrad_graph_ms"),
         help="forward+backward metric that ranks implementations and backward launches",
     )
     parser.add_argument("--rounds", type=int, default=2, help="timing passes over the variants (best kept)")
@@ -341,12 +354,12 @@ def main() -> int:
     shapes = args.shapes.split(",")
     rows = check_all(variants(args.grid), shapes, args.workers, deadline)
     published = time_all(rows, shapes, deadline, args.rounds)
-    env = recommend(rows, shapes, args.rank_key)
+    env = recommend(rows, shapes, "fwdbwd_wgrad_graph_ms" if args.grid == "wlg" else args.rank_key)
     summary = {"shapes": {s: SHAPES[s] for s in shapes}, "thresholds": THRESHOLDS, "published": published,
                "rows": rows, "recommended_env": env}  # fmt: skip
     left = deadline - time.time()
     # the combination itself was not timed above (its two launches were); ``defaults`` times the default itself
-    if env and left > 10 and args.grid not in ("default", "defaults"):
+    if env and left > 10 and args.grid not in ("default", "defaults", "wlg"):
         rec = {"env": env, "group": "recommended", "timings": {}}
         for shape in shapes:
             spec = {"mode": "time", "shape": shape, "envs": [env], "rounds": 3}

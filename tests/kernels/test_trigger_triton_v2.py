@@ -17,6 +17,7 @@ from nirvana_mri.backbone.kernels.trigger_reference import (  # noqa: E402
 
 triton_mod = pytest.importorskip("nirvana_mri.backbone.kernels.trigger_triton")
 v2 = pytest.importorskip("nirvana_mri.backbone.kernels.trigger_triton_v2")
+from launch_recorder import record_launches  # noqa: E402
 from offline_compile import assert_compiles, needs_ptxas  # noqa: E402
 
 NAMES = (
@@ -111,6 +112,95 @@ def test_weight_gradients_with_token_splits(rel):
     want = torch.autograd.grad([h_ref, *new_ref], ys[3:7], [g.double() for g in grads])
     for name, a, b in zip(NAMES[3:7], got, want, strict=True):
         assert rel(a, b) < 1e-5, (name, rel(a, b))
+
+
+WLG_SWITCHES = ("NIRVANA_TRIGGER_WLG_IMPL", "NIRVANA_TRIGGER_WLG", "NIRVANA_TRIGGER_WLG_OPS")
+
+
+def test_wl_grad_switches(monkeypatch):
+    """weight_linear's gradient: v1's kernel, launch 128,32,4 and float32 operands by default; v2, other
+    launches and bf16 operands (16-bit inputs only; emulated under the interpreter) when asked; else refused."""
+    for name in WLG_SWITCHES:
+        monkeypatch.delenv(name, raising=False)
+    assert v2.wl_grad_impl() == "v1" and v2.wl_grad_launch() == (128, 32, 4)
+    assert {v2.wl_grad_operands(d) for d in (torch.float32, torch.bfloat16)} == {0}
+    monkeypatch.setenv("NIRVANA_TRIGGER_WLG_IMPL", "v2")
+    monkeypatch.setenv("NIRVANA_TRIGGER_WLG", "256,64,8")
+    monkeypatch.setenv("NIRVANA_TRIGGER_WLG_OPS", "bf16")
+    assert v2.wl_grad_impl() == "v2" and v2.wl_grad_launch() == (256, 64, 8)
+    assert [v2.wl_grad_operands(d) for d in (torch.float32, torch.bfloat16, torch.float16)] == [0, 2, 2]
+    for name, bad in [("NIRVANA_TRIGGER_WLG_IMPL", "v3"), ("NIRVANA_TRIGGER_WLG", "128,8,4"),
+                      ("NIRVANA_TRIGGER_WLG", "96,32,4"), ("NIRVANA_TRIGGER_WLG", "128,32"),
+                      ("NIRVANA_TRIGGER_WLG_OPS", "fp8")]:
+        monkeypatch.setenv(name, bad)
+        with pytest.raises(ValueError, match=name):
+            (v2.wl_grad_impl(), v2.wl_grad_launch(), v2.wl_grad_operands(torch.bfloat16))
+        good = {"NIRVANA_TRIGGER_WLG_IMPL": "v2", "NIRVANA_TRIGGER_WLG": "128,32,4"}
+        monkeypatch.setenv(name, good.get(name, "fp32"))
+
+
+def _recorded(monkeypatch, env: dict) -> list:
+    """(kernel name, keywords) of every launch of both Trigger modules, with exactly the switches in ``env``."""
+    seen = record_launches(monkeypatch, triton_mod, env, WLG_SWITCHES)
+    real_launch = v2.launch
+
+    def launch(kernel, grid, *args, **kwargs):
+        seen.append((kernel.fn.__name__, dict(kwargs)))
+        return real_launch(kernel, grid, *args, **kwargs)
+
+    monkeypatch.setattr(v2, "launch", launch)
+    return seen
+
+
+# (impl, launch): v2 with one o per program (BN = BL), several, more than C holds; v1 with other launches
+WLG_VARIANTS = [("v2", "32,16,4"), ("v2", "128,32,4"), ("v2", "1024,64,8"), ("v1", "64,64,8"), ("v2", "64,128,4")]
+
+
+@pytest.mark.parametrize("impl,launch", WLG_VARIANTS)
+@pytest.mark.parametrize("shape", [(2, 37, 16, 16), (1, 45, 24, 20)], ids=lambda s: "x".join(map(str, s)))
+def test_wl_grad_variants(impl, launch, shape, rel, monkeypatch):
+    """weight_linear's gradient through each kernel and launch vs the float64 reference (float32 inputs: the
+    operands stay float32); C and L not powers of two included (masked o, l and padded columns)."""
+    seen = _recorded(monkeypatch, {"NIRVANA_TRIGGER_WLG_IMPL": impl, "NIRVANA_TRIGGER_WLG": launch})
+    xs = [x.requires_grad_(True) for x in _inputs(*shape, seed=8)]
+    h, new = _step(triton_mod.trigger_step_triton, xs, True)
+    ys = [x.detach().double().requires_grad_(True) for x in xs]
+    h_ref, new_ref = _step(trigger_step_reference, ys, True)
+    gen = torch.Generator().manual_seed(2)
+    grads = [torch.randn(t.shape, generator=gen) for t in (h, *new)]
+    (got,) = torch.autograd.grad([h, *new], xs[3], grads)
+    bn, bk, warps = (int(x) for x in launch.split(","))
+    kernels = {name: kw for name, kw in seen if name.startswith("_wl_grad")}
+    if impl == "v2":
+        kw = kernels.pop("_wl_grad_v2")
+        assert (kw["BO"], kw["BK"], kw["num_warps"]) == (max(1, bn // kw["BL"]), bk, warps)
+    else:
+        kw = kernels.pop("_wl_grad")
+        assert (kw["BN"], kw["BK"], kw["num_warps"]) == (bn, bk, warps)
+    assert not kernels and kw["OPS16"] == 0
+    (want,) = torch.autograd.grad([h_ref, *new_ref], ys[3], [g.double() for g in grads])
+    assert rel(got, want) < 1e-5, rel(got, want)
+
+
+@pytest.mark.parametrize("impl", ["v1", "v2"])
+def test_wl_grad_bf16_operands(impl, rel, monkeypatch):
+    """NIRVANA_TRIGGER_WLG_OPS=bf16 with bf16 inputs (emulated rounding under the interpreter): weight_linear's
+    gradient within bf16 error of the float64 reference and of the float32-operand default, and it really
+    changes the operands (not bitwise the default)."""
+    xs = [x.bfloat16().requires_grad_(True) for x in _inputs(2, 37, 16, 16, seed=9)]
+    ys = [x.detach().double().requires_grad_(True) for x in xs]
+    h_ref, new_ref = _step(trigger_step_reference, ys, True)
+    gen = torch.Generator().manual_seed(2)
+    grads = [torch.randn(t.shape, generator=gen) for t in (h_ref, *new_ref)]
+    (want,) = torch.autograd.grad([h_ref, *new_ref], ys[3], grads)
+    got = {}
+    for ops in ("bf16", "fp32"):
+        seen = _recorded(monkeypatch, {"NIRVANA_TRIGGER_WLG_IMPL": impl, "NIRVANA_TRIGGER_WLG_OPS": ops})
+        h, new = _step(triton_mod.trigger_step_triton, xs, True)
+        (got[ops],) = torch.autograd.grad([h, *new], xs[3], [g.bfloat16() for g in grads])
+        assert [kw["OPS16"] for name, kw in seen if name.startswith("_wl_grad")] == [2 if ops == "bf16" else 0]
+    assert rel(got["bf16"], want) < 2e-2 and rel(got["bf16"], got["fp32"]) < 2e-2
+    assert not torch.equal(got["bf16"], got["fp32"])
 
 
 def test_frozen_weights_skip_weight_gradients(rel, monkeypatch):
@@ -248,3 +338,15 @@ def test_bf16_operand_kernels_compile_for_hopper():
     launches (64 tokens per program, 4 warps, K 128 for both since run BF). A fresh
     process: the compile needs TRITON_INTERPRET unset."""
     assert_compiles(_COMPILE)
+
+
+@needs_ptxas
+def test_wl_grad_kernels_compile_for_hopper():
+    """weight_linear's gradient kernels with real bf16 products (OPS16=1, which the interpreter does not run)
+    compile for sm_90 offline at the MRI backbone's Trigger size: v2 at launches trigger_tune.py --grid wlg
+    times, and v1 with 16-bit operands (benchmarks/trigger_wlg_compile.py lists registers and spills)."""
+    assert_compiles(
+        "import sys; sys.path.insert(0, 'benchmarks'); import trigger_wlg_compile as c; "
+        "[c.compile_wl_grad('v2', 1, bn, bk, w) for bn, bk, w in ((128, 64, 8), (256, 64, 8))]; "
+        "c.compile_wl_grad('v1', 1, 128, 64, 8); print('compiled')"
+    )

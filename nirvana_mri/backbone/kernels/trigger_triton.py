@@ -358,7 +358,12 @@ def _trigger_bwd(
 
 
 @triton.jit
-def _outer3_acc(acc, x, y, z, t0, t_end, i_idx, o_idx, l_idx, C, L, BK: tl.constexpr, PREC: tl.constexpr):
+def _outer3_acc(
+    acc, x, y, z, t0, t_end, i_idx, o_idx, l_idx, C, L, BK: tl.constexpr, PREC: tl.constexpr, OPS16: tl.constexpr
+):
+    """acc[i, n] += sum_t x[t, i] y[t, o(n)] z[t, l(n)] over t0 <= t < t_end, BK tokens per product. ``OPS16``:
+    0 float32 operands at PREC; 1 bf16 operands (x^T and the y z product rounded), float32 accumulation; 2 the
+    same emulated in float32 (the interpreter)."""
     for s in range(t0, t_end, BK):
         tt = s + tl.arange(0, BK)
         tm = tt < t_end
@@ -368,7 +373,13 @@ def _outer3_acc(acc, x, y, z, t0, t_end, i_idx, o_idx, l_idx, C, L, BK: tl.const
         yz = tl.load(y + tt[:, None] * C + o_idx[None, :], mask=tm[:, None], other=0.0).to(
             tl.float32
         ) * tl.load(z + tt[:, None] * L + l_idx[None, :], mask=tm[:, None], other=0.0).to(tl.float32)
-        acc += tl.dot(xT, yz, input_precision=PREC)
+        if OPS16 == 1:
+            acc += tl.dot(xT.to(tl.bfloat16), yz.to(tl.bfloat16))
+        elif OPS16 == 2:
+            rounded = yz.to(tl.bfloat16).to(tl.float32)
+            acc += tl.dot(xT.to(tl.bfloat16).to(tl.float32), rounded, input_precision="ieee")
+        else:
+            acc += tl.dot(xT, yz, input_precision=PREC)
     return acc
 
 
@@ -393,6 +404,7 @@ def _wl_grad(
     BK: tl.constexpr,
     TERMS: tl.constexpr,
     PREC: tl.constexpr,
+    OPS16: tl.constexpr,
 ):
     """out[split, i, o * L + l] = sum over the split's tokens of sum_terms x[t, i] y[t, o] z[t, l]."""
     i_n, i_s = tl.program_id(0), tl.program_id(1)
@@ -403,10 +415,10 @@ def _wl_grad(
     t0 = i_s * tokens_per_split
     t_end = tl.minimum(t0 + tokens_per_split, N)
     acc = tl.zeros([BC, BN], dtype=tl.float32)
-    acc = _outer3_acc(acc, x1, y1, z1, t0, t_end, i_idx, o_idx, l_idx, C, L, BK, PREC)
+    acc = _outer3_acc(acc, x1, y1, z1, t0, t_end, i_idx, o_idx, l_idx, C, L, BK, PREC, OPS16)
     if TERMS > 1:
-        acc = _outer3_acc(acc, x2, y2, z2, t0, t_end, i_idx, o_idx, l_idx, C, L, BK, PREC)
-        acc = _outer3_acc(acc, x3, y3, z3, t0, t_end, i_idx, o_idx, l_idx, C, L, BK, PREC)
+        acc = _outer3_acc(acc, x2, y2, z2, t0, t_end, i_idx, o_idx, l_idx, C, L, BK, PREC, OPS16)
+        acc = _outer3_acc(acc, x3, y3, z3, t0, t_end, i_idx, o_idx, l_idx, C, L, BK, PREC, OPS16)
     base = out + i_s * C * C * L
     tl.store(
         base + i_idx[:, None] * (C * L) + n[None, :], acc, mask=(i_idx[:, None] < C) & (n[None, :] < C * L)
@@ -444,10 +456,13 @@ def _flat(x: torch.Tensor, D: int) -> torch.Tensor:
     return x.reshape(-1, D).contiguous()
 
 
-def _wl_gradient(terms, N, C, L, prec):
+def _wl_gradient(terms, N, C, L, prec, ops16: int = 0, launch_cfg: tuple[int, int, int] = (128, 32, 4)):
+    """weight_linear's gradient [C, C, L]: sum over ``terms`` (x, y, z) and tokens of x[t, i] y[t, o] z[t, l],
+    tokens split across programs (about two programs per SM) and the splits summed. ``launch_cfg``: (columns
+    of C * L per program, tokens per product, num_warps); ``ops16``: the products' operands (``_outer3_acc``)."""
     dev = terms[0][0].device
     BC, _ = _blocks(C, L)
-    BN, BK = 128, 32
+    BN, BK, warps = launch_cfg
     n_blocks = cdiv(C * L, BN)
     sms = torch.cuda.get_device_properties(dev).multi_processor_count if dev.type == "cuda" else 4
     splits = max(1, min(cdiv(2 * sms, n_blocks), cdiv(N, 256)))
@@ -471,7 +486,8 @@ def _wl_gradient(terms, N, C, L, prec):
         BK=BK,
         TERMS=len(terms),
         PREC=prec,
-        num_warps=4,
+        OPS16=ops16,
+        num_warps=warps,
     )
     return out.sum(0).reshape(C, C, L)
 

@@ -19,8 +19,10 @@ The operand read in blocks (u) must be in global memory; where it is a value com
 Backward: one launch recomputes only what it needs (the learnt logits come saved from the forward, so
 the logit-gradient contraction of the learn step is not recomputed) and writes the per-token
 gradients; with weight gradients requested (``WGRAD``) it also writes the [N, C] / [N, L] factors
-of the weight gradients: one launch (v1's ``_wl_grad``) for weight_linear, one batched matmul for the
-three [C, L] weights. Without them (a frozen backbone) nothing of that is written or launched.
+of the weight gradients: one launch for weight_linear (v1's ``_wl_grad`` by default; ``_wl_grad_v2`` with
+``NIRVANA_TRIGGER_WLG_IMPL=v2``, its launch ``NIRVANA_TRIGGER_WLG`` and operands ``NIRVANA_TRIGGER_WLG_OPS``), one
+split-K batched matmul for the three [C, L] weights. Without them (a frozen backbone) nothing of that is written
+or launched.
 """
 
 from __future__ import annotations
@@ -365,6 +367,61 @@ def _trigger_bwd_v2(
 
 
 # ----------------------------------------------------------------------------------------------
+# weight_linear's gradient (NIRVANA_TRIGGER_WLG_IMPL=v2)
+# ----------------------------------------------------------------------------------------------
+@triton.jit
+def _wl_term_acc(
+    acc, x, y, z, t0, t_end, i, o, l,
+    C: tl.constexpr, L: tl.constexpr, BK: tl.constexpr, BO: tl.constexpr, BL: tl.constexpr,
+    PREC: tl.constexpr, OPS16: tl.constexpr,
+):  # fmt: skip
+    """acc[i, (o, l)] += sum_t x[t, i] y[t, o] z[t, l] over t0 <= t < t_end, BK tokens per product: y [BK, BO]
+    and z [BK, BL] loaded once per step and their outer product formed in registers. ``OPS16`` as in
+    ``_outer``: 0 float32 operands at PREC, 1 bf16 operands, 2 bf16 emulated (the interpreter)."""
+    for s in range(t0, t_end, BK):
+        tt = s + tl.arange(0, BK)
+        tm = tt < t_end
+        xT = tl.load(x + tt[None, :] * C + i[:, None], mask=tm[None, :] & (i[:, None] < C), other=0.0)
+        yb = tl.load(y + tt[:, None] * C + o[None, :], mask=tm[:, None] & (o[None, :] < C), other=0.0)
+        zb = tl.load(z + tt[:, None] * L + l[None, :], mask=tm[:, None] & (l[None, :] < L), other=0.0)
+        yz = tl.reshape(yb.to(tl.float32)[:, :, None] * zb.to(tl.float32)[:, None, :], (BK, BO * BL))
+        if OPS16 == 1:
+            acc += tl.dot(xT.to(tl.bfloat16), yz.to(tl.bfloat16))
+        elif OPS16 == 2:
+            rounded = yz.to(tl.bfloat16).to(tl.float32)
+            acc += tl.dot(xT.to(tl.bfloat16).to(tl.float32), rounded, input_precision="ieee")
+        else:
+            acc += tl.dot(xT.to(tl.float32), yz, input_precision=PREC)
+    return acc
+
+
+@triton.jit(do_not_specialize=["N", "tokens_per_split"])
+def _wl_grad_v2(
+    x1, y1, z1, x2, y2, z2, x3, y3, z3, out, N, tokens_per_split,
+    C: tl.constexpr, L: tl.constexpr, BC: tl.constexpr, BL: tl.constexpr, BO: tl.constexpr, BK: tl.constexpr,
+    TERMS: tl.constexpr, PREC: tl.constexpr, OPS16: tl.constexpr,
+):  # fmt: skip
+    """out[split, i, o * L + l] = sum over the split's tokens and the terms of x[t, i] y[t, o] z[t, l]. A program
+    owns BO values of o (BO * BL columns) and one token split. v1's ``_wl_grad`` gathers y[t, o(n)] and z[t, l(n)]
+    at each of its BN columns: BK * BN loads of each per product, against BK * (BO + BL) here."""
+    i_o, i_s = tl.program_id(0), tl.program_id(1)
+    i = tl.arange(0, BC)
+    o = i_o * BO + tl.arange(0, BO)
+    l = tl.arange(0, BL)
+    t0 = i_s * tokens_per_split
+    t_end = tl.minimum(t0 + tokens_per_split, N)
+    acc = tl.zeros([BC, BO * BL], dtype=tl.float32)
+    acc = _wl_term_acc(acc, x1, y1, z1, t0, t_end, i, o, l, C, L, BK, BO, BL, PREC, OPS16)
+    if TERMS > 1:
+        acc = _wl_term_acc(acc, x2, y2, z2, t0, t_end, i, o, l, C, L, BK, BO, BL, PREC, OPS16)
+        acc = _wl_term_acc(acc, x3, y3, z3, t0, t_end, i, o, l, C, L, BK, BO, BL, PREC, OPS16)
+    cols = tl.arange(0, BO * BL)
+    oc, lc = i_o * BO + cols // BL, cols % BL
+    mask = (i[:, None] < C) & (oc[None, :] < C) & (lc[None, :] < L)
+    tl.store(out + i_s * C * C * L + i[:, None] * (C * L) + (oc * L + lc)[None, :], acc, mask=mask)
+
+
+# ----------------------------------------------------------------------------------------------
 # host side
 # ----------------------------------------------------------------------------------------------
 def launch_cfg(which: str, block_t: int, warps: int, k_extent: int) -> tuple[int, int, int]:
@@ -402,6 +459,66 @@ def operand_mode(dtype: torch.dtype) -> int:
     return 2 if _interpreted() else 1
 
 
+def wl_grad_operands(dtype: torch.dtype) -> int:
+    """``OPS16`` of ``_wl_grad``, weight_linear's gradient (``NIRVANA_TRIGGER_WLG_OPS``, read at call time):
+    ``fp32`` (default: float32 operands, TF32 products for 16-bit inputs) or ``bf16`` (opt-in until timed: 16-bit
+    operands with float32 accumulation, for 16-bit inputs only). With weight gradients the Trigger step was only
+    1.08x the published form by GPU time at B8 T1600, and ``_wl_grad`` 0.765 of its 1.48 ms (runs BV, BW)."""
+    mode = os.environ.get("NIRVANA_TRIGGER_WLG_OPS") or "fp32"
+    if mode not in ("fp32", "bf16"):
+        raise ValueError(f"NIRVANA_TRIGGER_WLG_OPS must be fp32 or bf16, got {mode!r}")
+    if mode == "fp32" or dtype not in (torch.float16, torch.bfloat16):
+        return 0
+    return 2 if _interpreted() else 1
+
+
+def wl_grad_launch() -> tuple[int, int, int]:
+    """``_wl_grad``'s (columns of C * L per program, tokens per product, num_warps): 128, 32, 4 (v1's) unless
+    ``NIRVANA_TRIGGER_WLG=BN,BK,WARPS`` says otherwise (powers of two; BK >= 16)."""
+    value = os.environ.get("NIRVANA_TRIGGER_WLG")
+    if not value:
+        return 128, 32, 4
+    try:
+        bn, bk, warps = (int(x) for x in value.split(","))
+    except ValueError:
+        raise ValueError(f"NIRVANA_TRIGGER_WLG must be BN,BK,WARPS, got {value!r}") from None
+    if any(x < 1 or x & (x - 1) for x in (bn, bk, warps)) or bk < 16:
+        raise ValueError(f"NIRVANA_TRIGGER_WLG wants powers of two with BK >= 16, got {value!r}")
+    return bn, bk, warps
+
+
+def wl_grad_impl() -> str:
+    """Which kernel computes weight_linear's gradient (``NIRVANA_TRIGGER_WLG_IMPL``, read at call time): ``v1``
+    (default: ``trigger_triton._wl_grad``, y and z gathered per output column) or ``v2`` (opt-in until timed:
+    ``_wl_grad_v2``, y [BK, BO] and z [BK, L] loaded once per step, the outer product in registers)."""
+    impl = os.environ.get("NIRVANA_TRIGGER_WLG_IMPL") or "v1"
+    if impl not in ("v1", "v2"):
+        raise ValueError(f"NIRVANA_TRIGGER_WLG_IMPL must be v1 or v2, got {impl!r}")
+    return impl
+
+
+def _wl_gradient_v2(terms, N: int, C: int, L: int, prec: str, ops16: int, launch_cfg: tuple[int, int, int]):
+    """weight_linear's gradient [C, C, L] through ``_wl_grad_v2``: (BN, BK, warps) of ``launch_cfg`` give BO =
+    BN / BL values of o per program; tokens split as v1's ``_wl_gradient`` does (about two programs per SM)."""
+    dev = terms[0][0].device
+    BC, BL = _blocks(C, L)
+    BN, BK, warps = launch_cfg
+    BO = max(1, BN // BL)
+    o_blocks = cdiv(C, BO)
+    sms = torch.cuda.get_device_properties(dev).multi_processor_count if dev.type == "cuda" else 4
+    splits = max(1, min(cdiv(2 * sms, o_blocks), cdiv(N, 256)))
+    per = cdiv(cdiv(N, splits), BK) * BK
+    splits = cdiv(N, per)
+    out = torch.empty(splits, C, C * L, device=dev, dtype=torch.float32)
+    flat = [t for term in terms for t in term]
+    flat += list(terms[0]) * (3 - len(terms))
+    launch(
+        _wl_grad_v2, (o_blocks, splits), *flat, out, N, per,
+        C=C, L=L, BC=BC, BL=BL, BO=BO, BK=BK, TERMS=len(terms), PREC=prec, OPS16=ops16, num_warps=warps,
+    )  # fmt: skip
+    return out.sum(0).reshape(C, C, L)
+
+
 _LAYOUTS: dict[int, tuple] = {}
 
 
@@ -427,7 +544,6 @@ def _layouts(wl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
 
 def _permuted(wl: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return wl.permute(0, 2, 1).contiguous(), wl.contiguous(), wl.permute(2, 1, 0).contiguous()
-
 
 
 def _token_splits(n_tokens: int, most: int = 32, least_per_split: int = 256) -> int:
@@ -519,7 +635,8 @@ class TriggerStepV2(torch.autograd.Function):
             terms = [(q2, vec_c[1], outs[0])]
             if learn:
                 terms += [(k2, vec_c[4], ps[0]), (k2, vec_c[7], dgw)]
-            dwl = _wl_gradient(terms, N, C, L, prec).to(wl_dtype)
+            wl_grad = _wl_gradient_v2 if wl_grad_impl() == "v2" else _wl_gradient
+            dwl = wl_grad(terms, N, C, L, prec, wl_grad_operands(q2.dtype), wl_grad_launch()).to(wl_dtype)
         if any(need[4:7]):
             dsmall = _small_weight_grads(vec_c, vec_l)
         dws = [None if dsmall is None or not need[4 + j] else dsmall[j].to(w.dtype) for j, w in
