@@ -358,6 +358,17 @@ def _trigger_bwd(
 
 
 @triton.jit
+def _dot_acc(acc, a, b, PREC: tl.constexpr, OPS16: tl.constexpr):
+    """acc + a @ b with the operands ``OPS16`` asks for: 0 float32 at PREC; 1 bf16 (float32 accumulation); 2 bf16
+    rounding emulated in float32 (the interpreter, whose own 16-bit dot is not the GPU's)."""
+    if OPS16 == 1:
+        return acc + tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16))
+    if OPS16 == 2:
+        return acc + tl.dot(a.to(tl.bfloat16).to(tl.float32), b.to(tl.bfloat16).to(tl.float32), input_precision="ieee")
+    return acc + tl.dot(a, b, input_precision=PREC)
+
+
+@triton.jit
 def _outer3_acc(
     acc, x, y, z, t0, t_end, i_idx, o_idx, l_idx, C, L, BK: tl.constexpr, PREC: tl.constexpr, OPS16: tl.constexpr
 ):
@@ -373,13 +384,7 @@ def _outer3_acc(
         yz = tl.load(y + tt[:, None] * C + o_idx[None, :], mask=tm[:, None], other=0.0).to(
             tl.float32
         ) * tl.load(z + tt[:, None] * L + l_idx[None, :], mask=tm[:, None], other=0.0).to(tl.float32)
-        if OPS16 == 1:
-            acc += tl.dot(xT.to(tl.bfloat16), yz.to(tl.bfloat16))
-        elif OPS16 == 2:
-            rounded = yz.to(tl.bfloat16).to(tl.float32)
-            acc += tl.dot(xT.to(tl.bfloat16).to(tl.float32), rounded, input_precision="ieee")
-        else:
-            acc += tl.dot(xT, yz, input_precision=PREC)
+        acc = _dot_acc(acc, xT, yz, PREC, OPS16)
     return acc
 
 
@@ -456,6 +461,15 @@ def _flat(x: torch.Tensor, D: int) -> torch.Tensor:
     return x.reshape(-1, D).contiguous()
 
 
+def wl_token_splits(N: int, blocks: int, BK: int, device: torch.device) -> tuple[int, int]:
+    """(token splits, tokens per split, a multiple of BK) for a weight gradient over ``blocks`` column blocks:
+    about two programs per SM in all, at least 256 tokens per split."""
+    sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
+    splits = max(1, min(cdiv(2 * sms, blocks), cdiv(N, 256)))
+    per = cdiv(cdiv(N, splits), BK) * BK
+    return cdiv(N, per), per
+
+
 def _wl_gradient(terms, N, C, L, prec, ops16: int = 0, launch_cfg: tuple[int, int, int] = (128, 32, 4)):
     """weight_linear's gradient [C, C, L]: sum over ``terms`` (x, y, z) and tokens of x[t, i] y[t, o] z[t, l],
     tokens split across programs (about two programs per SM) and the splits summed. ``launch_cfg``: (columns
@@ -464,10 +478,7 @@ def _wl_gradient(terms, N, C, L, prec, ops16: int = 0, launch_cfg: tuple[int, in
     BC, _ = _blocks(C, L)
     BN, BK, warps = launch_cfg
     n_blocks = cdiv(C * L, BN)
-    sms = torch.cuda.get_device_properties(dev).multi_processor_count if dev.type == "cuda" else 4
-    splits = max(1, min(cdiv(2 * sms, n_blocks), cdiv(N, 256)))
-    per = cdiv(cdiv(N, splits), BK) * BK
-    splits = cdiv(N, per)
+    splits, per = wl_token_splits(N, n_blocks, BK, dev)
     out = torch.empty(splits, C, C * L, device=dev, dtype=torch.float32)
     flat = [t for term in terms for t in term]
     while len(flat) < 9:

@@ -38,6 +38,7 @@ from ._launch import cdiv, launch
 from .trigger_triton import (
     _blocks,
     _cfg,
+    _dot_acc,
     _flat,
     _interpreted,
     _layernorm,
@@ -47,6 +48,7 @@ from .trigger_triton import (
     _wl_gradient,
     _wmat,
     _wmat_t,
+    wl_token_splits,
 )
 
 
@@ -385,13 +387,7 @@ def _wl_term_acc(
         yb = tl.load(y + tt[:, None] * C + o[None, :], mask=tm[:, None] & (o[None, :] < C), other=0.0)
         zb = tl.load(z + tt[:, None] * L + l[None, :], mask=tm[:, None] & (l[None, :] < L), other=0.0)
         yz = tl.reshape(yb.to(tl.float32)[:, :, None] * zb.to(tl.float32)[:, None, :], (BK, BO * BL))
-        if OPS16 == 1:
-            acc += tl.dot(xT.to(tl.bfloat16), yz.to(tl.bfloat16))
-        elif OPS16 == 2:
-            rounded = yz.to(tl.bfloat16).to(tl.float32)
-            acc += tl.dot(xT.to(tl.bfloat16).to(tl.float32), rounded, input_precision="ieee")
-        else:
-            acc += tl.dot(xT.to(tl.float32), yz, input_precision=PREC)
+        acc = _dot_acc(acc, xT.to(tl.float32), yz, PREC, OPS16)
     return acc
 
 
@@ -444,32 +440,32 @@ def _channels_per_block(k_extent: int, BC: int, BL: int) -> dict:
     }
 
 
-def operand_mode(dtype: torch.dtype) -> int:
-    """``OPS16`` of the weight_linear contractions (``NIRVANA_TRIGGER_V2_OPS``, read at call time): ``bf16``
-    (default: 16-bit operands with float32 accumulation, for 16-bit inputs only: float32 inputs keep
-    float32 accuracy) or ``fp32`` (float32 operands, TF32 products for 16-bit inputs). 0 / 1, or 2 under
-    the interpreter (16-bit operands emulated). Runs BC-BG on the H200: bf16 cuts the forward's GPU time
-    from 0.16 to 0.058 ms at B8 T1600 and passes the GPU check (3.5e-3 vs float64 with bf16 inputs;
-    benchmarks/results/kernels.md)."""
-    mode = os.environ.get("NIRVANA_TRIGGER_V2_OPS") or "bf16"
+def _operands(switch: str, default: str, dtype: torch.dtype) -> int:
+    """``OPS16`` from ``switch`` (``fp32`` or ``bf16``, read at call time): 0 float32 operands, 1 bf16 (16-bit
+    inputs only: float32 inputs keep float32 accuracy), 2 bf16 emulated under the interpreter."""
+    mode = os.environ.get(switch) or default
     if mode not in ("fp32", "bf16"):
-        raise ValueError(f"NIRVANA_TRIGGER_V2_OPS must be fp32 or bf16, got {mode!r}")
+        raise ValueError(f"{switch} must be fp32 or bf16, got {mode!r}")
     if mode == "fp32" or dtype not in (torch.float16, torch.bfloat16):
         return 0
     return 2 if _interpreted() else 1
+
+
+def operand_mode(dtype: torch.dtype) -> int:
+    """``OPS16`` of the weight_linear contractions (``NIRVANA_TRIGGER_V2_OPS``): ``bf16`` (default: 16-bit
+    operands with float32 accumulation, for 16-bit inputs only: float32 inputs keep float32 accuracy) or
+    ``fp32`` (float32 operands, TF32 products for 16-bit inputs). Runs BC-BG on the H200: bf16 cuts the forward's
+    GPU time from 0.16 to 0.058 ms at B8 T1600 and passes the GPU check (3.5e-3 vs float64 with bf16 inputs;
+    benchmarks/results/kernels.md)."""
+    return _operands("NIRVANA_TRIGGER_V2_OPS", "bf16", dtype)
 
 
 def wl_grad_operands(dtype: torch.dtype) -> int:
-    """``OPS16`` of ``_wl_grad``, weight_linear's gradient (``NIRVANA_TRIGGER_WLG_OPS``, read at call time):
-    ``fp32`` (default: float32 operands, TF32 products for 16-bit inputs) or ``bf16`` (opt-in until timed: 16-bit
-    operands with float32 accumulation, for 16-bit inputs only). With weight gradients the Trigger step was only
-    1.08x the published form by GPU time at B8 T1600, and ``_wl_grad`` 0.765 of its 1.48 ms (runs BV, BW)."""
-    mode = os.environ.get("NIRVANA_TRIGGER_WLG_OPS") or "fp32"
-    if mode not in ("fp32", "bf16"):
-        raise ValueError(f"NIRVANA_TRIGGER_WLG_OPS must be fp32 or bf16, got {mode!r}")
-    if mode == "fp32" or dtype not in (torch.float16, torch.bfloat16):
-        return 0
-    return 2 if _interpreted() else 1
+    """``OPS16`` of weight_linear's gradient (``NIRVANA_TRIGGER_WLG_OPS``): ``fp32`` (default: float32 operands,
+    TF32 products for 16-bit inputs) or ``bf16`` (opt-in until timed: 16-bit operands with float32 accumulation,
+    for 16-bit inputs only). With weight gradients the Trigger step was only 1.08x the published form by GPU
+    time at B8 T1600, and ``_wl_grad`` 0.765 of its 1.48 ms (runs BV, BW)."""
+    return _operands("NIRVANA_TRIGGER_WLG_OPS", "fp32", dtype)
 
 
 def wl_grad_launch() -> tuple[int, int, int]:
@@ -505,10 +501,7 @@ def _wl_gradient_v2(terms, N: int, C: int, L: int, prec: str, ops16: int, launch
     BN, BK, warps = launch_cfg
     BO = max(1, BN // BL)
     o_blocks = cdiv(C, BO)
-    sms = torch.cuda.get_device_properties(dev).multi_processor_count if dev.type == "cuda" else 4
-    splits = max(1, min(cdiv(2 * sms, o_blocks), cdiv(N, 256)))
-    per = cdiv(cdiv(N, splits), BK) * BK
-    splits = cdiv(N, per)
+    splits, per = wl_token_splits(N, o_blocks, BK, dev)
     out = torch.empty(splits, C, C * L, device=dev, dtype=torch.float32)
     flat = [t for term in terms for t in term]
     flat += list(terms[0]) * (3 - len(terms))
