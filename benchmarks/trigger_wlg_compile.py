@@ -35,7 +35,7 @@ def compile_wl_grad(impl: str, ops16: int, bn: int, bk: int, warps: int, C: int 
     BC, BL = max(16, triton.next_power_of_2(C)), max(16, triton.next_power_of_2(L))
     kernel = _wl_grad_v2 if impl == "v2" else _wl_grad
     consts = {"C": C, "L": L, "BC": BC, "BK": bk, "TERMS": 3, "PREC": "tf32", "OPS16": ops16}
-    consts.update({"BL": BL, "BO": max(1, bn // BL)} if impl == "v2" else {"BN": bn})
+    consts.update({"BL": BL, "BO": max(1, bn // BL), "SHARED_X23": True} if impl == "v2" else {"BN": bn})
     sig, cst, attrs = {}, {}, {}
     for i, (arg, param) in enumerate(zip(kernel.arg_names, kernel.params, strict=True)):
         if param.is_constexpr:

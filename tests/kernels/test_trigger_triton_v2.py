@@ -174,12 +174,32 @@ def test_wl_grad_variants(impl, launch, shape, rel, monkeypatch):
     if impl == "v2":
         kw = kernels.pop("_wl_grad_v2")
         assert (kw["BO"], kw["BK"], kw["num_warps"]) == (max(1, bn // kw["BL"]), bk, warps)
+        assert kw["TERMS"] == 3 and kw["SHARED_X23"]  # learning: terms 2 and 3 both multiply k
     else:
         kw = kernels.pop("_wl_grad")
         assert (kw["BN"], kw["BK"], kw["num_warps"]) == (bn, bk, warps)
     assert not kernels and kw["OPS16"] == 0
     (want,) = torch.autograd.grad([h_ref, *new_ref], ys[3], [g.double() for g in grads])
     assert rel(got, want) < 1e-5, rel(got, want)
+
+
+@pytest.mark.parametrize("terms", ["one", "shared-x", "three-x"])
+@pytest.mark.parametrize("N,C,L,splits", [(200, 24, 20, 1), (600, 16, 12, 2)])
+def test_wl_gradient_v2_terms(terms, N, C, L, splits, rel):
+    """``_wl_gradient_v2`` on its own vs einsum in float64: one term (the Trigger without learning), three whose
+    last two share x (learning: one product for both, SHARED_X23) and three distinct; 16 tokens per step with a
+    ragged last one, one or two token splits, C and L not powers of two."""
+    o_blocks = v2.cdiv(C, max(1, 64 // v2._blocks(C, L)[1]))  # the launch below: 64 columns, 16 tokens a step
+    assert v2.wl_token_splits(N, o_blocks, 16, torch.device("cpu"))[0] == splits
+    gen = torch.Generator().manual_seed(5)
+    xs = [torch.randn(N, C, generator=gen) for _ in range(3)]
+    ys = [torch.randn(N, C, generator=gen) for _ in range(3)]
+    zs = [torch.randn(N, L, generator=gen) for _ in range(3)]
+    chosen = {"one": [0], "shared-x": [0, 1, 1], "three-x": [0, 1, 2]}[terms]
+    triples = [(xs[x], ys[j], zs[j]) for j, x in enumerate(chosen)]
+    want = sum(torch.einsum("ti,to,tl->iol", *(t.double() for t in triple)) for triple in triples)
+    got = v2._wl_gradient_v2(triples, N, C, L, "ieee", 0, (64, 16, 4))
+    assert got.shape == (C, C, L) and rel(got, want) < 1e-6
 
 
 @pytest.mark.parametrize("impl", ["v1", "v2"])

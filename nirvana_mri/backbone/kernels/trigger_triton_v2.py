@@ -372,34 +372,33 @@ def _trigger_bwd_v2(
 # weight_linear's gradient (NIRVANA_TRIGGER_WLG_IMPL=v2)
 # ----------------------------------------------------------------------------------------------
 @triton.jit
-def _wl_term_acc(
-    acc, x, y, z, t0, t_end, i, o, l,
-    C: tl.constexpr, L: tl.constexpr, BK: tl.constexpr, BO: tl.constexpr, BL: tl.constexpr,
-    PREC: tl.constexpr, OPS16: tl.constexpr,
-):  # fmt: skip
-    """acc[i, (o, l)] += sum_t x[t, i] y[t, o] z[t, l] over t0 <= t < t_end, BK tokens per product: y [BK, BO]
-    and z [BK, BL] loaded once per step and their outer product formed in registers. ``OPS16`` as in
-    ``_outer``: 0 float32 operands at PREC, 1 bf16 operands, 2 bf16 emulated (the interpreter)."""
-    for s in range(t0, t_end, BK):
-        tt = s + tl.arange(0, BK)
-        tm = tt < t_end
-        xT = tl.load(x + tt[None, :] * C + i[:, None], mask=tm[None, :] & (i[:, None] < C), other=0.0)
-        yb = tl.load(y + tt[:, None] * C + o[None, :], mask=tm[:, None] & (o[None, :] < C), other=0.0)
-        zb = tl.load(z + tt[:, None] * L + l[None, :], mask=tm[:, None] & (l[None, :] < L), other=0.0)
-        yz = tl.reshape(yb.to(tl.float32)[:, :, None] * zb.to(tl.float32)[:, None, :], (BK, BO * BL))
-        acc = _dot_acc(acc, xT.to(tl.float32), yz, PREC, OPS16)
-    return acc
+def _x_tile(x, tt, tm, i, C: tl.constexpr):
+    """x[t, i] for the step's tokens, transposed: [BC, BK] float32 (zero past C and past the split)."""
+    return tl.load(x + tt[None, :] * C + i[:, None], mask=tm[None, :] & (i[:, None] < C), other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _yz_tile(y, z, tt, tm, o, l, C: tl.constexpr, L: tl.constexpr, BK: tl.constexpr, BO: tl.constexpr,
+             BL: tl.constexpr):  # fmt: skip
+    """y[t, o] z[t, l] for the step's tokens: y [BK, BO] and z [BK, BL] loaded once, their outer product formed
+    in registers as [BK, BO * BL] float32 (column o * BL + l; zero past C and L)."""
+    yb = tl.load(y + tt[:, None] * C + o[None, :], mask=tm[:, None] & (o[None, :] < C), other=0.0)
+    zb = tl.load(z + tt[:, None] * L + l[None, :], mask=tm[:, None] & (l[None, :] < L), other=0.0)
+    return tl.reshape(yb.to(tl.float32)[:, :, None] * zb.to(tl.float32)[:, None, :], (BK, BO * BL))
 
 
 @triton.jit(do_not_specialize=["N", "tokens_per_split"])
 def _wl_grad_v2(
     x1, y1, z1, x2, y2, z2, x3, y3, z3, out, N, tokens_per_split,
     C: tl.constexpr, L: tl.constexpr, BC: tl.constexpr, BL: tl.constexpr, BO: tl.constexpr, BK: tl.constexpr,
-    TERMS: tl.constexpr, PREC: tl.constexpr, OPS16: tl.constexpr,
+    TERMS: tl.constexpr, SHARED_X23: tl.constexpr, PREC: tl.constexpr, OPS16: tl.constexpr,
 ):  # fmt: skip
     """out[split, i, o * L + l] = sum over the split's tokens and the terms of x[t, i] y[t, o] z[t, l]. A program
-    owns BO values of o (BO * BL columns) and one token split. v1's ``_wl_grad`` gathers y[t, o(n)] and z[t, l(n)]
-    at each of its BN columns: BK * BN loads of each per product, against BK * (BO + BL) here."""
+    owns BO values of o (BO * BL columns) and one token split, and walks its tokens once for all terms. v1's
+    ``_wl_grad`` gathers y[t, o(n)] and z[t, l(n)] at each of its BN columns (BK * BN loads of each per
+    product, against BK * (BO + BL) here) and walks the tokens once per term. ``SHARED_X23``: terms 2 and 3 have
+    the same x (k, when the Trigger learns), so their y z products are summed before one product with x, not
+    two (OPS16 operand modes as in ``_outer``)."""
     i_o, i_s = tl.program_id(0), tl.program_id(1)
     i = tl.arange(0, BC)
     o = i_o * BO + tl.arange(0, BO)
@@ -407,10 +406,19 @@ def _wl_grad_v2(
     t0 = i_s * tokens_per_split
     t_end = tl.minimum(t0 + tokens_per_split, N)
     acc = tl.zeros([BC, BO * BL], dtype=tl.float32)
-    acc = _wl_term_acc(acc, x1, y1, z1, t0, t_end, i, o, l, C, L, BK, BO, BL, PREC, OPS16)
-    if TERMS > 1:
-        acc = _wl_term_acc(acc, x2, y2, z2, t0, t_end, i, o, l, C, L, BK, BO, BL, PREC, OPS16)
-        acc = _wl_term_acc(acc, x3, y3, z3, t0, t_end, i, o, l, C, L, BK, BO, BL, PREC, OPS16)
+    for s in range(t0, t_end, BK):
+        tt = s + tl.arange(0, BK)
+        tm = tt < t_end
+        yz = _yz_tile(y1, z1, tt, tm, o, l, C, L, BK, BO, BL)
+        acc = _dot_acc(acc, _x_tile(x1, tt, tm, i, C), yz, PREC, OPS16)
+        if TERMS > 1:
+            yz2 = _yz_tile(y2, z2, tt, tm, o, l, C, L, BK, BO, BL)
+            yz3 = _yz_tile(y3, z3, tt, tm, o, l, C, L, BK, BO, BL)
+            if SHARED_X23:
+                acc = _dot_acc(acc, _x_tile(x2, tt, tm, i, C), yz2 + yz3, PREC, OPS16)
+            else:
+                acc = _dot_acc(acc, _x_tile(x2, tt, tm, i, C), yz2, PREC, OPS16)
+                acc = _dot_acc(acc, _x_tile(x3, tt, tm, i, C), yz3, PREC, OPS16)
     cols = tl.arange(0, BO * BL)
     oc, lc = i_o * BO + cols // BL, cols % BL
     mask = (i[:, None] < C) & (oc[None, :] < C) & (lc[None, :] < L)
@@ -495,7 +503,8 @@ def wl_grad_impl() -> str:
 
 def _wl_gradient_v2(terms, N: int, C: int, L: int, prec: str, ops16: int, launch_cfg: tuple[int, int, int]):
     """weight_linear's gradient [C, C, L] through ``_wl_grad_v2``: (BN, BK, warps) of ``launch_cfg`` give BO =
-    BN / BL values of o per program; tokens split as v1's ``_wl_gradient`` does (about two programs per SM)."""
+    BN / BL values of o per program; tokens split as v1's ``_wl_gradient`` does (about two programs per SM);
+    terms 2 and 3 share one product when they share x."""
     dev = terms[0][0].device
     BC, BL = _blocks(C, L)
     BN, BK, warps = launch_cfg
@@ -505,9 +514,11 @@ def _wl_gradient_v2(terms, N: int, C: int, L: int, prec: str, ops16: int, launch
     out = torch.empty(splits, C, C * L, device=dev, dtype=torch.float32)
     flat = [t for term in terms for t in term]
     flat += list(terms[0]) * (3 - len(terms))
+    shared = len(terms) == 3 and terms[1][0] is terms[2][0]  # one product with k for both learn-step terms
     launch(
         _wl_grad_v2, (o_blocks, splits), *flat, out, N, per,
-        C=C, L=L, BC=BC, BL=BL, BO=BO, BK=BK, TERMS=len(terms), PREC=prec, OPS16=ops16, num_warps=warps,
+        C=C, L=L, BC=BC, BL=BL, BO=BO, BK=BK, TERMS=len(terms), SHARED_X23=shared, PREC=prec, OPS16=ops16,
+        num_warps=warps,
     )  # fmt: skip
     return out.sum(0).reshape(C, C, L)
 
