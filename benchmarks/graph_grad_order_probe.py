@@ -23,6 +23,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import kernels  # noqa: E402
 import torch  # noqa: E402
 from _common import frozen_backbone, rel_err  # noqa: E402
 from kernels import _capture, _check_input, capture_forward, capture_forward_backward  # noqa: E402
@@ -77,9 +78,14 @@ def main() -> int:
     parser.add_argument("--eager-after", action="store_true",
                         help="the eager .backward() steps after the capture instead of before (run BK's bisection, "
                              "which replayed exact gradients, ran no eager step before its captures)")
+    parser.add_argument("--same-stream", action="store_true",
+                        help="capture on the warm-ups' stream (kernels.CAPTURE_ON_WARMUP_STREAM) instead of "
+                             "torch.cuda.graph's own: does the gradient's last step leave the graph on the stream "
+                             "the leaf's autograd node remembers?")
     parser.add_argument("--error-mode", choices=("global", "thread_local", "relaxed"), default="global",
                         help="torch.cuda.graph's capture_error_mode for every capture (global: its default)")
     args = parser.parse_args()
+    kernels.CAPTURE_ON_WARMUP_STREAM = args.same_stream
     if args.error_mode != "global":  # every capture in this process, kernels.py's _capture included
         torch.cuda.graph = functools.partial(torch.cuda.graph, capture_error_mode=args.error_mode)
     parts = args.backbone.split(":")
@@ -104,7 +110,8 @@ def main() -> int:
         torch.cuda.empty_cache()
     capture = capture_forward_backward if args.capture == "grad" else capture_with_backward
     graph, static_x, (static_out, static_grad) = capture(model, x, dy)
-    result.update(capture=args.capture, prime=args.prime, error_mode=args.error_mode, eager_after=args.eager_after)
+    result.update(capture=args.capture, prime=args.prime, error_mode=args.error_mode, eager_after=args.eager_after,
+                  same_stream=args.same_stream)
     zero = torch.zeros_like(static_grad)
     replays = []
     for key in ("x1", "x2", "x2", "x1"):

@@ -588,13 +588,20 @@ def torch_layers(model):
             m.backend = backend
 
 
+CAPTURE_ON_WARMUP_STREAM = False  # graph_grad_order_probe.py --same-stream: capture on the warm-ups' stream
+
+
 def _capture(step, warmup: int, grad: bool):
     """``(graph, outputs)``: ``step()`` run ``warmup`` times eagerly on a side stream, then captured once.
 
     As the PyTorch docs describe: the eager warm-ups first (Triton compiles and loads every kernel,
     ``_launch.launch`` settles its stage fallbacks, cuBLAS makes its workspace: none of that may happen
     while capturing), then one capture; ``outputs`` are what the captured ``step()`` returned, the static
-    tensors each replay rewrites. ``grad``: autograd on (the training step) or off (the forward)."""
+    tensors each replay rewrites. ``grad``: autograd on (the training step) or off (the forward). With
+    ``CAPTURE_ON_WARMUP_STREAM`` the capture runs on the warm-ups' stream instead of ``torch.cuda.graph``'s own:
+    a leaf's autograd node keeps the stream of its first backward (the warm-ups'), and a stream that is not
+    the capture's would take the gradient's last step out of the graph (a hypothesis for the zero replayed
+    gradients of runs BH-BP)."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.set_grad_enabled(grad):
@@ -604,7 +611,7 @@ def _capture(step, warmup: int, grad: bool):
         torch.cuda.current_stream().wait_stream(stream)
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, stream=stream if CAPTURE_ON_WARMUP_STREAM else None):
             outputs = step()
     return graph, outputs
 
@@ -962,7 +969,7 @@ def markdown(summary: dict) -> str:
 
 
 def main() -> int:
-    global BUDGET, PARTIAL_PATH
+    global BUDGET, PARTIAL_PATH, CAPTURE_ON_WARMUP_STREAM
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "kernels.json"))
     parser.add_argument("--md", default=None, help="Markdown table (default: --out with .md)")
@@ -973,6 +980,8 @@ def main() -> int:
     parser.add_argument("--fla-alt", default=None, help="site dir of a second fla version (subprocess)")
     parser.add_argument("--fla-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--skip-fla", action="store_true")
+    parser.add_argument("--capture-on-warmup-stream", action="store_true",
+                        help="CUDA-graph rows capture on their warm-ups' stream (see _capture)")
     parser.add_argument("--skip-reference", action="store_true", help="no PyTorch-reference delta-rule rows (slow)")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU under the interpreter")
     parser.add_argument(
@@ -993,6 +1002,7 @@ def main() -> int:
     args = parser.parse_args()
     BUDGET = args.budget
     PARTIAL_PATH = args.out
+    CAPTURE_ON_WARMUP_STREAM = args.capture_on_warmup_stream
     extra = [x for x in args.backbone_extra.split(",") if x]
     unknown = [x for x in extra if x not in BACKBONE_EXTRAS]
     if unknown:
