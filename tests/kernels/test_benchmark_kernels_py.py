@@ -292,6 +292,26 @@ def test_capture_forward_backward_computes_the_ours_fwdbwd(monkeypatch, kernels_
     assert torch.equal(static_grad, x.grad)
 
 
+@pytest.mark.parametrize("same", [False, True])
+def test_capture_stream_switch(monkeypatch, kernels_py, same):
+    """``_capture`` hands ``torch.cuda.graph`` its warm-ups' stream only with CAPTURE_ON_WARMUP_STREAM (the
+    zero-gradient hypothesis of call BY); by default torch.cuda.graph picks its own."""
+    import contextlib
+    import types
+
+    warm = types.SimpleNamespace(wait_stream=lambda *a: None)
+    seen = []
+    monkeypatch.setattr(torch.cuda, "Stream", lambda *a, **k: warm)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a, **k: warm)
+    monkeypatch.setattr(torch.cuda, "stream", lambda *a, **k: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda *a, **k: "graph")
+    monkeypatch.setattr(torch.cuda, "graph", lambda g, stream=None: seen.append(stream) or contextlib.nullcontext())
+    monkeypatch.setattr(kernels_py, "CAPTURE_ON_WARMUP_STREAM", same)
+    kernels_py._capture(lambda: None, 1, grad=False)
+    assert seen == [warm if same else None]
+
+
 def test_a_variants_switches_hold_through_its_backward(kernels_py):
     """The delta rule's backward reads its switches when it runs: a variant row must keep them set through
     the backward, not only around the forward call (call AU's first ours[dqk-split] row timed the default)."""
