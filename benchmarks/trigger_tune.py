@@ -64,7 +64,8 @@ def variants(grid: str) -> list[dict]:
         out.append(v2)
         for launch in ("128,32,4", "128,64,4", "128,64,8", "256,64,8", "128,128,8", "64,64,4"):
             out.append({**v2, "NIRVANA_TRIGGER_WLG_OPS": "bf16", "NIRVANA_TRIGGER_WLG": launch})
-        return out
+        cublas = {"NIRVANA_TRIGGER_WLG_IMPL": "torch"}  # the comparison: cuBLAS over chunks of tokens
+        return out + [cublas, {**cublas, "NIRVANA_TRIGGER_WLG_OPS": "bf16"}]
     if grid == "defaults":
         return [{}, {"NIRVANA_TRIGGER_IMPL": "v1"}, {**v2, "NIRVANA_TRIGGER_V2_BWD": "64,8,128"}]
     if grid == "bwd-ops":  # rank with --rank-key fwdbwd_graph_ms (eager times of a 0.2 ms step are host-bound)

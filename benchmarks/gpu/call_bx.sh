@@ -5,9 +5,10 @@
 #     limit 100 s (BW: 38 s);
 # (2) trigger_tune.py --grid wlg at mri and mid: weight_linear's gradient through v1's _wl_grad (gathers y and z per
 #     column; 0.765 ms in BW) and the new _wl_grad_v2 (y [BK, BO] and z [BK, L] loaded once per step: 39 async-copy
-#     instructions vs 378 for sm_90 offline; two products per step instead of three), launches and bf16 operands, every variant checked against float64
-#     with and without weight gradients, then ranked by fwdbwd_wgrad_graph_ms (CUDA-graph replay beside the
-#     published form). Limit 330 s (BV's --grid default, one variant and three shapes: 76 s; ten variants compile
+#     instructions vs 378 for sm_90 offline; two products per step instead of three) and cuBLAS over chunks of
+#     tokens (NIRVANA_TRIGGER_WLG_IMPL=torch, the comparison); launches and bf16 operands. Every variant is
+#     checked against float64 with and without weight gradients, then ranked by fwdbwd_wgrad_graph_ms (CUDA-graph
+#     replay beside the published form). Limit 330 s (BV's --grid default, one variant and three shapes: 76 s; twelve variants compile
 #     side by side on 16 cores). Make the winner default if it passes and is faster.
 set -u
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD

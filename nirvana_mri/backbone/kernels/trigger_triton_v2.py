@@ -493,12 +493,34 @@ def wl_grad_launch() -> tuple[int, int, int]:
 
 def wl_grad_impl() -> str:
     """Which kernel computes weight_linear's gradient (``NIRVANA_TRIGGER_WLG_IMPL``, read at call time): ``v1``
-    (default: ``trigger_triton._wl_grad``, y and z gathered per output column) or ``v2`` (opt-in until timed:
-    ``_wl_grad_v2``, y [BK, BO] and z [BK, L] loaded once per step, the outer product in registers)."""
+    (default: ``trigger_triton._wl_grad``, y and z gathered per output column), ``v2`` (opt-in until timed:
+    ``_wl_grad_v2``, y [BK, BO] and z [BK, L] loaded once per step, the outer product in registers) or
+    ``torch`` (opt-in until timed: ``_wl_gradient_torch``, cuBLAS products over chunks of tokens, the comparison
+    a hand-written kernel has to beat)."""
     impl = os.environ.get("NIRVANA_TRIGGER_WLG_IMPL") or "v1"
-    if impl not in ("v1", "v2"):
-        raise ValueError(f"NIRVANA_TRIGGER_WLG_IMPL must be v1 or v2, got {impl!r}")
+    if impl not in ("v1", "v2", "torch"):
+        raise ValueError(f"NIRVANA_TRIGGER_WLG_IMPL must be v1, v2 or torch, got {impl!r}")
     return impl
+
+
+def _wl_gradient_torch(terms, N: int, C: int, L: int, prec: str, ops16: int, launch_cfg: tuple[int, int, int],
+                       chunk: int = 2048):
+    """weight_linear's gradient [C, C, L] with cuBLAS: per chunk of ``chunk`` tokens, the y (x) z products
+    [chunk, C * L] (summed over terms that share x) times x^T, accumulated in float32. Memory: one [chunk, C * L]
+    product at a time (8 MiB at C 64, L 32 in bf16), never [N, C, C] or [N, C * L]. ``ops16``: bf16 products,
+    each chunk's result rounded to bf16 before the float32 sum (cuBLAS returns the operands' type); else
+    float32 (TF32 only where torch allows it). ``prec`` and ``launch_cfg`` are the Triton kernels' (unused)."""
+    groups: dict[int, tuple[torch.Tensor, list]] = {}
+    for x, y, z in terms:  # terms with the same x share one product with it
+        groups.setdefault(id(x), (x, []))[1].append((y, z))
+    dtype = torch.bfloat16 if ops16 else torch.float32
+    out = torch.zeros(C, C * L, device=terms[0][0].device, dtype=torch.float32)
+    for start in range(0, N, chunk):
+        rows = slice(start, min(start + chunk, N))
+        for x, pairs in groups.values():
+            yz = sum(y[rows, :, None].float() * z[rows, None, :].float() for y, z in pairs)
+            out += (x[rows].to(dtype).t() @ yz.reshape(-1, C * L).to(dtype)).float()
+    return out.reshape(C, C, L)
 
 
 def _wl_gradient_v2(terms, N: int, C: int, L: int, prec: str, ops16: int, launch_cfg: tuple[int, int, int]):
@@ -639,7 +661,7 @@ class TriggerStepV2(torch.autograd.Function):
             terms = [(q2, vec_c[1], outs[0])]
             if learn:
                 terms += [(k2, vec_c[4], ps[0]), (k2, vec_c[7], dgw)]
-            wl_grad = _wl_gradient_v2 if wl_grad_impl() == "v2" else _wl_gradient
+            wl_grad = {"v1": _wl_gradient, "v2": _wl_gradient_v2, "torch": _wl_gradient_torch}[wl_grad_impl()]
             dwl = wl_grad(terms, N, C, L, prec, wl_grad_operands(q2.dtype), wl_grad_launch()).to(wl_dtype)
         if any(need[4:7]):
             dsmall = _small_weight_grads(vec_c, vec_l)
