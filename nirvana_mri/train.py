@@ -218,8 +218,12 @@ class Trainer:
         torch.manual_seed(config.seed + self.rank)
         self.model, self.method, self.model_args = build_model(config)
         self.model.to(self.device).train()
-        if wants_training_graphs(config.cuda_graphs, self.device, self.model, self.world):
+        self.cuda_graphs = wants_training_graphs(config.cuda_graphs, self.device, self.model, self.world)
+        if self.cuda_graphs:
             enable_training_graphs(self.model, self.device)
+            if self.rank == 0:
+                print("CUDA graphs on: the frozen backbone's training calls replay from graphs "
+                      "(--no-cuda-graphs runs them eagerly)", flush=True)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         if not self.trainable:
             raise ValueError("the model has no trainable parameters")
@@ -366,7 +370,7 @@ class Trainer:
         summary = {"method": self.method, "steps": self.step, "best_val_ssim": self.best_ssim, "last_val": val_scores,
                    "world_size": self.world, "batch_size_per_rank": config.batch_size,
                    "train_slices_per_second": slices_seen / max(train_time, 1e-9),
-                   "wall_seconds": time.time() - started, "device": str(self.device),
+                   "wall_seconds": time.time() - started, "device": str(self.device), "cuda_graphs": self.cuda_graphs,
                    "parameters": {"total": sum(p.numel() for p in self.model.parameters()),
                                   "trainable": sum(p.numel() for p in self.trainable)}}
         if self.rank == 0:
