@@ -152,3 +152,34 @@ def write_json(path: str | Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")  # atomic: a kill mid-write never leaves half a file
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
     os.replace(tmp, path)
+
+
+def profiled_kernels(prof, steps: int) -> list[dict]:
+    """Device time per kernel name of a ``torch.profiler`` run of ``steps`` steps: ms and launches per step,
+    largest first. Only the device's own events (kernels, memsets, copies) count: the profiler also gives
+    CPU-side ops a device time, their kernels' once more."""
+    from torch.autograd import DeviceType
+
+    totals: dict[str, list[float]] = {}
+    for event in prof.events():
+        if event.device_type == DeviceType.CUDA:
+            entry = totals.setdefault(event.name[:120], [0.0, 0])
+            entry[0] += event.time_range.elapsed_us()
+            entry[1] += 1
+    rows = [{"name": name, "ms_per_step": us / 1e3 / steps, "launches_per_step": n / steps}
+            for name, (us, n) in totals.items()]
+    if not rows:  # a profiler build without device events of its own: ops with self device time (run BW's way)
+        for e in prof.key_averages():
+            device_us = getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+            if device_us > 0:
+                rows.append({"name": e.key[:120], "ms_per_step": device_us / 1e3 / steps,
+                             "launches_per_step": e.count / steps})
+    return sorted(rows, key=lambda r: -r["ms_per_step"])
+
+
+def profiled_host_ops(prof, steps: int) -> list[dict]:
+    """Self CPU time per op of a ``torch.profiler`` run of ``steps`` steps: ms and calls per step, largest first."""
+    rows = [{"name": e.key[:120], "ms_per_step": e.self_cpu_time_total / 1e3 / steps, "calls_per_step": e.count / steps}
+            for e in prof.key_averages()]
+    return sorted(rows, key=lambda r: -r["ms_per_step"])
+

@@ -17,35 +17,13 @@ import time
 from pathlib import Path
 
 import torch
-from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import gdr_inputs, write_json  # noqa: E402
+from _common import gdr_inputs, profiled_host_ops, profiled_kernels, write_json  # noqa: E402
 
 from nirvana_mri.backbone.kernels.gated_delta_rule_triton import chunk_gated_delta_rule_triton  # noqa: E402
-
-
-def device_kernels(prof, steps: int) -> list[dict]:
-    """Per kernel name: device ms per step and launches per step, largest first. Only the device's own events
-    (kernels, memsets, copies) count: the profiler also gives CPU-side ops a device time, their kernels' again."""
-    totals: dict[str, list[float]] = {}
-    for event in prof.events():
-        if event.device_type == DeviceType.CUDA:
-            entry = totals.setdefault(event.name[:120], [0.0, 0])
-            entry[0] += event.time_range.elapsed_us()
-            entry[1] += 1
-    rows = [{"name": name, "ms_per_step": us / 1e3 / steps, "launches_per_step": n / steps}
-            for name, (us, n) in totals.items()]
-    return sorted(rows, key=lambda r: -r["ms_per_step"])
-
-
-def host_ops(prof, steps: int) -> list[dict]:
-    """Per CPU-side op: self ms per step and calls per step, largest first (what the host spends its time on)."""
-    rows = [{"name": e.key[:120], "ms_per_step": e.self_cpu_time_total / 1e3 / steps, "calls_per_step": e.count / steps}
-            for e in prof.key_averages()]
-    return sorted(rows, key=lambda r: -r["ms_per_step"])
 
 
 def main() -> int:
@@ -83,13 +61,13 @@ def main() -> int:
             step()
         sync()
         wall_ms = (time.perf_counter() - start) * 1e3 / args.steps
-    kernels = device_kernels(prof, args.steps)
+    kernels = profiled_kernels(prof, args.steps)
     busy = sum(r["ms_per_step"] for r in kernels)  # kernels of one stream do not overlap
     result = {"shape": [B, T, H, D], "device": torch.cuda.get_device_name() if on_gpu else "cpu",
               "torch": torch.__version__, "steps": args.steps, "wall_ms_per_step": wall_ms,
               "device_busy_ms_per_step": busy if on_gpu else None,
               "device_idle_share": max(0.0, 1 - busy / wall_ms) if on_gpu else None,
-              "kernels": kernels[:30], "host_ops": host_ops(prof, args.steps)[:30]}  # fmt: skip
+              "kernels": kernels[:30], "host_ops": profiled_host_ops(prof, args.steps)[:30]}  # fmt: skip
     print(f"wall {wall_ms:.3f} ms / step; device busy {busy:.3f} ms", flush=True)
     for r in kernels[:15]:
         print(f"  {r['ms_per_step']:8.4f}  {r['launches_per_step']:4.1f}  {r['name']}", flush=True)

@@ -20,7 +20,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import trigger_inputs, write_json  # noqa: E402
+from _common import profiled_host_ops, profiled_kernels, trigger_inputs, write_json  # noqa: E402
 
 from nirvana_mri.backbone.kernels.trigger_triton import trigger_step_triton  # noqa: E402
 
@@ -31,7 +31,7 @@ def step(xs, weights, state, leaves, upstream) -> None:
 
 
 def kernel_times(shape: list[int], wgrad: bool, device: torch.device, repeats: int) -> list[dict]:
-    """Per kernel name: total device ms over ``repeats`` steps / repeats, and calls per step; largest first."""
+    """Per kernel name: device ms and launches per step (``profiled_kernels``), largest first."""
     B, T, C, L = shape
     xs, weights, state = trigger_inputs(B, T, C, L, torch.bfloat16, device, seed=5, weights_grad=wgrad)
     leaves = [*xs, *state, *(weights if wgrad else [])]
@@ -45,16 +45,9 @@ def kernel_times(shape: list[int], wgrad: bool, device: torch.device, repeats: i
             step(xs, weights, state, leaves, upstream)
         if device.type == "cuda":
             torch.cuda.synchronize()
-    rows = []
-    for event in prof.key_averages():
-        device_us = getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0)
-        if device.type == "cuda" and device_us <= 0:
-            continue  # host-side ops: their kernels are listed under the kernels' own names
-        time_us = device_us if device.type == "cuda" else event.self_cpu_time_total
-        rows.append({"name": event.key[:120], "ms_per_step": time_us / 1e3 / repeats,
-                     "calls_per_step": event.count / repeats})  # fmt: skip
-    rows.sort(key=lambda r: -r["ms_per_step"])
-    return rows[:25]
+    if device.type == "cuda":
+        return profiled_kernels(prof, repeats)[:25]
+    return profiled_host_ops(prof, repeats)[:25]  # on the CPU (interpreter dry runs): where the host goes
 
 
 def main() -> int:
@@ -79,7 +72,8 @@ def main() -> int:
         result["with_weight_grads" if wgrad else "frozen_weights"] = rows
         print(f"== {'with' if wgrad else 'without'} weight gradients (ms per step, calls per step)", flush=True)
         for r in rows[:12]:
-            print(f"  {r['ms_per_step']:8.4f}  {r['calls_per_step']:4.1f}  {r['name']}", flush=True)
+            count = r.get("launches_per_step", r.get("calls_per_step"))
+            print(f"  {r['ms_per_step']:8.4f}  {count:4.1f}  {r['name']}", flush=True)
     write_json(args.out, result)
     return 0
 
