@@ -82,10 +82,14 @@ def main() -> int:
                         help="capture on the warm-ups' stream (kernels.CAPTURE_ON_WARMUP_STREAM) instead of "
                              "torch.cuda.graph's own: does the gradient's last step leave the graph on the stream "
                              "the leaf's autograd node remembers?")
+    parser.add_argument("--fresh-leaf", action="store_true",
+                        help="warm up on another leaf than the captured static input (kernels.CAPTURE_FRESH_LEAF), "
+                             "so the static input's autograd node is made during the capture")
     parser.add_argument("--error-mode", choices=("global", "thread_local", "relaxed"), default="global",
                         help="torch.cuda.graph's capture_error_mode for every capture (global: its default)")
     args = parser.parse_args()
     kernels.CAPTURE_ON_WARMUP_STREAM = args.same_stream
+    kernels.CAPTURE_FRESH_LEAF = args.fresh_leaf
     if args.error_mode != "global":  # every capture in this process, kernels.py's _capture included
         torch.cuda.graph = functools.partial(torch.cuda.graph, capture_error_mode=args.error_mode)
     parts = args.backbone.split(":")
@@ -111,7 +115,7 @@ def main() -> int:
     capture = capture_forward_backward if args.capture == "grad" else capture_with_backward
     graph, static_x, (static_out, static_grad) = capture(model, x, dy)
     result.update(capture=args.capture, prime=args.prime, error_mode=args.error_mode, eager_after=args.eager_after,
-                  same_stream=args.same_stream)
+                  same_stream=args.same_stream, fresh_leaf=args.fresh_leaf)
     zero = torch.zeros_like(static_grad)
     replays = []
     for key in ("x1", "x2", "x2", "x1"):

@@ -589,9 +589,10 @@ def torch_layers(model):
 
 
 CAPTURE_ON_WARMUP_STREAM = False  # graph_grad_order_probe.py --same-stream: capture on the warm-ups' stream
+CAPTURE_FRESH_LEAF = False  # graph_grad_order_probe.py --fresh-leaf: warm up on another leaf than the captured one
 
 
-def _capture(step, warmup: int, grad: bool):
+def _capture(step, warmup: int, grad: bool, before_capture=None):
     """``(graph, outputs)``: ``step()`` run ``warmup`` times eagerly on a side stream, then captured once.
 
     As the PyTorch docs describe: the eager warm-ups first (Triton compiles and loads every kernel,
@@ -601,7 +602,7 @@ def _capture(step, warmup: int, grad: bool):
     ``CAPTURE_ON_WARMUP_STREAM`` the capture runs on the warm-ups' stream instead of ``torch.cuda.graph``'s own:
     a leaf's autograd node keeps the stream of its first backward (the warm-ups'), and a stream that is not
     the capture's would take the gradient's last step out of the graph (a hypothesis for the zero replayed
-    gradients of runs BH-BP)."""
+    gradients of runs BH-BP). ``before_capture()``, if given, runs between the warm-ups and the capture."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.set_grad_enabled(grad):
@@ -610,6 +611,8 @@ def _capture(step, warmup: int, grad: bool):
                 step()
         torch.cuda.current_stream().wait_stream(stream)
         torch.cuda.synchronize()
+        if before_capture is not None:
+            before_capture()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, stream=stream if CAPTURE_ON_WARMUP_STREAM else None):
             outputs = step()
@@ -641,13 +644,16 @@ def capture_forward_backward(model, x: torch.Tensor, dy: torch.Tensor, warmup: i
     after ``static_x.copy_(new)`` under ``torch.no_grad()`` (``static_x`` is a leaf that requires grad)."""
     static_x = x.detach().clone().requires_grad_(True)
     static_dy = dy.detach().clone()
+    # CAPTURE_FRESH_LEAF: the warm-ups differentiate another leaf, so static_x's autograd node is made in the
+    # capture, on the capture's stream (the other zero-gradient hypothesis of call BY)
+    leaf = {"x": x.detach().clone().requires_grad_(True) if CAPTURE_FRESH_LEAF else static_x}
 
     def step():
-        out = model(inputs_embeds=static_x).last_hidden_state
-        (grad,) = torch.autograd.grad(out, static_x, static_dy)
+        out = model(inputs_embeds=leaf["x"]).last_hidden_state
+        (grad,) = torch.autograd.grad(out, leaf["x"], static_dy)
         return out.detach(), grad
 
-    graph, outputs = _capture(step, warmup, grad=True)
+    graph, outputs = _capture(step, warmup, grad=True, before_capture=lambda: leaf.update(x=static_x))
     return graph, static_x, outputs
 
 

@@ -3,8 +3,11 @@
 # Hypothesis for the zero replayed input gradients of the manual training-step capture (graph_grad_order_probe.py,
 # runs BH-BP; kernels.py's 1.3B ours-cudagraph-train row, whose second check input gets rel. err 1.0): the leaf's
 # autograd node keeps the stream of its first backward, the warm-ups' side stream, while torch.cuda.graph captures
-# on its own stream, so the gradient's last step runs outside the graph. Test: capture on the warm-ups' stream.
-# (1) the probe at 1024x12 B2 T1600 as in BP (expect zeros), then with --same-stream; limits 70 s each (BP: 30 s);
+# on its own stream, so the gradient's last step runs outside the graph (pytorch/pytorch issue 137483 shows a
+# leaf's AccumulateGrad staying on the warm-up stream). Tests: capture on the warm-ups' stream; or warm up on
+# another leaf, so the static input's node is made in the capture.
+# (1) the probe at 1024x12 B2 T1600 as in BP (expect zeros), then with --same-stream, then with --fresh-leaf;
+#     limits 70 s each (BP: 30 s);
 # (2) kernels.py's 1.3B graph rows with --capture-on-warmup-stream; limit 120 s (BT's three backbones: 42 s);
 # (3) gdr_profile.py at B8 T1600 H16 D64: is the delta rule's eager forward+backward (1.38 ms in BS, its launches
 #     0.86 ms) waiting on the host? Wall time vs device busy time per step, kernels and host ops; limit 90 s
@@ -12,7 +15,7 @@
 set -u
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 T0=$(date +%s); stamp() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
-for flag in "" --same-stream; do
+for flag in "" --same-stream --fresh-leaf; do
   timeout 70 python3 benchmarks/graph_grad_order_probe.py --backbone 1024x12:2:1600 $flag \
     --out "$OUT/probe${flag:-_default}.json" 2>&1 | grep -E '^\{' | cut -c1-200
   stamp "probe ${flag:-default} ${PIPESTATUS[0]}"

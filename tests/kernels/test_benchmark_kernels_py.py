@@ -292,6 +292,39 @@ def test_capture_forward_backward_computes_the_ours_fwdbwd(monkeypatch, kernels_
     assert torch.equal(static_grad, x.grad)
 
 
+@pytest.mark.parametrize("fresh", [False, True])
+def test_capture_fresh_leaf_switch(monkeypatch, kernels_py, fresh):
+    """CAPTURE_FRESH_LEAF: the warm-ups differentiate another leaf and the capture the static input (call BY's
+    second hypothesis); by default both use the static input. The captured step's results are the eager ones."""
+    import contextlib
+    import types
+
+    waits = types.SimpleNamespace(wait_stream=lambda *a: None)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda *a, **k: waits)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a, **k: waits)
+    monkeypatch.setattr(torch.cuda, "stream", lambda *a, **k: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda *a, **k: "graph")
+    monkeypatch.setattr(torch.cuda, "graph", lambda *a, **k: contextlib.nullcontext())
+    monkeypatch.setattr(kernels_py, "CAPTURE_FRESH_LEAF", fresh)
+    model, x = _tiny(layers=1)
+    seen = []
+
+    class Recording(torch.nn.Module):
+        def forward(self, inputs_embeds):
+            seen.append(inputs_embeds)
+            return model(inputs_embeds=inputs_embeds)
+
+    dy = torch.randn_like(x) * 1e-2
+    _, static_x, (static_out, static_grad) = kernels_py.capture_forward_backward(Recording(), x, dy, warmup=1)
+    warm, captured = seen
+    assert captured is static_x and (warm is not static_x) == fresh
+    leaf = x.detach().clone().requires_grad_(True)
+    out = model(inputs_embeds=leaf).last_hidden_state
+    out.backward(dy)
+    assert torch.equal(static_out, out.detach()) and torch.equal(static_grad, leaf.grad)
+
+
 @pytest.mark.parametrize("same", [False, True])
 def test_capture_stream_switch(monkeypatch, kernels_py, same):
     """``_capture`` hands ``torch.cuda.graph`` its warm-ups' stream only with CAPTURE_ON_WARMUP_STREAM (the
