@@ -1,7 +1,7 @@
 """Compile the Trigger's weight_linear gradient kernels (v1's ``_wl_grad``, ``_wl_grad_v2``) for sm_90 without a
-GPU, for each launch and operand type that ``trigger_tune.py --grid wlg`` times: registers, spill bytes and SASS
-instructions from Triton's bundled ptxas / nvdisasm. The arguments are typed as the v2 backward passes them with
-bf16 inputs: x (q or k) bf16, the factors y and z float32.
+GPU, for each launch and operand type that ``trigger_tune.py --grid wlg`` times: registers, spill bytes, SASS
+instructions, async copies and tensor-core products, from Triton's bundled ptxas / nvdisasm. The arguments are
+typed as the v2 backward passes them with bf16 inputs: x (q or k) bf16, the factors y and z float32.
 
     env -u TRITON_INTERPRET python benchmarks/trigger_wlg_compile.py [--out results/kernels/offline_compile_wl_grad.txt]
 """
@@ -49,6 +49,12 @@ def compile_wl_grad(impl: str, ops16: int, bn: int, bk: int, warps: int, C: int 
                           options={"num_warps": warps, "num_stages": 3})
 
 
+def opcode_count(sass: list[str], opcode: str) -> int:
+    """Static count of SASS instructions with this opcode (predicated ones included)."""
+    ops = [(line.split()[1] if line.startswith("@") else line.split()[0]).split(".")[0] for line in sass if line]
+    return ops.count(opcode)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=None, help="also write the report here")
@@ -63,10 +69,11 @@ def main() -> int:
             kernel = compile_wl_grad(impl, ops16, bn, bk, warps)
             tag = f"wlg_{impl}_{ops16}_{bn}_{bk}_{warps}"
             usage = ptxas_usage(kernel, Path(tmp), tag, 90)
-            count = len(sass_lines(kernel, Path(tmp), tag))
+            sass = sass_lines(kernel, Path(tmp), tag)
             name = "_wl_grad_v2" if impl == "v2" else "_wl_grad"
             lines.append(f"{name} operands {'bf16' if ops16 else 'fp32 (TF32)'} BN {bn} BK {bk} warps {warps}: "
-                         f"{usage}, {count} instructions")
+                         f"{usage}, {len(sass)} instructions, {opcode_count(sass, 'LDGSTS')} async copies "
+                         f"(LDGSTS), {opcode_count(sass, 'HGMMA')} tensor-core products (HGMMA)")
             print(lines[-1], flush=True)
     if args.out:
         args.out.write_text("\n".join(lines) + "\n")
