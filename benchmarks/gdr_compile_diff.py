@@ -33,8 +33,8 @@ KERNELS = ["_fwd_prep", "_fwd_inv", "_fwd_inv_block", "_fwd_wy", "_fwd_state", "
 BF16_POINTERS = {"q", "k", "v", "do", "w", "h", "vn", "dhs", "dhs_out", "dqn", "o"}
 
 
-def load_revision(rev: str, tmp: Path):
-    """The kernel module as of ``rev``, imported from a temporary package (with its sibling modules)."""
+def load_revision(rev: str, tmp: Path, module: str = "gated_delta_rule_triton"):
+    """The kernel module ``module`` as of ``rev``, imported from a temporary package (with its sibling modules)."""
     pkg = tmp / f"gdr_{re.sub(r'[^0-9A-Za-z]', '_', rev)}"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
@@ -47,7 +47,7 @@ def load_revision(rev: str, tmp: Path):
                                   capture_output=True, text=True).stdout
             (pkg / name).write_text(text)
     sys.path.insert(0, str(tmp))
-    return importlib.import_module(f"{pkg.name}.gated_delta_rule_triton")
+    return importlib.import_module(f"{pkg.name}.{module}")
 
 
 def load_worktree():

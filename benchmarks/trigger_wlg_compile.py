@@ -4,12 +4,14 @@ instructions, async copies and tensor-core products, from Triton's bundled ptxas
 typed as the v2 backward passes them with bf16 inputs: x (q or k) bf16, the factors y and z float32.
 
     env -u TRITON_INTERPRET python benchmarks/trigger_wlg_compile.py [--out results/kernels/offline_compile_wl_grad.txt]
+        [--rev REV]   (also: v1's default _wl_grad as of REV against the working tree's, PTX and SASS)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -24,7 +26,9 @@ VARIANTS = [("v1", 0, 128, 32, 4), ("v1", 1, 128, 32, 4), ("v1", 1, 128, 64, 8),
             ("v2", 1, 128, 128, 8), ("v2", 1, 64, 64, 4)]
 
 
-def compile_wl_grad(impl: str, ops16: int, bn: int, bk: int, warps: int, C: int = 64, L: int = 32):
+def compile_wl_grad(impl: str, ops16: int, bn: int, bk: int, warps: int, C: int = 64, L: int = 32, kernel=None):
+    """``kernel`` (default: the working tree's ``_wl_grad`` / ``_wl_grad_v2`` for ``impl``) compiled for sm_90;
+    an ``OPS16`` constexpr only where the kernel has one (revisions before it had none)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -33,8 +37,10 @@ def compile_wl_grad(impl: str, ops16: int, bn: int, bk: int, warps: int, C: int 
     from nirvana_mri.backbone.kernels.trigger_triton_v2 import _wl_grad_v2
 
     BC, BL = max(16, triton.next_power_of_2(C)), max(16, triton.next_power_of_2(L))
-    kernel = _wl_grad_v2 if impl == "v2" else _wl_grad
-    consts = {"C": C, "L": L, "BC": BC, "BK": bk, "TERMS": 3, "PREC": "tf32", "OPS16": ops16}
+    kernel = kernel or (_wl_grad_v2 if impl == "v2" else _wl_grad)
+    consts = {"C": C, "L": L, "BC": BC, "BK": bk, "TERMS": 3, "PREC": "tf32"}
+    if "OPS16" in kernel.arg_names:
+        consts["OPS16"] = ops16
     consts.update({"BL": BL, "BO": max(1, bn // BL), "SHARED_X23": True} if impl == "v2" else {"BN": bn})
     sig, cst, attrs = {}, {}, {}
     for i, (arg, param) in enumerate(zip(kernel.arg_names, kernel.params, strict=True)):
@@ -55,14 +61,38 @@ def opcode_count(sass: list[str], opcode: str) -> int:
     return ops.count(opcode)
 
 
+def compare_v1_default(rev: str, tmp: Path) -> str:
+    """v1's default ``_wl_grad`` (float32 operands, 128,32,4) as of ``rev`` against the working tree's: PTX
+    without its debug labels, and SASS as is or, failing that, with register names dropped."""
+    from gdr_compile_diff import load_revision, ptx_lines, sass_lines
+
+    from nirvana_mri.backbone.kernels.trigger_triton import _wl_grad
+
+    old_fn = load_revision(rev, tmp, "trigger_triton")._wl_grad
+    old, new = compile_wl_grad("v1", 0, 128, 32, 4, kernel=old_fn), compile_wl_grad("v1", 0, 128, 32, 4)
+    old_ptx, new_ptx = ([line for line in ptx_lines(k, fn) if not line.startswith("$L__tmp")]
+                        for k, fn in ((old, old_fn), (new, _wl_grad)))
+    old_sass, new_sass = sass_lines(old, tmp, "rev"), sass_lines(new, tmp, "tree")
+
+    def unnamed(sass: list[str]) -> list[str]:
+        return [re.sub(r"\bU?R\d+\b", "R", line) for line in sass]
+
+    sass = ("same" if old_sass == new_sass else "the same instructions with other register names"
+            if unnamed(old_sass) == unnamed(new_sass) else "DIFFERENT")
+    return (f"# v1's default _wl_grad (float32 operands, 128,32,4) as of {rev} vs the working tree: PTX "
+            f"{'same' if old_ptx == new_ptx else 'DIFFERENT'} (debug labels dropped), SASS {sass}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=None, help="also write the report here")
+    parser.add_argument("--rev", default=None, help="also compare v1's default _wl_grad with this git revision's")
     args = parser.parse_args()
     import triton
     from gdr_compile_diff import ptxas_usage, sass_lines
 
-    lines = [f"# env -u TRITON_INTERPRET python benchmarks/trigger_wlg_compile.py (Triton {triton.__version__}, "
+    rev = f" --rev {args.rev}" if args.rev else ""
+    lines = [f"# env -u TRITON_INTERPRET python benchmarks/trigger_wlg_compile.py{rev} (Triton {triton.__version__}, "
              "sm_90, C 64, L 32, three terms, bf16 x, float32 y and z)"]
     with tempfile.TemporaryDirectory() as tmp:
         for impl, ops16, bn, bk, warps in VARIANTS:
@@ -74,6 +104,9 @@ def main() -> int:
             lines.append(f"{name} operands {'bf16' if ops16 else 'fp32 (TF32)'} BN {bn} BK {bk} warps {warps}: "
                          f"{usage}, {len(sass)} instructions, {opcode_count(sass, 'LDGSTS')} async copies "
                          f"(LDGSTS), {opcode_count(sass, 'HGMMA')} tensor-core products (HGMMA)")
+            print(lines[-1], flush=True)
+        if args.rev:
+            lines.append(compare_v1_default(args.rev, Path(tmp)))
             print(lines[-1], flush=True)
     if args.out:
         args.out.write_text("\n".join(lines) + "\n")
