@@ -36,6 +36,8 @@ BF16_POINTERS = {"q", "k", "v", "do", "w", "h", "vn", "dhs", "dhs_out", "dqn", "
 def load_revision(rev: str, tmp: Path, module: str = "gated_delta_rule_triton"):
     """The kernel module ``module`` as of ``rev``, imported from a temporary package (with its sibling modules)."""
     pkg = tmp / f"gdr_{re.sub(r'[^0-9A-Za-z]', '_', rev)}"
+    if pkg.exists():  # written by an earlier call: import another module of it
+        return importlib.import_module(f"{pkg.name}.{module}")
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     folder = os.path.dirname(MODULE)

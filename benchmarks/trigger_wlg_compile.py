@@ -4,7 +4,8 @@ instructions, async copies and tensor-core products, from Triton's bundled ptxas
 typed as the v2 backward passes them with bf16 inputs: x (q or k) bf16, the factors y and z float32.
 
     env -u TRITON_INTERPRET python benchmarks/trigger_wlg_compile.py [--out results/kernels/offline_compile_wl_grad.txt]
-        [--rev REV]   (also: v1's default _wl_grad as of REV against the working tree's, PTX and SASS)
+        [--rev REV]   (also: v1's default _wl_grad and v2's forward / backward as of REV against the working
+                       tree's, PTX and SASS)
 """
 
 from __future__ import annotations
@@ -61,6 +62,45 @@ def opcode_count(sass: list[str], opcode: str) -> int:
     return ops.count(opcode)
 
 
+def compile_trigger_v2(kernel, ops16: int):
+    """v2's forward or backward (with weight gradients) for sm_90 at the MRI backbone's Trigger size and the
+    default launches (64 tokens, 4 warps, K 128), bf16 inputs and weights."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    consts = dict(C=64, L=32, BT=64, BC=64, BL=32, BUZ=4, BUR=2, BUD=2, LEARN=True, WGRAD=True, PREC="tf32",
+                  OPS16=ops16)
+    sig, cst, attrs = {}, {}, {}
+    for i, (arg, param) in enumerate(zip(kernel.arg_names, kernel.params, strict=True)):
+        if param.is_constexpr:
+            sig[arg], cst[arg] = "constexpr", consts[arg]
+        elif arg in ("N", "lr", "lr_ln"):
+            sig[arg] = "i32" if arg == "N" else "fp32"
+        else:
+            sig[arg] = "*bf16" if arg in ("q", "k", "v", "wz", "wr", "wd", "wln", "bl", "bln") else "*fp32"
+            attrs[(i,)] = [["tt.divisibility", 16]]
+    return triton.compile(ASTSource(kernel, sig, cst, attrs), target=GPUTarget("cuda", 90, 64),
+                          options={"num_warps": 4, "num_stages": 3})
+
+
+def compare_v2_kernels(rev: str, tmp: Path) -> list[str]:
+    """v2's forward and backward as of ``rev`` against the working tree's, SASS, both operand modes."""
+    from gdr_compile_diff import load_revision, sass_lines
+
+    from nirvana_mri.backbone.kernels import trigger_triton_v2
+
+    old_mod = load_revision(rev, tmp, "trigger_triton_v2")
+    out = []
+    for name in ("_trigger_fwd_v2", "_trigger_bwd_v2"):
+        for ops16 in (0, 1):
+            old = sass_lines(compile_trigger_v2(getattr(old_mod, name), ops16), tmp, f"o{name}{ops16}")
+            new = sass_lines(compile_trigger_v2(getattr(trigger_triton_v2, name), ops16), tmp, f"n{name}{ops16}")
+            out.append(f"# {name} OPS16={ops16} as of {rev} vs the working tree: SASS "
+                       f"{'same' if old == new else 'DIFFERENT'} ({len(new)} instructions)")
+    return out
+
+
 def compare_v1_default(rev: str, tmp: Path) -> str:
     """v1's default ``_wl_grad`` (float32 operands, 128,32,4) as of ``rev`` against the working tree's: PTX
     without its debug labels, and SASS as is or, failing that, with register names dropped."""
@@ -86,7 +126,8 @@ def compare_v1_default(rev: str, tmp: Path) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=None, help="also write the report here")
-    parser.add_argument("--rev", default=None, help="also compare v1's default _wl_grad with this git revision's")
+    parser.add_argument("--rev", default=None,
+                        help="also compare v1's default _wl_grad and v2's kernels with this git revision's")
     args = parser.parse_args()
     import triton
     from gdr_compile_diff import ptxas_usage, sass_lines
@@ -106,8 +147,9 @@ def main() -> int:
                          f"(LDGSTS), {opcode_count(sass, 'HGMMA')} tensor-core products (HGMMA)")
             print(lines[-1], flush=True)
         if args.rev:
-            lines.append(compare_v1_default(args.rev, Path(tmp)))
-            print(lines[-1], flush=True)
+            for line in [compare_v1_default(args.rev, Path(tmp)), *compare_v2_kernels(args.rev, Path(tmp))]:
+                lines.append(line)
+                print(line, flush=True)
     if args.out:
         args.out.write_text("\n".join(lines) + "\n")
     return 0
