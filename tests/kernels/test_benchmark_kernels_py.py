@@ -4,10 +4,12 @@ replay checks with stand-in graphs), and benchmarks/launch_bound_probe.py's ``--
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -267,20 +269,25 @@ def test_cudagraph_train_row_reports_a_raising_capture(monkeypatch, kernels_py):
     assert row["fwdbwd_ms"] is None
 
 
+def _stub_cuda_capture(monkeypatch, graph=None):
+    """CUDA streams, synchronisation and graph capture stubbed out, so ``kernels._capture`` runs its step eagerly
+    on the CPU: returns the one stand-in stream every ``torch.cuda.Stream()`` / ``current_stream()`` gives;
+    ``graph`` replaces ``torch.cuda.graph`` (default: a context that does nothing)."""
+    stream = types.SimpleNamespace(wait_stream=lambda *a: None)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda *a, **k: stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a, **k: stream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda *a, **k: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda *a, **k: "graph")
+    monkeypatch.setattr(torch.cuda, "graph", graph or (lambda *a, **k: contextlib.nullcontext()))
+    return stream
+
+
 def test_capture_forward_backward_computes_the_ours_fwdbwd(monkeypatch, kernels_py):
     """With the CUDA stream/graph calls stubbed out, the captured step runs eagerly once: its static output
     and gradient are the ours row's ``model(inputs_embeds=x).last_hidden_state.backward(dy)`` (output and
     ``x.grad``), and nothing accumulates into the static input's ``.grad``."""
-    import contextlib
-    import types
-
-    waits = types.SimpleNamespace(wait_stream=lambda *a: None)
-    monkeypatch.setattr(torch.cuda, "Stream", lambda *a, **k: waits)
-    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a, **k: waits)
-    monkeypatch.setattr(torch.cuda, "stream", lambda *a, **k: contextlib.nullcontext())
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
-    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda *a, **k: "graph")
-    monkeypatch.setattr(torch.cuda, "graph", lambda *a, **k: contextlib.nullcontext())
+    _stub_cuda_capture(monkeypatch)
     model, x = _tiny(layers=1)
     x.requires_grad_(True)
     dy = torch.randn_like(x) * 1e-2
@@ -296,16 +303,7 @@ def test_capture_forward_backward_computes_the_ours_fwdbwd(monkeypatch, kernels_
 def test_capture_fresh_leaf_switch(monkeypatch, kernels_py, fresh):
     """CAPTURE_FRESH_LEAF: the warm-ups differentiate another leaf and the capture the static input (call BY's
     second hypothesis); by default both use the static input. The captured step's results are the eager ones."""
-    import contextlib
-    import types
-
-    waits = types.SimpleNamespace(wait_stream=lambda *a: None)
-    monkeypatch.setattr(torch.cuda, "Stream", lambda *a, **k: waits)
-    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a, **k: waits)
-    monkeypatch.setattr(torch.cuda, "stream", lambda *a, **k: contextlib.nullcontext())
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
-    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda *a, **k: "graph")
-    monkeypatch.setattr(torch.cuda, "graph", lambda *a, **k: contextlib.nullcontext())
+    _stub_cuda_capture(monkeypatch)
     monkeypatch.setattr(kernels_py, "CAPTURE_FRESH_LEAF", fresh)
     model, x = _tiny(layers=1)
     seen = []
@@ -329,17 +327,8 @@ def test_capture_fresh_leaf_switch(monkeypatch, kernels_py, fresh):
 def test_capture_stream_switch(monkeypatch, kernels_py, same):
     """``_capture`` hands ``torch.cuda.graph`` its warm-ups' stream only with CAPTURE_ON_WARMUP_STREAM (the
     zero-gradient hypothesis of call BY); by default torch.cuda.graph picks its own."""
-    import contextlib
-    import types
-
-    warm = types.SimpleNamespace(wait_stream=lambda *a: None)
     seen = []
-    monkeypatch.setattr(torch.cuda, "Stream", lambda *a, **k: warm)
-    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a, **k: warm)
-    monkeypatch.setattr(torch.cuda, "stream", lambda *a, **k: contextlib.nullcontext())
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
-    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda *a, **k: "graph")
-    monkeypatch.setattr(torch.cuda, "graph", lambda g, stream=None: seen.append(stream) or contextlib.nullcontext())
+    warm = _stub_cuda_capture(monkeypatch, graph=lambda g, stream=None: seen.append(stream) or contextlib.nullcontext())
     monkeypatch.setattr(kernels_py, "CAPTURE_ON_WARMUP_STREAM", same)
     kernels_py._capture(lambda: None, 1, grad=False)
     assert seen == [warm if same else None]
