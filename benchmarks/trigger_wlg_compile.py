@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -129,6 +130,10 @@ def main() -> int:
     parser.add_argument("--rev", default=None,
                         help="also compare v1's default _wl_grad and v2's kernels with this git revision's")
     args = parser.parse_args()
+    if args.rev and subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{args.rev}^{{commit}}"],
+                                   cwd=Path(__file__).resolve().parents[1], capture_output=True).returncode:
+        print(f"trigger_wlg_compile.py: error: --rev {args.rev!r} is not a commit of this repository", file=sys.stderr)
+        return 2
     import triton
     from gdr_compile_diff import ptxas_usage, sass_lines
 
